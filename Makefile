@@ -1,0 +1,98 @@
+# lakepaper: build the paper's results by running its notebooks in order.
+#
+#   make help                 list the targets
+#   make test                 fast test suite (bootstraps .venv on first use)
+#   make all                  run every notebook stage for $(PROFILE)
+#   make all PROFILE=tiny PARAMS="-p seed 7"
+#
+# Each stage is one notebook, notebooks/<stage>.ipynb, executed by papermill (through
+# `lakepaper run`, which first refuses parameters the notebook does not declare) into
+# build/<profile>/notebooks/<stage>.ipynb (the source is never overwritten). The
+# notebook's last step writes build/<profile>/<stage>/manifest.json; that file is
+# what marks a stage as done, and what the next stage depends on.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PROFILE ?= demo
+PYTHON ?= python3
+PARAMS ?=
+PY = .venv/bin/python
+BUILD = build/$(PROFILE)
+VENV_STAMP = .venv/.installed
+
+# Papermill's progress bar is noise in CI logs; CI systems set CI=true.
+PAPERMILL_OPTS ?= $(if $(CI),--no-progress-bar,)
+
+# The notebooks write through lakepaper.paths, which honours LAKEPAPER_BUILD; point it at the
+# folder this Makefile checks, so the two can never disagree.
+export LAKEPAPER_BUILD := $(CURDIR)/build
+
+# Notebook stages, in order. Adding a stage = appending its name here (and adding its notebook).
+STAGES = 00_world
+
+PKG_SOURCES := $(shell find lakepaper -name '*.py')
+MANIFESTS = $(foreach s,$(STAGES),$(BUILD)/$(s)/manifest.json)
+
+.PHONY: help test test-all lint all world clean distclean lab venv $(STAGES)
+
+help: ## show this list of targets
+	@echo "lakepaper: make [target] [PROFILE=demo|tiny|paper] [PARAMS=\"-p name value ...\"]"
+	@echo
+	@grep -hE '^[a-zA-Z0-9_.-]+:.*## ' $(MAKEFILE_LIST) \
+	  | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
+	@echo "  <stage>      run one stage and the ones before it; stages: $(STAGES)"
+	@echo
+	@echo "PROFILE=$(PROFILE)  outputs in $(BUILD)/"
+
+venv: $(VENV_STAMP) ## create .venv, install lakepaper[gee,lab,dev] and the 'lakepaper' Jupyter kernel
+
+$(VENV_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv .venv
+	$(PY) -m pip install --upgrade pip
+	.venv/bin/pip install -e '.[gee,lab,dev]'
+	$(PY) -m ipykernel install --sys-prefix --name lakepaper --display-name "lakepaper (Python 3)"
+	touch $@
+
+test: $(VENV_STAMP) ## fast test suite (skips tests marked slow)
+	$(PY) -m pytest -m "not slow" -q
+
+test-all: $(VENV_STAMP) ## every test, including the slow ones
+	$(PY) -m pytest -q
+
+lint: $(VENV_STAMP) ## ruff check and ruff format --check
+	$(PY) -m ruff check lakepaper tests
+	$(PY) -m ruff format --check lakepaper tests
+
+all: $(MANIFESTS) ## run every notebook stage for PROFILE
+
+world: $(BUILD)/00_world/manifest.json ## stage 00: the simulated world (alias)
+
+# One rule per stage: $(1) the stage, $(2) the previous stage's manifest (empty for the first).
+# The old manifest is removed first, so a run that ends without writing a new one cannot pass
+# for finished.
+define stage_rule
+$(1): $(BUILD)/$(1)/manifest.json
+
+$(BUILD)/$(1)/manifest.json: notebooks/$(1).ipynb $(2) $(PKG_SOURCES) | $(VENV_STAMP)
+	@mkdir -p $(BUILD)/notebooks
+	@rm -f $$@
+	$(PY) -m lakepaper run $(1) --profile $(PROFILE) $(PAPERMILL_OPTS) $(PARAMS)
+	@test -f $$@ || { echo "make: error: notebook $(1) finished but did not write $$@;" \
+	  "its last step must write the stage manifest (lakepaper.io.write_manifest)." \
+	  "Executed copy: $(BUILD)/notebooks/$(1).ipynb" >&2; exit 1; }
+endef
+
+_prev :=
+$(foreach s,$(STAGES),\
+  $(eval $(call stage_rule,$(s),$(if $(_prev),$(BUILD)/$(_prev)/manifest.json)))\
+  $(eval _prev := $(s)))
+
+lab: $(VENV_STAMP) ## start JupyterLab on notebooks/ (kernel: lakepaper)
+	$(PY) -m jupyter lab notebooks
+
+clean: ## remove build/PROFILE
+	rm -rf $(BUILD)
+
+distclean: clean ## remove build/PROFILE and .venv
+	rm -rf .venv

@@ -1,0 +1,7 @@
+"""``python -m lakepaper`` is the ``lakepaper`` command."""
+
+import sys
+
+from lakepaper.cli import main
+
+sys.exit(main())

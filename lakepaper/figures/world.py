@@ -1,0 +1,148 @@
+"""Figures of the simulated world (stage 00): what a reader checks before trusting the demo."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from lakepaper.io import read_raster
+from lakepaper.world.files import WorldFiles
+
+
+def true_colour(l2a_10m: np.ndarray, *, gain: float = 3.5) -> np.ndarray:
+    """RGB (rows, cols, 3) in 0..1 from an L2A 10 m array (B2 B3 B4 B8, x 10000), brightened."""
+    rgb = np.stack([l2a_10m[2], l2a_10m[1], l2a_10m[0]], axis=-1).astype(np.float32) / 10000.0
+    return np.clip(rgb * gain, 0, 1) ** (1 / 1.3)
+
+
+def ndwi(l2a_10m: np.ndarray) -> np.ndarray:
+    """NDWI = (B3 - B8) / (B3 + B8) of an L2A 10 m array; NaN where no data."""
+    b3, b8 = l2a_10m[1].astype(np.float32), l2a_10m[3].astype(np.float32)
+    out = (b3 - b8) / np.maximum(b3 + b8, 1)
+    return np.where((b3 == 0) & (b8 == 0), np.nan, out)
+
+
+def scene_quicklooks(world: WorldFiles, tile: str, *, n: int = 4) -> Figure:
+    """True colour, NDWI and s2cloudless probability of ``n`` scenes of a tile, with their metadata."""
+    scenes = world.scenes().query("tile == @tile").reset_index(drop=True)
+    pick = np.linspace(0, len(scenes) - 1, min(n, len(scenes))).round().astype(int)
+    fig, axes = plt.subplots(3, len(pick), figsize=(3.2 * len(pick), 9.6), squeeze=False)
+    for j, k in enumerate(pick):
+        s = scenes.iloc[k]
+        l2a, _ = read_raster(world.scene_path(tile, s.system_index, "L2A_10m"))
+        prob, _ = read_raster(world.scene_path(tile, s.system_index, "CLDPRB"))
+        axes[0, j].imshow(true_colour(l2a))
+        axes[0, j].set_title(f"{s.date:%Y-%m-%d}\ncloudy {s.CLOUDY_PIXEL_PERCENTAGE:.0f} %", fontsize=9)
+        axes[1, j].imshow(ndwi(l2a), cmap="RdBu", vmin=-0.8, vmax=0.8)
+        p = np.where(prob[0] == 255, np.nan, prob[0])
+        axes[2, j].imshow(p, cmap="magma", vmin=0, vmax=100)
+    for i, label in enumerate(["true colour", "NDWI", "s2cloudless %"]):
+        axes[i, 0].set_ylabel(label)
+    for ax in axes.ravel():
+        ax.set_xticks([]), ax.set_yticks([])
+    fig.suptitle(f"Tile {tile}: simulated Sentinel-2 acquisitions")
+    fig.tight_layout()
+    return fig
+
+
+def _clearest(world: WorldFiles, tile: str) -> tuple[np.ndarray, str]:
+    scenes = world.scenes().query("tile == @tile")
+    s = scenes.sort_values(["truth_cloud_cover", "truth_snow", "truth_haze"]).iloc[0]
+    l2a, _ = read_raster(world.scene_path(tile, s.system_index, "L2A_10m"))
+    return l2a, f"{s.date:%Y-%m-%d}"
+
+
+def biome_gallery(world: WorldFiles) -> Figure:
+    """Each tile's clearest scene in true colour and NDWI, with the true lakes outlined."""
+    tiles = world.tiles()
+    fig, axes = plt.subplots(len(tiles), 2, figsize=(6.4, 3.2 * len(tiles)), squeeze=False)
+    for i, t in enumerate(tiles.itertuples()):
+        l2a, date = _clearest(world, t.tile)
+        lake, _ = read_raster(world.truth_path(t.tile, "lake_id"))
+        axes[i, 0].imshow(true_colour(l2a))
+        axes[i, 0].contour(lake[0] > 0, levels=[0.5], colors="yellow", linewidths=0.4)
+        axes[i, 1].imshow(ndwi(l2a), cmap="RdBu", vmin=-0.8, vmax=0.8)
+        axes[i, 0].set_ylabel(f"{t.tile} {t.biome} ({t.region_type})\n{t.place}", fontsize=8)
+        axes[i, 0].set_title(f"true colour {date}, true lakes", fontsize=8)
+        axes[i, 1].set_title("NDWI", fontsize=8)
+        for ax in axes[i]:
+            ax.set_xticks([]), ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def size_distribution(world: WorldFiles, fit: dict) -> Figure:
+    """Exceedance N(A > a) of the true lakes on log-log axes against the configured power law."""
+    import geopandas as gpd
+
+    lakes = gpd.read_parquet(world.lakes_path)
+    cfg = world.info()["config"]
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for label, sel, style in [("all lakes", lakes, "k."), ("drawn from the law", lakes[lakes.from_size_law], "b.")]:
+        a = np.sort(sel["area_km2"].to_numpy())[::-1]
+        ax.loglog(a, np.arange(1, a.size + 1), style, ms=2, label=f"{label} (n={a.size})")
+    a_min = fit["a_min"]
+    n_above = fit["n"]
+    grid = np.logspace(np.log10(a_min), np.log10(cfg["max_lake_km2"]), 50)
+    for tau, style, label in [(fit["configured"], "r-", "configured"), (fit["fitted"], "g--", "fitted")]:
+        alpha = tau - 1
+        lo, hi = a_min**-alpha, cfg["max_lake_km2"] ** -alpha
+        ax.loglog(grid, n_above * (grid**-alpha - hi) / (lo - hi), style, label=f"{label} tau = {tau:.3f}")
+    ax.axvline(a_min, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("lake area a (km$^2$)")
+    ax.set_ylabel("number of lakes larger than a")
+    ax.set_title("Simulated lake sizes: p(A) ~ A$^{-\\tau}$")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def cloud_cover(world: WorldFiles, *, max_cloud_pct: float = 60.0) -> Figure:
+    """Per scene: CLOUDY_PIXEL_PERCENTAGE (the metadata the paper filters on) and true cloud cover."""
+    s = world.scenes().sort_values(["tile", "date"]).reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    x = np.arange(len(s))
+    keep = max_cloud_pct > s.CLOUDY_PIXEL_PERCENTAGE
+    ax.bar(x[keep], s.CLOUDY_PIXEL_PERCENTAGE[keep], color="tab:blue", label="CLOUDY_PIXEL_PERCENTAGE (kept)")
+    ax.bar(x[~keep], s.CLOUDY_PIXEL_PERCENTAGE[~keep], color="tab:grey", label="(dropped: >= 60 %)")
+    ax.plot(x, 100 * s.truth_cloud_cover, "r.", ms=4, label="true thick-cloud cover")
+    ax.axhline(max_cloud_pct, color="k", lw=0.8, ls="--")
+    starts = s.groupby("tile").head(1).index
+    ax.set_xticks(starts, s.tile[starts], fontsize=7)
+    ax.set_ylabel("% of tile")
+    ax.set_title(f"Cloud cover per scene ({keep.sum()} of {len(s)} scenes pass the paper's < 60 % filter)")
+    ax.legend(fontsize=7, ncol=3, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def tile_map(world: WorldFiles) -> Figure:
+    """Where the tiles stand on the globe (plain lon/lat: no basemap is downloaded)."""
+    t = world.tiles()
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    ax.set_xlim(-180, 180), ax.set_ylim(-60, 80)
+    ax.grid(True, lw=0.4, alpha=0.6)
+    biomes = sorted(t.biome.unique())
+    colours = dict(zip(biomes, plt.cm.tab10(np.arange(len(biomes))), strict=True))
+    for row in t.itertuples():
+        ax.plot(row.lon, row.lat, "o", color=colours[row.biome], ms=7)
+        ax.annotate(row.tile, (row.lon, row.lat), xytext=(3, 3), textcoords="offset points", fontsize=7)
+    for b in biomes:
+        ax.plot([], [], "o", color=colours[b], label=b)
+    ax.legend(fontsize=7, ncol=4, loc="lower left")
+    ax.set_xlabel("longitude"), ax.set_ylabel("latitude")
+    ax.set_title("Tiles of the simulated world")
+    fig.tight_layout()
+    return fig
+
+
+def false_positives_by_surface(fp: pd.Series) -> Figure:
+    """s2cloudless false-positive rate on clear land, per surface class."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.barh(fp.index, 100 * fp.to_numpy(), color="tab:orange")
+    ax.set_xlabel("% of clear pixels with probability > 50 %")
+    ax.set_title("s2cloudless on clear land, by surface")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,230 @@
+"""Every number of the paper, in one place, with the section it comes from.
+
+The method is fixed here; a *profile* changes only the scale of a run (how
+many tiles, how wide the network, how many epochs), never a threshold or a
+rule. A profile that tries to override a method constant is refused.
+
+Sources:
+    [P]  Hu & Feng, GLAKESplus paper (``shared/seeds/glakesplus_paper.txt``),
+         section given per entry.
+    [A]  The authors' released code (MIT), read for facts, not copied.
+    [EE] Earth Engine's s2cloudless tutorial (cloud-shadow recipe).
+
+Example:
+    >>> from lakepaper import params
+    >>> p = params.resolve("demo")
+    >>> p["area_ratio_threshold"], p["patch_size"] < params.PAPER["patch_size"].value
+    (0.8, True)
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lakepaper.errors import ParameterError
+
+
+@dataclass(frozen=True)
+class Param:
+    """One constant: its value, where it comes from, and whether a profile may scale it."""
+
+    value: Any
+    source: str
+    scale: bool = False  # True: a profile may override it (size of the run, not the method)
+
+
+def _p(value: Any, source: str, *, scale: bool = False) -> Param:
+    return Param(value, source, scale)
+
+
+PAPER: dict[str, Param] = {
+    # --- 2.1 Sentinel-2 and preprocessing -------------------------------------------------
+    "s2_collection": _p("COPERNICUS/S2_SR_HARMONIZED", "[P] 2.1 (L2A); harmonized: corrects the 2022-01-25 baseline offset"),
+    "cloud_collection": _p("COPERNICUS/S2_CLOUD_PROBABILITY", "[P] 2.1 (S2Cloudless product)"),
+    "start_date": _p("2017-03-28", "[P] 2.1, first L2A date in Earth Engine"),
+    "end_date": _p("2022-04-10", "[P] 2.1"),
+    "max_scene_cloud_pct": _p(60.0, "[P] 2.1, scenes with CLOUDY_PIXEL_PERCENTAGE < 60"),
+    "cloud_prob_threshold": _p(50.0, "[P] 2.1, pixels with cloud probability > 50 % masked"),
+    "nir_dark_threshold": _p(0.15, "[EE] dark-NIR threshold (reflectance) for shadow candidates"),
+    "cloud_proj_dist_km": _p(1.0, "[EE] maximum distance a cloud shadow is projected, km"),
+    "cloud_buffer_m": _p(50.0, "[EE] buffer around cloud and shadow masks, m"),
+    "scl_snow_class": _p(11, "[P] 2.1, SCL class 11 (snow/ice) removed"),
+    "composite_bands": _p(("B2", "B3", "B4", "B11", "NDWI"), "[P] 2.1, band order of the 5-band composite"),
+    "composite_scale": _p(1000, "[A] composites stored as integers x1000 (undone by the reader)"),
+    "resolution_m": _p(10.0, "[P] 2.1, B11 resampled to 10 m"),
+    # --- 2.2 Sample preparation ---------------------------------------------------------
+    "region_types": _p(("NR", "AR", "BR", "IL", "SL"), "[P] 2.2, normal, alongside rivers, built-up, ice lakes, salt lakes"),
+    "n_sample_regions": _p(799, "[P] 2.2", scale=True),
+    "split_fractions": _p((0.6, 0.2, 0.2), "[P] 2.2, train/validation/test, stratified by region type"),
+    "region_size_bins": _p(27, "[P] Fig. 2b, equal-width bins in log space"),
+    # --- 2.3 Model application (Supplementary Table 1) -----------------------------------
+    "patch_size": _p(576, "[P] 2.3, model input 576x576x5", scale=True),
+    "in_channels": _p(5, "[P] 2.3"),
+    "unet_widths": _p((64, 128, 256, 512, 1024), "[A] 4-level U-Net, 1024 bottleneck", scale=True),
+    "batch_size": _p(16, "[A] Supplementary Table 1", scale=True),
+    "optimizer": _p("adadelta", "[A] AdaDelta"),
+    "learning_rate": _p(1.0, "[A] AdaDelta learning rate"),
+    "adadelta_rho": _p(0.95, "[A]"),
+    "l2_output": _p(1e-4, "[A] L2 on the 1x1 output layer only"),
+    "loss": _p("dice", "[P] 2.3 as Pi et al.; [A] 1 - Dice over the batch"),
+    "flip_probability": _p(0.5, "[A] horizontal and vertical flips, the only augmentation"),
+    "patience": _p(50, "[P] 2.3, early stopping after 50 epochs without val-loss improvement", scale=True),
+    "max_epochs": _p(1000, "[A] upper bound; early stopping ends training", scale=True),
+    "patches_per_epoch": _p(1000, "[A] training patches drawn per epoch", scale=True),
+    "edge_px": _p(100, "[P] 2.3, outer 100 px of each window's prediction discarded", scale=True),
+    "prob_threshold": _p(0.5, "[A] sigmoid output > 0.5 is lake"),
+    # --- 2.4 Post-processing -----------------------------------------------------------
+    "coast_distance_m": _p(10.0, "[A] polygons within 10 m of the coastline count as ocean"),
+    "area_ratio_threshold": _p(0.8, "[P] 2.4, Area Ratio = area after / before river mask"),
+    "min_lake_area_km2": _p(0.005, "[P] 2.4, smaller polygons deleted"),
+    "glakes_completion_min_km2": _p(1.0, "[P] 2.4, GLAKES natural lakes > 1 km2 merged"),
+    "aridity_threshold": _p(0.2, "[P] 2.4, arid where aridity index < 0.2"),
+    "aridity_scale": _p(10000, "Global Aridity Index v3 stores AI x 10000"),
+    "floodplain_occurrence_pct": _p(30.0, "[P] 2.4, GLAKES pixels with water occurrence < 30 % removed inside the SHIFT floodplain"),
+    # --- 3 Results: analysis conventions ----------------------------------------------
+    "size_groups_km2": _p((0.005, 0.01, 0.03, 0.1, 1.0, 100.0, 10000.0), "[P] Fig. 7, group edges (last group > 10000)"),
+    "grid_deg": _p(1.0, "[P] Fig. 6, 1x1 degree cells"),
+    "high_latitude_deg": _p(57.0, "[P] 3.2, share of lakes north of 57 N"),
+    # --- demo world (the embedded default; see lakepaper.world) ---------------------------
+    "world_seed": _p(20240501, "demo world seed", scale=True),
+    "world_tile_px": _p(768, "demo world: tile side in 10 m pixels", scale=True),
+    "world_scenes_per_tile": _p(12, "demo world: Sentinel-2 scenes per tile", scale=True),
+    "world_tiles": _p(None, "demo world: tile names (None: all sites)", scale=True),
+}
+
+#: What the paper reports, for side-by-side comparison with a run (never used as a result).
+PUBLISHED: dict[str, tuple[float, str]] = {
+    "patch_iou": (87.5, "[P] 3.1 Table 1, overall IoU (%)"),
+    "patch_recall_precision_f1_min": (92.7, "[P] 3.1, other metrics above (%)"),
+    "ar_precision": (89.77, "[P] 3.1 Table 1"),
+    "ar_iou": (84.28, "[P] 3.1 Table 1"),
+    "sl_recall": (72.71, "[P] 3.1 Table 1"),
+    "sl_iou": (69.80, "[P] 3.1 Table 1"),
+    "river_mask_precision_gain": (1.77, "[P] 3.1 Table 2 (percentage points)"),
+    "river_mask_recall_change": (-0.1, "[P] 3.1 Table 2 (percentage points)"),
+    "lake_level_r2": (0.98, "[P] 3.1 Fig. 5a"),
+    "lake_level_slope_min": (0.92, "[P] 3.1 Fig. 5a"),
+    "lake_level_recall_precision_min": (86.0, "[P] 3.1 Fig. 5b, lakes > 0.005 km2 (%)"),
+    "n_test_regions": (158, "[P] 3.1"),
+    "n_test_patches": (2424, "[P] 3.1"),
+    "n_lakes": (12e6, "[P] 3.2"),
+    "total_area_km2": (3.4e6, "[P] 3.2"),
+    "share_count_below_1km2": (98.3, "[P] 3.2 (%)"),
+    "share_area_above_100km2": (56.1, "[P] 3.2 (%)"),
+    "share_count_below_0_01km2": (32.6, "[P] 3.2 (%)"),
+    "share_count_north_57": (49.0, "[P] 3.2 (%)"),
+    "share_area_north_57": (30.0, "[P] 3.2 (%)"),
+}
+
+#: Profiles override scale only. ``demo`` runs on the simulated world on 2 CPU cores in minutes.
+PROFILES: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "demo": {
+        "n_sample_regions": 120,
+        "patch_size": 128,
+        "unet_widths": (8, 16, 32, 64, 128),
+        "batch_size": 8,
+        "patience": 6,
+        "max_epochs": 30,
+        "patches_per_epoch": 64,
+        "edge_px": 24,
+    },
+    # The smallest world that still exercises every code path; used by the tests.
+    "tiny": {
+        "n_sample_regions": 30,
+        "patch_size": 64,
+        "unet_widths": (4, 8, 16, 32, 64),
+        "batch_size": 4,
+        "patience": 2,
+        "max_epochs": 3,
+        "patches_per_epoch": 8,
+        "edge_px": 8,
+        "world_tile_px": 256,
+        "world_scenes_per_tile": 4,
+    },
+}
+
+DEFAULT_PROFILE = "demo"
+
+
+def _check_profiles() -> None:
+    for profile, overrides in PROFILES.items():
+        for name in overrides:
+            if name not in PAPER:
+                raise ParameterError(name, f"profile {profile!r} sets an unknown parameter")
+            if not PAPER[name].scale:
+                raise ParameterError(name, f"profile {profile!r} may not change a method constant")
+
+
+_check_profiles()
+
+
+def resolve(profile: str = DEFAULT_PROFILE, **overrides: Any) -> dict[str, Any]:
+    """The parameter values of a profile, with optional further overrides checked.
+
+    Args:
+        profile: ``demo`` (default), ``paper`` or ``tiny``.
+        **overrides: values that replace the profile's, validated like papermill parameters.
+
+    Returns:
+        A plain dict of name -> value.
+
+    Raises:
+        ParameterError: unknown profile, unknown name, or a value of the wrong type.
+    """
+    if profile not in PROFILES:
+        raise ParameterError("profile", f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    values = {name: p.value for name, p in PAPER.items()}
+    values.update(PROFILES[profile])
+    values.update(validate(overrides))
+    return values
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    if default is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):  # an int parameter (a size, a count) takes no fractions
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(default, tuple):  # elements are checked against the kind of the first default
+        return isinstance(value, list | tuple) and (not default or all(_same_kind(default[0], v) for v in value))
+    return isinstance(value, type(default))
+
+
+def validate(given: Mapping[str, Any], *, allowed: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Check parameters by name and type; return them with tuples normalised.
+
+    Args:
+        given: name -> value, e.g. what papermill injected into a notebook.
+        allowed: name -> default of the names accepted (defaults: every paper constant).
+
+    Raises:
+        ParameterError: naming the first unknown name or badly typed value.
+    """
+    allowed = {n: p.value for n, p in PAPER.items()} if allowed is None else dict(allowed)
+    out: dict[str, Any] = {}
+    for name, value in given.items():
+        if name not in allowed:
+            raise ParameterError(name, f"unknown parameter; known: {', '.join(sorted(allowed))}")
+        default = allowed[name]
+        if not _same_kind(default, value):
+            raise ParameterError(
+                name, f"expected {type(default).__name__} like {default!r}, got {type(value).__name__} {value!r}"
+            )
+        items = value if isinstance(default, tuple) else (value,)
+        numeric = [v for v in items if isinstance(v, int | float) and not isinstance(v, bool)]
+        if isinstance(default, int | float | tuple) and not isinstance(default, bool) and any(v < 0 for v in numeric):
+            raise ParameterError(name, f"must not be negative, got {value!r}")
+        out[name] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def date_range() -> tuple[_dt.date, _dt.date]:
+    """The paper's observation period as dates."""
+    return (_dt.date.fromisoformat(PAPER["start_date"].value), _dt.date.fromisoformat(PAPER["end_date"].value))

@@ -1,0 +1,152 @@
+"""Is the simulated world realistic enough? The measurements the world stage reports and tests assert.
+
+* the real s2cloudless classifier finds the simulated clouds (it was trained on real L1C data, so
+  if it does, the simulated spectra are cloud-like and the clear ones are not);
+* the lake sizes follow the configured power law;
+* NDWI separates water from land in normal regions, and fails where the paper says it does
+  (building shadows, glaciers, salt flats, rivers beside lakes).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from lakepaper.io import read_raster
+from lakepaper.world import lakes as lk
+from lakepaper.world.files import WorldFiles
+from lakepaper.world.scenes import FLAG
+from lakepaper.world.spectra import SURFACES
+
+_NOT_CLEAR = FLAG["thick_cloud"] | FLAG["thin_cloud"] | FLAG["haze"] | FLAG["shadow"] | FLAG["snow"] | FLAG["water"]
+
+
+def cloud_scores(world: WorldFiles, *, margin_px: int | None = None) -> pd.DataFrame:
+    """Cloud-detection scores of the s2cloudless probability (> 50 %) against the simulated truth.
+
+    Two readings per scene. ``*_10m``: every valid 10 m pixel. ``*_block``: thick-cloud pixels
+    and clear-land pixels at least one classifier block (``margin_px``, default the cloud
+    factor) from any cloud edge and from any haze or thin cloud: the classifier sees 160 m
+    blocks, so a 10 m pixel within one block of a cloud edge shares its block with the cloud,
+    and scoring it scores the resampling, not the spectra.
+
+    Returns:
+        One row per scene with pixel counts (recall = hits / thick, false positive rate =
+        false / clear) and per-surface false-positive counts of clear land.
+    """
+    cfg = world.info()["config"]
+    margin = margin_px or int(cfg["cloud_factor"])
+    rows = []
+    for scene in world.scenes().itertuples():
+        prob, _ = read_raster(world.scene_path(scene.tile, scene.system_index, "CLDPRB"))
+        flags, _ = read_raster(world.scene_path(scene.tile, scene.system_index, "truth"))
+        cover, _ = read_raster(world.truth_path(scene.tile, "cover"))
+        prob, flags, cover = prob[0], flags[0], cover[0]
+        valid = (prob != 255) & ((flags & FLAG["no_data"]) == 0)
+        hit = prob > 50
+        thick = ((flags & FLAG["thick_cloud"]) > 0) & valid
+        clear = ((flags & _NOT_CLEAR) == 0) & valid
+        cloudy = (flags & (FLAG["thick_cloud"] | FLAG["thin_cloud"] | FLAG["haze"])) > 0
+        thick_in = ndimage.binary_erosion(thick, iterations=margin) if thick.any() else thick
+        clear_far = clear & ~ndimage.binary_dilation(cloudy, iterations=margin) if cloudy.any() else clear
+        row = {"tile": scene.tile, "system_index": scene.system_index,
+               "thick_10m": int(thick.sum()), "hits_10m": int((hit & thick).sum()),
+               "clear_10m": int(clear.sum()), "false_10m": int((hit & clear).sum()),
+               "thick_block": int(thick_in.sum()), "hits_block": int((hit & thick_in).sum()),
+               "clear_block": int(clear_far.sum()), "false_block": int((hit & clear_far).sum())}
+        for name, code in SURFACES.items():
+            sel = clear_far & (cover == code)
+            if sel.any():
+                row[f"clear_{name}"] = int(sel.sum())
+                row[f"false_{name}"] = int((hit & sel).sum())
+        rows.append(row)
+    return pd.DataFrame(rows).fillna(0)
+
+
+def cloud_summary(scores: pd.DataFrame) -> dict[str, float]:
+    """Pooled recall on thick cloud and false-positive rate on clear land, both readings."""
+    s = scores.sum(numeric_only=True)
+    out = {}
+    for kind in ("10m", "block"):
+        out[f"recall_{kind}"] = float(s[f"hits_{kind}"] / max(s[f"thick_{kind}"], 1))
+        out[f"fpr_{kind}"] = float(s[f"false_{kind}"] / max(s[f"clear_{kind}"], 1))
+    return out
+
+
+def false_positive_by_surface(scores: pd.DataFrame) -> pd.Series:
+    """Share of clear-land pixels (block reading) with probability > 50 %, per surface class."""
+    s = scores.sum(numeric_only=True)
+    names = [c[len("clear_"):] for c in scores.columns if c.startswith("clear_") and c[6:] in SURFACES]
+    return pd.Series({n: s[f"false_{n}"] / s[f"clear_{n}"] for n in names if s[f"clear_{n}"] > 0}).sort_values()
+
+
+def size_law(world: WorldFiles, *, a_min: float = 0.005) -> dict[str, float]:
+    """Fit the power-law exponent back from the written lake table.
+
+    Only lakes drawn from the law (not the designed oxbows, reservoirs, lagoons and anchor
+    lakes) and at least ``a_min`` km2 (50 pixels: smaller shapes are dominated by pixelation)
+    are fitted, with the truncated-Pareto likelihood up to the configured maximum.
+    """
+    import geopandas as gpd
+
+    cfg = world.info()["config"]
+    lakes = gpd.read_parquet(world.lakes_path)
+    law = lakes[lakes["from_size_law"]]
+    tau, se, n = lk.fit_exponent(law["area_km2"].to_numpy(), a_min=a_min, a_max=float(cfg["max_lake_km2"]))
+    return {"configured": float(cfg["size_exponent"]), "fitted": tau, "stderr": se, "n": n, "a_min": a_min}
+
+
+def clear_mean_ndwi(world: WorldFiles, tile: str) -> np.ndarray:
+    """Mean NDWI over the truly clear observations of a tile (truth flags, not a cloud mask)."""
+    scenes = world.scenes().query("tile == @tile")
+    total = count = None
+    for s in scenes.itertuples():
+        bands, _ = read_raster(world.scene_path(tile, s.system_index, "L2A_10m"), bands=[2, 4])
+        flags, _ = read_raster(world.scene_path(tile, s.system_index, "truth"))
+        b3, b8 = bands.astype(np.float32)
+        ok = (flags[0] & (FLAG["thick_cloud"] | FLAG["thin_cloud"] | FLAG["shadow"] | FLAG["snow"]
+                          | FLAG["no_data"])) == 0
+        ndwi = np.where(ok, (b3 - b8) / np.maximum(b3 + b8, 1), 0.0)
+        total = ndwi if total is None else total + ndwi
+        count = ok.astype(np.int32) if count is None else count + ok
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
+
+
+def ndwi_iou(world: WorldFiles, *, threshold: float = 0.0) -> pd.DataFrame:
+    """Counts for "mean clear-sky NDWI > threshold" against the truth, per sample region.
+
+    Two truths: ``water`` (any water flooded at least half of the time: lakes, rivers, sea,
+    paddies) asks whether NDWI separates water from land; ``lake`` (the true lakes at their
+    typical extent) asks whether NDWI alone would map lakes. Regions carry the paper's region
+    type (NR, AR, BR, IL, SL), so the counts pool into the table the notebook shows.
+    """
+    import geopandas as gpd
+
+    regions = gpd.read_file(world.regions_path)
+    rows = []
+    for tile, group in regions.groupby("tile"):
+        ndwi = clear_mean_ndwi(world, tile)
+        lake, _ = read_raster(world.truth_path(tile, "lake_id"))
+        occ, _ = read_raster(world.truth_path(tile, "occurrence"))
+        pred_all = np.nan_to_num(ndwi, nan=-1.0) > threshold
+        for r in group.itertuples():
+            win = np.s_[r.row_off:r.row_off + r.height, r.col_off:r.col_off + r.width]
+            pred = pred_all[win]
+            row = {"region_id": r.region_id, "tile": tile, "region_type": r.region_type}
+            for name, truth in (("water", occ[0][win] >= 50), ("lake", lake[0][win] > 0)):
+                row[f"{name}_tp"] = int((pred & truth).sum())
+                row[f"{name}_fp"] = int((pred & ~truth).sum())
+                row[f"{name}_fn"] = int((~pred & truth).sum())
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def iou_table(counts: pd.DataFrame, *, truth: str = "lake", by: str = "region_type") -> pd.DataFrame:
+    """Pool the ``<truth>_tp/fp/fn`` counts by a column and add IoU, precision and recall."""
+    g = counts.groupby(by)[[f"{truth}_tp", f"{truth}_fp", f"{truth}_fn"]].sum()
+    g.columns = ["tp", "fp", "fn"]
+    g["iou"] = g.tp / (g.tp + g.fp + g.fn).clip(lower=1)
+    g["precision"] = g.tp / (g.tp + g.fp).clip(lower=1)
+    g["recall"] = g.tp / (g.tp + g.fn).clip(lower=1)
+    return g
