@@ -54,15 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lakepaper",
         description="GLAKESplus compendium: 10 m lake mapping from Sentinel-2 with a U-Net. "
-                    "`make all` runs every stage; these commands run one piece.",
+        "`make all` runs every stage; these commands run one piece.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="execute one stage's notebook with papermill (parameters checked first)")
     run.add_argument("stage", help="stage name, e.g. 00_world (see `lakepaper stages`)")
     run.add_argument("--profile", default="demo", help="demo (default), tiny or paper")
-    run.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                     help="notebook parameter, as with papermill -p (repeatable)")
+    run.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="notebook parameter, as with papermill -p (repeatable)",
+    )
     run.add_argument("--no-progress-bar", action="store_true", help="no cell progress bar (for CI logs)")
     run.set_defaults(func=_cmd_run)
 

@@ -101,8 +101,16 @@ def write_raster(
     """
     arr = data[np.newaxis] if data.ndim == 2 else data
     count, height, width = arr.shape
-    profile = dict(GTIFF_OPTIONS, count=count, height=height, width=width, dtype=arr.dtype, crs=crs,
-                   transform=transform, nodata=nodata)
+    profile = dict(
+        GTIFF_OPTIONS,
+        count=count,
+        height=height,
+        width=width,
+        dtype=arr.dtype,
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+    )
     if width < 256 or height < 256:
         profile.update(blockxsize=16 * max(1, min(width, 256) // 16), blockysize=16 * max(1, min(height, 256) // 16))
         if width < 16 or height < 16:
@@ -209,7 +217,10 @@ def read_manifest(stage_dir: str | os.PathLike[str]) -> dict:
     path = Path(stage_dir) / "manifest.json"
     if not path.exists():
         raise InputError(path, "stage not finished (no manifest): run the earlier stage first")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"manifest is not valid JSON ({exc}); rerun the stage") from exc
 
 
 #: The date GDAL is told to stamp into GeoPackages and DBF headers, so equal data give equal bytes.
@@ -244,8 +255,9 @@ def write_vector(gdf: geopandas.GeoDataFrame, path: str | os.PathLike[str], geom
     path.parent.mkdir(parents=True, exist_ok=True)
     layer = path.stem
     if geometry_type.startswith("Multi") and len(gdf):
-        gdf = gdf.set_geometry(gdf.geometry.apply(lambda g: g if g.geom_type.startswith("Multi")
-                                                  else shapely.MultiPolygon([g])))
+        gdf = gdf.set_geometry(
+            gdf.geometry.apply(lambda g: g if g.geom_type.startswith("Multi") else shapely.MultiPolygon([g]))
+        )
     if path.suffix == ".gpkg":
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.partial.gpkg")
         try:
@@ -260,9 +272,15 @@ def write_vector(gdf: geopandas.GeoDataFrame, path: str | os.PathLike[str], geom
         shutil.rmtree(tmp_dir, ignore_errors=True)
         tmp_dir.mkdir()
         try:
-            pyogrio.write_dataframe(gdf, tmp_dir / path.name, layer=layer, driver="ESRI Shapefile",
-                                    geometry_type=geometry_type, encoding="UTF-8",
-                                    layer_options={"DBF_DATE_LAST_UPDATE": FIXED_DATE})
+            pyogrio.write_dataframe(
+                gdf,
+                tmp_dir / path.name,
+                layer=layer,
+                driver="ESRI Shapefile",
+                geometry_type=geometry_type,
+                encoding="UTF-8",
+                layer_options={"DBF_DATE_LAST_UPDATE": FIXED_DATE},
+            )
             parts = sorted(tmp_dir.iterdir(), key=lambda p: p.suffix == ".shp")  # .shp last: it marks done
             for p in parts:
                 os.replace(p, path.with_name(p.name))

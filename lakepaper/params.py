@@ -42,7 +42,9 @@ def _p(value: Any, source: str, *, scale: bool = False) -> Param:
 
 PAPER: dict[str, Param] = {
     # --- 2.1 Sentinel-2 and preprocessing -------------------------------------------------
-    "s2_collection": _p("COPERNICUS/S2_SR_HARMONIZED", "[P] 2.1 (L2A); harmonized: corrects the 2022-01-25 baseline offset"),
+    "s2_collection": _p(
+        "COPERNICUS/S2_SR_HARMONIZED", "[P] 2.1 (L2A); harmonized: corrects the 2022-01-25 baseline offset"
+    ),
     "cloud_collection": _p("COPERNICUS/S2_CLOUD_PROBABILITY", "[P] 2.1 (S2Cloudless product)"),
     "start_date": _p("2017-03-28", "[P] 2.1, first L2A date in Earth Engine"),
     "end_date": _p("2022-04-10", "[P] 2.1"),
@@ -56,7 +58,9 @@ PAPER: dict[str, Param] = {
     "composite_scale": _p(1000, "[A] composites stored as integers x1000 (undone by the reader)"),
     "resolution_m": _p(10.0, "[P] 2.1, B11 resampled to 10 m"),
     # --- 2.2 Sample preparation ---------------------------------------------------------
-    "region_types": _p(("NR", "AR", "BR", "IL", "SL"), "[P] 2.2, normal, alongside rivers, built-up, ice lakes, salt lakes"),
+    "region_types": _p(
+        ("NR", "AR", "BR", "IL", "SL"), "[P] 2.2, normal, alongside rivers, built-up, ice lakes, salt lakes"
+    ),
     "n_sample_regions": _p(799, "[P] 2.2", scale=True),
     "split_fractions": _p((0.6, 0.2, 0.2), "[P] 2.2, train/validation/test, stratified by region type"),
     "region_size_bins": _p(27, "[P] Fig. 2b, equal-width bins in log space"),
@@ -83,9 +87,13 @@ PAPER: dict[str, Param] = {
     "glakes_completion_min_km2": _p(1.0, "[P] 2.4, GLAKES natural lakes > 1 km2 merged"),
     "aridity_threshold": _p(0.2, "[P] 2.4, arid where aridity index < 0.2"),
     "aridity_scale": _p(10000, "Global Aridity Index v3 stores AI x 10000"),
-    "floodplain_occurrence_pct": _p(30.0, "[P] 2.4, GLAKES pixels with water occurrence < 30 % removed inside the SHIFT floodplain"),
+    "floodplain_occurrence_pct": _p(
+        30.0, "[P] 2.4, GLAKES pixels with water occurrence < 30 % removed inside the SHIFT floodplain"
+    ),
     # --- 3 Results: analysis conventions ----------------------------------------------
-    "size_groups_km2": _p((0.005, 0.01, 0.03, 0.1, 1.0, 100.0, 10000.0), "[P] Fig. 7, group edges (last group > 10000)"),
+    "size_groups_km2": _p(
+        (0.005, 0.01, 0.03, 0.1, 1.0, 100.0, 10000.0), "[P] Fig. 7, group edges (last group > 10000)"
+    ),
     "grid_deg": _p(1.0, "[P] Fig. 6, 1x1 degree cells"),
     "high_latitude_deg": _p(57.0, "[P] 3.2, share of lakes north of 57 N"),
     # --- demo world (the embedded default; see lakepaper.world) ---------------------------

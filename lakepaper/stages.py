@@ -15,7 +15,7 @@ from typing import Any
 
 from lakepaper import paths
 from lakepaper.errors import InputError, ParameterError
-from lakepaper.params import PROFILES
+from lakepaper.params import PAPER, PROFILES, validate
 
 #: The notebook stages, in the order data flows through them.
 STAGES: tuple[str, ...] = ("00_world",)
@@ -62,7 +62,11 @@ def check_parameters(stage: str, given: dict[str, Any]) -> dict[str, Any]:
         if name not in declared:
             raise ParameterError(name, f"notebook {stage} has no such parameter; it takes: {', '.join(declared)}")
         default = declared[name]
-        if default is None or value is None:
+        if value is None:
+            continue
+        if default is None:  # "None: the profile's value": check against the paper constant of that name
+            if name in PAPER:
+                validate({name: value})
             continue
         numeric = (int, float)
         if isinstance(default, bool) or isinstance(value, bool):
@@ -74,15 +78,19 @@ def check_parameters(stage: str, given: dict[str, Any]) -> dict[str, Any]:
         else:
             ok = isinstance(value, type(default))
         if not ok:
-            raise ParameterError(name, f"notebook {stage} expects {type(default).__name__} like {default!r}, "
-                                       f"got {type(value).__name__} {value!r}")
+            raise ParameterError(
+                name,
+                f"notebook {stage} expects {type(default).__name__} like {default!r}, "
+                f"got {type(value).__name__} {value!r}",
+            )
     if "profile" in given and given["profile"] not in PROFILES:
         raise ParameterError("profile", f"unknown profile {given['profile']!r}; choose one of {sorted(PROFILES)}")
     return given
 
 
-def run_stage(stage: str, *, profile: str = "demo", parameters: dict[str, Any] | None = None,
-              progress: bool = True) -> Path:
+def run_stage(
+    stage: str, *, profile: str = "demo", parameters: dict[str, Any] | None = None, progress: bool = True
+) -> Path:
     """Execute a stage's notebook with papermill into ``build/<profile>/notebooks/``.
 
     Returns:
@@ -95,6 +103,12 @@ def run_stage(stage: str, *, profile: str = "demo", parameters: dict[str, Any] |
     out = paths.build_root() / profile / "notebooks" / f"{stage}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("LAKEPAPER_BUILD", str(paths.build_root()))
-    papermill.execute_notebook(str(notebook_path(stage)), str(out), parameters=given, kernel_name="lakepaper",
-                               cwd=str(paths.NOTEBOOKS), progress_bar=progress)
+    papermill.execute_notebook(
+        str(notebook_path(stage)),
+        str(out),
+        parameters=given,
+        kernel_name="lakepaper",
+        cwd=str(paths.NOTEBOOKS),
+        progress_bar=progress,
+    )
     return out

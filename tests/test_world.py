@@ -55,8 +55,13 @@ def test_same_seed_same_bytes_other_seed_other_world(tmp_path):
     assert a["lakes"] == b["lakes"]
     ha, hb = io.hash_tree(tmp_path / "a"), io.hash_tree(tmp_path / "b")
     assert ha == hb and len(ha) > 20
-    generate_world(dataclasses.replace(cfg, seed=cfg.seed + 1), tmp_path / "c", workers=1, progress=False,
-                   parameters={"n_sample_regions": 10})
+    generate_world(
+        dataclasses.replace(cfg, seed=cfg.seed + 1),
+        tmp_path / "c",
+        workers=1,
+        progress=False,
+        parameters={"n_sample_regions": 10},
+    )
     hc = io.hash_tree(tmp_path / "c")
     differ = [k for k in ha if ha[k] != hc.get(k)]
     assert len(differ) > len(ha) // 2
@@ -82,8 +87,9 @@ def test_size_law_sampler_and_fit_agree():
         lk.fit_exponent(a[:5], a_min=0.001)
 
 
-@pytest.mark.parametrize("tau", [2.14, pytest.param(1.7, marks=pytest.mark.slow),
-                                 pytest.param(2.5, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "tau", [2.14, pytest.param(1.7, marks=pytest.mark.slow), pytest.param(2.5, marks=pytest.mark.slow)]
+)
 def test_realised_lake_sizes_follow_the_configured_law(tau):
     """Lakes as rasterised at 10 m (not as drawn) fit the configured exponent within 0.1."""
     cfg = WorldConfig(tile_px=768, size_exponent=tau).validated()  # the demo world's scale

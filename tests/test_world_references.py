@@ -23,16 +23,32 @@ TILE_PX = 256
 SEED = 5
 #: river (floodplain, wide river), coast (ocean, lagoons), arid, ponds (paddies in a floodplain), reservoirs (dams).
 TILES = ("T07", "T13", "T09", "T05", "T15")
-VECTORS = ("osm_land_polygons", "osm_water_polygons", "osm_rivers", "osm_reservoirs", "grwl_centerlines",
-           "geodar_dams", "geodar_reservoirs", "glakes", "pld")
+VECTORS = (
+    "osm_land_polygons",
+    "osm_water_polygons",
+    "osm_rivers",
+    "osm_reservoirs",
+    "grwl_centerlines",
+    "geodar_dams",
+    "geodar_reservoirs",
+    "glakes",
+    "pld",
+)
 RASTERS = ("aridity_index", "floodplain", "occurrence")
 
 
 def _tile(name: str, index: int, cfg: WorldConfig):
     site = SITES_BY_NAME[name]
-    return build_tile(site, cfg.biome(site.biome), tile_px=cfg.tile_px, tile_index=index,
-                      size_exponent=cfg.size_exponent, min_lake_km2=cfg.min_lake_km2,
-                      max_lake_km2=cfg.max_lake_km2, rng=np.random.default_rng([cfg.seed, index]))
+    return build_tile(
+        site,
+        cfg.biome(site.biome),
+        tile_px=cfg.tile_px,
+        tile_index=index,
+        size_exponent=cfg.size_exponent,
+        min_lake_km2=cfg.min_lake_km2,
+        max_lake_km2=cfg.max_lake_km2,
+        rng=np.random.default_rng([cfg.seed, index]),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +83,7 @@ def _burn(df, truth):
 
 def _centres_in(df, truth):
     """Which 10 m pixel centres of the tile lie inside the polygons of ``df`` (EPSG:4326)."""
-    r, c = np.mgrid[0:truth.shape[0], 0:truth.shape[1]]
+    r, c = np.mgrid[0 : truth.shape[0], 0 : truth.shape[1]]
     xs, ys = truth.transform @ (c.ravel() + 0.5, r.ravel() + 0.5)
     pts = gpd.GeoSeries(gpd.points_from_xy(xs, ys), crs=truth.crs).to_crs(4326)
     if not len(df):
@@ -239,8 +255,9 @@ def test_glakes_floodplain_false_positives(built, truths):
         assert g.area.sum() >= p.area.sum(), name  # maximum extent plus false positives
         burnt = _burn(g, truth)
         labels, n = ndimage.label(burnt)
-        lakes_per_polygon = [len(np.unique(truth.lake_id[(labels == k) & (truth.lake_id > 0)])) for k in
-                             range(1, n + 1)]
+        lakes_per_polygon = [
+            len(np.unique(truth.lake_id[(labels == k) & (truth.lake_id > 0)])) for k in range(1, n + 1)
+        ]
         assert max(lakes_per_polygon) >= 3, name  # neighbouring lakes glued together (paper Fig. 4)
     ponds = truths["T05"]
     paddy = ponds.masks["paddy"]

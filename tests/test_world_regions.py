@@ -25,9 +25,16 @@ def truths():
     out = {}
     for i, name in enumerate(TILES):
         site = SITES_BY_NAME[name]
-        out[name] = build_tile(site, cfg.biome(site.biome), tile_px=cfg.tile_px, tile_index=i,
-                               size_exponent=cfg.size_exponent, min_lake_km2=cfg.min_lake_km2,
-                               max_lake_km2=cfg.max_lake_km2, rng=np.random.default_rng([cfg.seed, i]))
+        out[name] = build_tile(
+            site,
+            cfg.biome(site.biome),
+            tile_px=cfg.tile_px,
+            tile_index=i,
+            size_exponent=cfg.size_exponent,
+            min_lake_km2=cfg.min_lake_km2,
+            max_lake_km2=cfg.max_lake_km2,
+            rng=np.random.default_rng([cfg.seed, i]),
+        )
     return out
 
 
@@ -37,7 +44,7 @@ def regions(truths):
 
 
 def _window(row):
-    return np.s_[row.row_off:row.row_off + row.height, row.col_off:row.col_off + row.width]
+    return np.s_[row.row_off : row.row_off + row.height, row.col_off : row.col_off + row.width]
 
 
 def test_columns_and_ids(regions):

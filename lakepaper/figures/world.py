@@ -47,28 +47,25 @@ def scene_quicklooks(world: WorldFiles, tile: str, *, n: int = 4) -> Figure:
     return fig
 
 
-def _clearest(world: WorldFiles, tile: str) -> tuple[np.ndarray, str]:
-    scenes = world.scenes().query("tile == @tile")
-    s = scenes.sort_values(["truth_cloud_cover", "truth_snow", "truth_haze"]).iloc[0]
-    l2a, _ = read_raster(world.scene_path(tile, s.system_index, "L2A_10m"))
-    return l2a, f"{s.date:%Y-%m-%d}"
+def biome_gallery(world: WorldFiles, *, columns: int = 4) -> Figure:
+    """Each tile's mean clear-sky true colour and NDWI (truth flags pick the clear views), lakes outlined."""
+    from lakepaper.world.checks import clear_means
 
-
-def biome_gallery(world: WorldFiles) -> Figure:
-    """Each tile's clearest scene in true colour and NDWI, with the true lakes outlined."""
     tiles = world.tiles()
-    fig, axes = plt.subplots(len(tiles), 2, figsize=(6.4, 3.2 * len(tiles)), squeeze=False)
-    for i, t in enumerate(tiles.itertuples()):
-        l2a, date = _clearest(world, t.tile)
+    rows = -(-len(tiles) // columns)
+    fig, axes = plt.subplots(rows, 2 * columns, figsize=(2.1 * 2 * columns, 2.4 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_xticks([]), ax.set_yticks([]), ax.set_frame_on(False)
+    for k, t in enumerate(tiles.itertuples()):
+        refl, mean_ndwi = clear_means(world, t.tile)
         lake, _ = read_raster(world.truth_path(t.tile, "lake_id"))
-        axes[i, 0].imshow(true_colour(l2a))
-        axes[i, 0].contour(lake[0] > 0, levels=[0.5], colors="yellow", linewidths=0.4)
-        axes[i, 1].imshow(ndwi(l2a), cmap="RdBu", vmin=-0.8, vmax=0.8)
-        axes[i, 0].set_ylabel(f"{t.tile} {t.biome} ({t.region_type})\n{t.place}", fontsize=8)
-        axes[i, 0].set_title(f"true colour {date}, true lakes", fontsize=8)
-        axes[i, 1].set_title("NDWI", fontsize=8)
-        for ax in axes[i]:
-            ax.set_xticks([]), ax.set_yticks([])
+        a_rgb, a_ndwi = axes[k // columns, 2 * (k % columns)], axes[k // columns, 2 * (k % columns) + 1]
+        a_rgb.imshow(true_colour(np.nan_to_num(refl)))
+        a_rgb.contour(lake[0] > 0, levels=[0.5], colors="yellow", linewidths=0.3)
+        a_ndwi.imshow(mean_ndwi, cmap="RdBu", vmin=-0.8, vmax=0.8)
+        a_rgb.set_title(f"{t.tile} {t.biome} ({t.region_type})", fontsize=8, loc="left")
+        a_ndwi.set_title(t.place, fontsize=6, loc="right")
+    fig.suptitle("Clear-sky means of every tile: true colour with the true lakes (yellow), and NDWI")
     fig.tight_layout()
     return fig
 
@@ -78,19 +75,20 @@ def size_distribution(world: WorldFiles, fit: dict) -> Figure:
     import geopandas as gpd
 
     lakes = gpd.read_parquet(world.lakes_path)
-    cfg = world.info()["config"]
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for label, sel, style in [("all lakes", lakes, "k."), ("drawn from the law", lakes[lakes.from_size_law], "b.")]:
         a = np.sort(sel["area_km2"].to_numpy())[::-1]
         ax.loglog(a, np.arange(1, a.size + 1), style, ms=2, label=f"{label} (n={a.size})")
     a_min = fit["a_min"]
     n_above = fit["n"]
-    grid = np.logspace(np.log10(a_min), np.log10(cfg["max_lake_km2"]), 50)
+    a_max = fit["a_max"]
+    grid = np.logspace(np.log10(a_min), np.log10(a_max), 50)
     for tau, style, label in [(fit["configured"], "r-", "configured"), (fit["fitted"], "g--", "fitted")]:
         alpha = tau - 1
-        lo, hi = a_min**-alpha, cfg["max_lake_km2"] ** -alpha
+        lo, hi = a_min**-alpha, a_max**-alpha
         ax.loglog(grid, n_above * (grid**-alpha - hi) / (lo - hi), style, label=f"{label} tau = {tau:.3f}")
     ax.axvline(a_min, color="grey", lw=0.8, ls=":")
+    ax.set_ylim(bottom=0.8)
     ax.set_xlabel("lake area a (km$^2$)")
     ax.set_ylabel("number of lakes larger than a")
     ax.set_title("Simulated lake sizes: p(A) ~ A$^{-\\tau}$")
@@ -108,6 +106,7 @@ def cloud_cover(world: WorldFiles, *, max_cloud_pct: float = 60.0) -> Figure:
     ax.bar(x[keep], s.CLOUDY_PIXEL_PERCENTAGE[keep], color="tab:blue", label="CLOUDY_PIXEL_PERCENTAGE (kept)")
     ax.bar(x[~keep], s.CLOUDY_PIXEL_PERCENTAGE[~keep], color="tab:grey", label="(dropped: >= 60 %)")
     ax.plot(x, 100 * s.truth_cloud_cover, "r.", ms=4, label="true thick-cloud cover")
+    ax.plot(x, 100 * s.truth_any_cloud, "rx", ms=3, label="true cloud cover incl. thin")
     ax.axhline(max_cloud_pct, color="k", lw=0.8, ls="--")
     starts = s.groupby("tile").head(1).index
     ax.set_xticks(starts, s.tile[starts], fontsize=7)

@@ -18,6 +18,7 @@ from lakepaper.world import lakes as lk
 from lakepaper.world.files import WorldFiles
 from lakepaper.world.scenes import FLAG
 from lakepaper.world.spectra import SURFACES
+from lakepaper.world.truth import size_cap_km2
 
 _NOT_CLEAR = FLAG["thick_cloud"] | FLAG["thin_cloud"] | FLAG["haze"] | FLAG["shadow"] | FLAG["snow"] | FLAG["water"]
 
@@ -50,11 +51,18 @@ def cloud_scores(world: WorldFiles, *, margin_px: int | None = None) -> pd.DataF
         cloudy = (flags & (FLAG["thick_cloud"] | FLAG["thin_cloud"] | FLAG["haze"])) > 0
         thick_in = ndimage.binary_erosion(thick, iterations=margin) if thick.any() else thick
         clear_far = clear & ~ndimage.binary_dilation(cloudy, iterations=margin) if cloudy.any() else clear
-        row = {"tile": scene.tile, "system_index": scene.system_index,
-               "thick_10m": int(thick.sum()), "hits_10m": int((hit & thick).sum()),
-               "clear_10m": int(clear.sum()), "false_10m": int((hit & clear).sum()),
-               "thick_block": int(thick_in.sum()), "hits_block": int((hit & thick_in).sum()),
-               "clear_block": int(clear_far.sum()), "false_block": int((hit & clear_far).sum())}
+        row = {
+            "tile": scene.tile,
+            "system_index": scene.system_index,
+            "thick_10m": int(thick.sum()),
+            "hits_10m": int((hit & thick).sum()),
+            "clear_10m": int(clear.sum()),
+            "false_10m": int((hit & clear).sum()),
+            "thick_block": int(thick_in.sum()),
+            "hits_block": int((hit & thick_in).sum()),
+            "clear_block": int(clear_far.sum()),
+            "false_block": int((hit & clear_far).sum()),
+        }
         for name, code in SURFACES.items():
             sel = clear_far & (cover == code)
             if sel.any():
@@ -77,7 +85,7 @@ def cloud_summary(scores: pd.DataFrame) -> dict[str, float]:
 def false_positive_by_surface(scores: pd.DataFrame) -> pd.Series:
     """Share of clear-land pixels (block reading) with probability > 50 %, per surface class."""
     s = scores.sum(numeric_only=True)
-    names = [c[len("clear_"):] for c in scores.columns if c.startswith("clear_") and c[6:] in SURFACES]
+    names = [c[len("clear_") :] for c in scores.columns if c.startswith("clear_") and c[6:] in SURFACES]
     return pd.Series({n: s[f"false_{n}"] / s[f"clear_{n}"] for n in names if s[f"clear_{n}"] > 0}).sort_values()
 
 
@@ -86,31 +94,57 @@ def size_law(world: WorldFiles, *, a_min: float = 0.005) -> dict[str, float]:
 
     Only lakes drawn from the law (not the designed oxbows, reservoirs, lagoons and anchor
     lakes) and at least ``a_min`` km2 (50 pixels: smaller shapes are dominated by pixelation)
-    are fitted, with the truncated-Pareto likelihood up to the configured maximum.
+    are fitted, with the truncated-Pareto likelihood up to the largest area the law draws into a
+    tile (:func:`lakepaper.world.truth.size_cap_km2`).
     """
     import geopandas as gpd
 
     cfg = world.info()["config"]
     lakes = gpd.read_parquet(world.lakes_path)
     law = lakes[lakes["from_size_law"]]
-    tau, se, n = lk.fit_exponent(law["area_km2"].to_numpy(), a_min=a_min, a_max=float(cfg["max_lake_km2"]))
-    return {"configured": float(cfg["size_exponent"]), "fitted": tau, "stderr": se, "n": n, "a_min": a_min}
+    a_max = size_cap_km2(int(cfg["tile_px"]), float(cfg["max_lake_km2"]))
+    tau, se, n = lk.fit_exponent(law["area_km2"].to_numpy(), a_min=a_min, a_max=a_max)
+    return {
+        "configured": float(cfg["size_exponent"]),
+        "fitted": tau,
+        "stderr": se,
+        "n": n,
+        "a_min": a_min,
+        "a_max": a_max,
+    }
+
+
+_CLEAR_SKY = FLAG["thick_cloud"] | FLAG["thin_cloud"] | FLAG["shadow"] | FLAG["snow"] | FLAG["no_data"]
+
+
+def clear_means(world: WorldFiles, tile: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of the truly clear observations of a tile (truth flags, not a cloud mask).
+
+    Returns:
+        (reflectance (4, rows, cols) of B2 B3 B4 B8 as x10000 floats, mean per-scene NDWI), NaN
+        where a pixel was never seen clear. NDWI is averaged per scene, as the paper composites it.
+    """
+    scenes = world.scenes().query("tile == @tile")
+    refl = ndwi_sum = count = None
+    for s in scenes.itertuples():
+        bands, _ = read_raster(world.scene_path(tile, s.system_index, "L2A_10m"))
+        flags, _ = read_raster(world.scene_path(tile, s.system_index, "truth"))
+        bands = bands.astype(np.float32)
+        ok = (flags[0] & _CLEAR_SKY) == 0
+        ndwi = np.where(ok, (bands[1] - bands[3]) / np.maximum(bands[1] + bands[3], 1), 0.0)
+        if refl is None:
+            refl, ndwi_sum, count = np.zeros_like(bands), np.zeros_like(ndwi), np.zeros(ok.shape, np.int32)
+        refl += np.where(ok, bands, 0.0)
+        ndwi_sum += ndwi
+        count += ok
+    seen = count > 0
+    refl = np.where(seen, refl / np.maximum(count, 1), np.nan).astype(np.float32)
+    return refl, np.where(seen, ndwi_sum / np.maximum(count, 1), np.nan).astype(np.float32)
 
 
 def clear_mean_ndwi(world: WorldFiles, tile: str) -> np.ndarray:
-    """Mean NDWI over the truly clear observations of a tile (truth flags, not a cloud mask)."""
-    scenes = world.scenes().query("tile == @tile")
-    total = count = None
-    for s in scenes.itertuples():
-        bands, _ = read_raster(world.scene_path(tile, s.system_index, "L2A_10m"), bands=[2, 4])
-        flags, _ = read_raster(world.scene_path(tile, s.system_index, "truth"))
-        b3, b8 = bands.astype(np.float32)
-        ok = (flags[0] & (FLAG["thick_cloud"] | FLAG["thin_cloud"] | FLAG["shadow"] | FLAG["snow"]
-                          | FLAG["no_data"])) == 0
-        ndwi = np.where(ok, (b3 - b8) / np.maximum(b3 + b8, 1), 0.0)
-        total = ndwi if total is None else total + ndwi
-        count = ok.astype(np.int32) if count is None else count + ok
-    return np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
+    """Mean NDWI over the truly clear observations of a tile (see :func:`clear_means`)."""
+    return clear_means(world, tile)[1]
 
 
 def ndwi_iou(world: WorldFiles, *, threshold: float = 0.0) -> pd.DataFrame:
@@ -131,7 +165,7 @@ def ndwi_iou(world: WorldFiles, *, threshold: float = 0.0) -> pd.DataFrame:
         occ, _ = read_raster(world.truth_path(tile, "occurrence"))
         pred_all = np.nan_to_num(ndwi, nan=-1.0) > threshold
         for r in group.itertuples():
-            win = np.s_[r.row_off:r.row_off + r.height, r.col_off:r.col_off + r.width]
+            win = np.s_[r.row_off : r.row_off + r.height, r.col_off : r.col_off + r.width]
             pred = pred_all[win]
             row = {"region_id": r.region_id, "tile": tile, "region_type": r.region_type}
             for name, truth in (("water", occ[0][win] >= 50), ("lake", lake[0][win] > 0)):

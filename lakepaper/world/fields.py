@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def fractal_field(rng: np.random.Generator, shape: tuple[int, int], *, beta: float = 3.0,
-                  scale_px: float = 64.0) -> np.ndarray:
+def fractal_field(
+    rng: np.random.Generator, shape: tuple[int, int], *, beta: float = 3.0, scale_px: float = 64.0
+) -> np.ndarray:
     """Gaussian random field with a power-law spectrum, zero mean and unit variance.
 
     Args:

@@ -57,9 +57,16 @@ def tile_seed(cfg: WorldConfig, index: int, stream: int) -> np.random.Generator:
 
 def build_truth(cfg: WorldConfig, index: int, site: Site) -> TileTruth:
     """The truth of tile number ``index`` (1-based)."""
-    return build_tile(site, cfg.biome(site.biome), tile_px=cfg.tile_px, tile_index=index,
-                      size_exponent=cfg.size_exponent, min_lake_km2=cfg.min_lake_km2,
-                      max_lake_km2=cfg.max_lake_km2, rng=tile_seed(cfg, index, 0))
+    return build_tile(
+        site,
+        cfg.biome(site.biome),
+        tile_px=cfg.tile_px,
+        tile_index=index,
+        size_exponent=cfg.size_exponent,
+        min_lake_km2=cfg.min_lake_km2,
+        max_lake_km2=cfg.max_lake_km2,
+        rng=tile_seed(cfg, index, 0),
+    )
 
 
 def _write_truth(truth: TileTruth, folder: Path) -> None:
@@ -84,12 +91,23 @@ def lakes_frame(truth: TileTruth) -> gpd.GeoDataFrame:
             continue
         geom = shapely.union_all(parts[lake.lake_id])
         x, y = truth.transform @ (lake.col, lake.row)
-        rows.append({
-            "lake_id": lake.lake_id, "tile": truth.site.name, "biome": truth.site.biome, "type": lake.type,
-            "area_km2": round(lake.area_km2, 6), "area_perm_km2": round(lake.area_perm_km2, 6),
-            "area_max_km2": round(lake.area_max_km2, 6), "from_size_law": lake.from_size_law,
-            "drawn_km2": round(lake.drawn_km2, 6), "water": lake.water, "x": x, "y": y, "geometry": geom,
-        })
+        rows.append(
+            {
+                "lake_id": lake.lake_id,
+                "tile": truth.site.name,
+                "biome": truth.site.biome,
+                "type": lake.type,
+                "area_km2": round(lake.area_km2, 6),
+                "area_perm_km2": round(lake.area_perm_km2, 6),
+                "area_max_km2": round(lake.area_max_km2, 6),
+                "from_size_law": lake.from_size_law,
+                "drawn_km2": round(lake.drawn_km2, 6),
+                "water": lake.water,
+                "x": x,
+                "y": y,
+                "geometry": geom,
+            }
+        )
     frame = gpd.GeoDataFrame(rows, geometry="geometry", crs=truth.crs)
     return frame.to_crs(4326)
 
@@ -102,7 +120,7 @@ def _tile_job(cfg: WorldConfig, index: int, site: Site, out: str) -> tuple[TileT
     truth = build_truth(cfg, index, site)
     _write_truth(truth, out_dir / "truth" / site.name)
     rng = tile_seed(cfg, index, 1)
-    dates = sc.scene_dates(rng, cfg.scenes_per_tile, cfg.start, cfg.end)
+    dates = sc.scene_dates(rng, cfg.scenes_per_tile, cfg.start, cfg.end, lat=site.lat)
     years = {d.year for d in dates}
     year_offset = {y: float(rng.uniform(-0.15, 0.15)) for y in sorted(years)}  # wet and dry years
     detector = S2PixelCloudDetector(all_bands=True, average_over=0, dilation_size=0)
@@ -116,16 +134,38 @@ def _tile_job(cfg: WorldConfig, index: int, site: Site, out: str) -> tuple[TileT
         t10, t20 = truth.transform, truth.transform @ Affine.scale(2, 2)
         tc = truth.transform @ Affine.scale(cfg.cloud_factor)
         tags = {"SCALE": sc.REFLECTANCE_SCALE, **{k.upper(): v for k, v in scene.meta.items()}}
-        io.write_raster(f"{stem}_L2A_10m.tif", scene.l2a_10m, transform=t10, nodata=0,
-                        band_names=["B2", "B3", "B4", "B8"], tags=tags, **kw)
-        io.write_raster(f"{stem}_L2A_20m.tif", scene.l2a_20m, transform=t20, nodata=0,
-                        band_names=["B11", "SCL"], tags=tags, **kw)
-        io.write_raster(f"{stem}_L1C.tif", scene.l1c, transform=tc, nodata=0,
-                        band_names=list(sc.sp.S2_BANDS), tags=tags, **kw)
-        io.write_raster(f"{stem}_CLDPRB.tif", scene.cloud_prob, transform=t10, nodata=255,
-                        band_names=["probability"], tags={"SYSTEM_INDEX": scene.scene_id}, **kw)
-        io.write_raster(f"{stem}_truth.tif", scene.flags, transform=t10, band_names=["flags"],
-                        tags={f"FLAG_{k.upper()}": v for k, v in sc.FLAG.items()}, **kw)
+        io.write_raster(
+            f"{stem}_L2A_10m.tif",
+            scene.l2a_10m,
+            transform=t10,
+            nodata=0,
+            band_names=["B2", "B3", "B4", "B8"],
+            tags=tags,
+            **kw,
+        )
+        io.write_raster(
+            f"{stem}_L2A_20m.tif", scene.l2a_20m, transform=t20, nodata=0, band_names=["B11", "SCL"], tags=tags, **kw
+        )
+        io.write_raster(
+            f"{stem}_L1C.tif", scene.l1c, transform=tc, nodata=0, band_names=list(sc.sp.S2_BANDS), tags=tags, **kw
+        )
+        io.write_raster(
+            f"{stem}_CLDPRB.tif",
+            scene.cloud_prob,
+            transform=t10,
+            nodata=255,
+            band_names=["probability"],
+            tags={"SYSTEM_INDEX": scene.scene_id},
+            **kw,
+        )
+        io.write_raster(
+            f"{stem}_truth.tif",
+            scene.flags,
+            transform=t10,
+            band_names=["flags"],
+            tags={f"FLAG_{k.upper()}": v for k, v in sc.FLAG.items()},
+            **kw,
+        )
         metas.append(scene.meta)
     return truth, metas, lakes_frame(truth)
 
@@ -134,16 +174,32 @@ def _tile_record(truth: TileTruth) -> dict:
     left, top = truth.transform.c, truth.transform.f
     n = truth.shape[0]
     right, bottom = left + n * truth.transform.a, top + n * truth.transform.e
-    return {"tile": truth.site.name, "biome": truth.site.biome, "place": truth.site.place,
-            "region_type": truth.biome.region_type, "lat": truth.site.lat, "lon": truth.site.lon,
-            "epsg": truth.crs.to_epsg(), "bounds": [left, bottom, right, top], "size_px": n,
-            "aridity": truth.biome.aridity, "n_lakes": len(truth.lakes),
-            "lake_area_km2": round(sum(lk.area_km2 for lk in truth.lakes), 4),
-            "water_px": int((truth.threshold < DRY).sum())}
+    return {
+        "tile": truth.site.name,
+        "biome": truth.site.biome,
+        "place": truth.site.place,
+        "region_type": truth.biome.region_type,
+        "lat": truth.site.lat,
+        "lon": truth.site.lon,
+        "epsg": truth.crs.to_epsg(),
+        "bounds": [left, bottom, right, top],
+        "size_px": n,
+        "aridity": truth.biome.aridity,
+        "n_lakes": len(truth.lakes),
+        "lake_area_km2": round(sum(lk.area_km2 for lk in truth.lakes), 4),
+        "water_px": int((truth.threshold < DRY).sum()),
+    }
 
 
-def generate_world(cfg: WorldConfig, out_dir: str | os.PathLike[str], *, workers: int | None = None,
-                   progress: bool = True, parameters: dict | None = None, manifest: bool = True) -> dict:
+def generate_world(
+    cfg: WorldConfig,
+    out_dir: str | os.PathLike[str],
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+    parameters: dict | None = None,
+    manifest: bool = True,
+) -> dict:
     """Generate the whole simulated world into ``out_dir`` and finish with its manifest.
 
     Args:
@@ -195,9 +251,13 @@ def generate_world(cfg: WorldConfig, out_dir: str | os.PathLike[str], *, workers
     records = [_tile_record(t) for t in truths]
     footprints = gpd.GeoDataFrame(
         [{k: v for k, v in r.items() if k != "bounds"} for r in records],
-        geometry=[box(*r["bounds"]) for r in records], crs=None)
-    parts = [gpd.GeoDataFrame(footprints.iloc[[i]], geometry="geometry", crs=t.crs).to_crs(4326)
-             for i, t in enumerate(truths)]
+        geometry=[box(*r["bounds"]) for r in records],
+        crs=None,
+    )
+    parts = [
+        gpd.GeoDataFrame(footprints.iloc[[i]], geometry="geometry", crs=t.crs).to_crs(4326)
+        for i, t in enumerate(truths)
+    ]
     tiles = pd.concat(parts, ignore_index=True)
     with io.atomic_path(out / "tiles.geojson") as tmp:
         tmp.write_text(tiles.to_json(drop_id=True))
@@ -205,13 +265,21 @@ def generate_world(cfg: WorldConfig, out_dir: str | os.PathLike[str], *, workers
     regions = build_regions(truths, n_regions=int((parameters or {}).get("n_sample_regions", 120)), seed=cfg.seed)
     io.write_vector(regions, out / "regions.gpkg", "Polygon")
     summary = {
-        "tiles": len(truths), "scenes": len(metas), "lakes": int(len(lakes)),
-        "lake_area_km2": round(float(lakes["area_km2"].sum()), 3), "regions": int(len(regions)),
+        "tiles": len(truths),
+        "scenes": len(metas),
+        "lakes": int(len(lakes)),
+        "lake_area_km2": round(float(lakes["area_km2"].sum()), 3),
+        "regions": int(len(regions)),
     }
     io.write_json(out / "world.json", {"config": dataclasses.asdict(cfg), "tiles": records, "summary": summary})
     summary["seconds"] = round(time.time() - started, 1)  # in the manifest only: world.json stays reproducible
     summary["bytes"] = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     if manifest:
-        io.write_manifest(out, stage="00_world", parameters={**dataclasses.asdict(cfg), **(parameters or {})},
-                          started=started, extra={"summary": summary})
+        io.write_manifest(
+            out,
+            stage="00_world",
+            parameters={**dataclasses.asdict(cfg), **(parameters or {})},
+            started=started,
+            extra={"summary": summary},
+        )
     return summary

@@ -176,15 +176,21 @@ def build_references(truths: list[TileTruth], out_dir: Path, *, seed: int) -> di
     out["glakes"] = write_vector(_glakes(tiles, gsw), out_dir / "glakes.shp", "Polygon")
     out["pld"] = write_vector(_pld(tiles), out_dir / "pld.shp", "Polygon")
 
-    for product, writer in (("aridity_index", _write_aridity), ("floodplain", _write_floodplain),
-                            ("occurrence", _write_occurrence)):
+    for product, writer in (
+        ("aridity_index", _write_aridity),
+        ("floodplain", _write_floodplain),
+        ("occurrence", _write_occurrence),
+    ):
         rows = []
         for t in tiles:
             rel = f"{product}/{t.name}.tif"
             crs, bounds = writer(t, out_dir / rel, gsw[t.name])
             out[f"{product}/{t.name}"] = out_dir / rel
-            footprint = gpd.GeoSeries([shapely.segmentize(box(*bounds), 100.0)], crs=crs).to_crs(4326).iloc[0] \
-                if crs != "EPSG:4326" else box(*bounds)
+            footprint = (
+                gpd.GeoSeries([shapely.segmentize(box(*bounds), 100.0)], crs=crs).to_crs(4326).iloc[0]
+                if crs != "EPSG:4326"
+                else box(*bounds)
+            )
             rows.append({"tile": t.name, "path": rel, "crs": crs, "geometry": footprint})
         index = gpd.GeoDataFrame(rows, geometry="geometry", crs=4326)
         out[product] = write_vector(index, out_dir / product / "index.gpkg", "Polygon")
@@ -285,8 +291,14 @@ def _osm_reservoirs(tiles: list[_Tile]) -> gpd.GeoDataFrame:
             sel = tr.lake_id == lake.lake_id
             geom = shapely.union_all([g for g, _ in _vectorise(sel, tr.transform)])
             geom = shapely.simplify(geom, PIXEL_M, preserve_topology=True)
-            rows.append({"fclass": "reservoir", "name": f"{t.name} reservoir {k}", "area_km2": geom.area / 1e6,
-                         "geometry": shapely.MultiPolygon(_polygons(geom))})
+            rows.append(
+                {
+                    "fclass": "reservoir",
+                    "name": f"{t.name} reservoir {k}",
+                    "area_km2": geom.area / 1e6,
+                    "geometry": shapely.MultiPolygon(_polygons(geom)),
+                }
+            )
         frames.append(_frame(rows, cols, tr.crs))
     return _to_4326(frames, cols)
 
@@ -316,8 +328,13 @@ def _grwl(tiles: list[_Tile]) -> gpd.GeoDataFrame:
                 for j in range(k):
                     seg_id += 1
                     width = tr.river_width_m * (1.0 + float(t.rng["grwl"].uniform(-0.1, 0.1)))
-                    rows.append({"segmentID": seg_id, "width_m": round(width, 1),
-                                 "geometry": substring(line, j / k, (j + 1) / k, normalized=True)})
+                    rows.append(
+                        {
+                            "segmentID": seg_id,
+                            "width_m": round(width, 1),
+                            "geometry": substring(line, j / k, (j + 1) / k, normalized=True),
+                        }
+                    )
         frames.append(_frame(rows, cols, tr.crs))
     return _to_4326(frames, cols)
 
@@ -343,8 +360,9 @@ def _geodar(tiles: list[_Tile], seed: int) -> tuple[gpd.GeoDataFrame, gpd.GeoDat
             if tt is not t:
                 continue
             rid = lake.lake_id if lake is not None else -1
-            dam_rows.append({"id_v11": id_v11, "reservoir_id": rid,
-                             "geometry": _pixel_to_map(Point(dam[1], dam[0]), tr.transform)})
+            dam_rows.append(
+                {"id_v11": id_v11, "reservoir_id": rid, "geometry": _pixel_to_map(Point(dam[1], dam[0]), tr.transform)}
+            )
             if lake is None:
                 continue
             k_res += 1
@@ -352,8 +370,14 @@ def _geodar(tiles: list[_Tile], seed: int) -> tuple[gpd.GeoDataFrame, gpd.GeoDat
                 continue
             sel = (tr.lake_id == lake.lake_id) & (tr.threshold < 0.5)
             geom = shapely.union_all([g for g, _ in _vectorise(sel, tr.transform)])
-            res_rows.append({"id_v11": id_v11, "reservoir_id": rid, "area_km2": geom.area / 1e6,
-                             "geometry": shapely.MultiPolygon(_polygons(geom))})
+            res_rows.append(
+                {
+                    "id_v11": id_v11,
+                    "reservoir_id": rid,
+                    "area_km2": geom.area / 1e6,
+                    "geometry": shapely.MultiPolygon(_polygons(geom)),
+                }
+            )
         dam_frames.append(_frame(dam_rows, dam_cols, tr.crs))
         res_frames.append(_frame(res_rows, res_cols, tr.crs))
     return _to_4326(dam_frames, dam_cols), _to_4326(res_frames, res_cols)
@@ -434,8 +458,14 @@ def _glakes(tiles: list[_Tile], gsw: dict[str, dict[str, np.ndarray]]) -> gpd.Ge
             area = geom.area / 1e6
             if area < GLAKES_MIN_KM2:
                 continue
-            rows.append({"Lake_id": next_id, "Area_bound": round(area, 6),
-                         "Lake_type": 2 if res_share[v - 1] > 0.5 else 1, "geometry": geom})
+            rows.append(
+                {
+                    "Lake_id": next_id,
+                    "Area_bound": round(area, 6),
+                    "Lake_type": 2 if res_share[v - 1] > 0.5 else 1,
+                    "geometry": geom,
+                }
+            )
             next_id += 1
         frames.append(_frame(rows, cols, tr.crs))
     return _to_4326(frames, cols)
@@ -487,8 +517,14 @@ def _write_aridity(t: _Tile, path: Path, seen: dict[str, np.ndarray]) -> tuple[s
     peak = float(np.abs(f).max())
     rel = 0.1 * f / peak if peak > 0 else f
     ai = np.rint(t.truth.biome.aridity * (1.0 + rel) * AI_SCALE).astype(np.int32)
-    io.write_raster(path, ai, crs="EPSG:4326", transform=transform, nodata=AI_NODATA,
-                    tags={"SCALE": AI_SCALE, "SOURCE": "Global-AI_ET0 v3-like (Zomer et al., 2022)"})
+    io.write_raster(
+        path,
+        ai,
+        crs="EPSG:4326",
+        transform=transform,
+        nodata=AI_NODATA,
+        tags={"SCALE": AI_SCALE, "SOURCE": "Global-AI_ET0 v3-like (Zomer et al., 2022)"},
+    )
     return "EPSG:4326", _bounds(transform, h, w)
 
 
@@ -499,13 +535,26 @@ def _write_floodplain(t: _Tile, path: Path, seen: dict[str, np.ndarray]) -> tupl
     tr = t.truth
     transform, h, w = _lonlat_grid(tr, SHIFT_CELL_DEG, 0.0)
     share = np.full((h, w), np.nan, np.float32)
-    reproject(tr.masks["floodplain"].astype(np.float32), share, src_transform=tr.transform, src_crs=tr.crs,
-              dst_transform=transform, dst_crs="EPSG:4326", resampling=Resampling.average, src_nodata=None,
-              dst_nodata=np.nan)
+    reproject(
+        tr.masks["floodplain"].astype(np.float32),
+        share,
+        src_transform=tr.transform,
+        src_crs=tr.crs,
+        dst_transform=transform,
+        dst_crs="EPSG:4326",
+        resampling=Resampling.average,
+        src_nodata=None,
+        dst_nodata=np.nan,
+    )
     out = np.where(np.isnan(share), 255, share >= 0.5).astype(np.uint8)
-    io.write_raster(path, out, crs="EPSG:4326", transform=transform, nodata=255,
-                    tags={"VALUES": "1 floodplain, 0 non-floodplain, 255 no data",
-                          "SOURCE": "SHIFT-like (Zheng et al., 2024)"})
+    io.write_raster(
+        path,
+        out,
+        crs="EPSG:4326",
+        transform=transform,
+        nodata=255,
+        tags={"VALUES": "1 floodplain, 0 non-floodplain, 255 no data", "SOURCE": "SHIFT-like (Zheng et al., 2024)"},
+    )
     return "EPSG:4326", _bounds(transform, h, w)
 
 
@@ -516,6 +565,12 @@ def _write_occurrence(t: _Tile, path: Path, seen: dict[str, np.ndarray]) -> tupl
     noise = t.rng["occurrence"].integers(-5, 6, mean.shape)
     occ = np.where(mean > 0, np.clip(np.rint(mean) + noise, 0, 100), 0).astype(np.uint8)
     transform = _grid_30m(tr)
-    io.write_raster(path, occ, crs=tr.crs, transform=transform, nodata=255,
-                    tags={"UNITS": "percent of observations with water", "SOURCE": "GSW-like (Pekel et al., 2016)"})
+    io.write_raster(
+        path,
+        occ,
+        crs=tr.crs,
+        transform=transform,
+        nodata=255,
+        tags={"UNITS": "percent of observations with water", "SOURCE": "GSW-like (Pekel et al., 2016)"},
+    )
     return f"EPSG:{tr.crs.to_epsg()}", _bounds(transform, *occ.shape)

@@ -54,8 +54,19 @@ MIN_LAKE_PX = 25  # a positive region holds at least one 0.0025 km2 lake's worth
 TRIES = 240  # positions tried per region
 SHRINK_EVERY, SHRINK = 40, 0.85  # after this many misses the rectangle shrinks by this factor
 
-COLUMNS = ("region_id", "tile", "region_type", "biome", "row_off", "col_off", "height", "width", "area_km2",
-           "lake_fraction", "crs_tile")
+COLUMNS = (
+    "region_id",
+    "tile",
+    "region_type",
+    "biome",
+    "row_off",
+    "col_off",
+    "height",
+    "width",
+    "area_km2",
+    "lake_fraction",
+    "crs_tile",
+)
 
 
 @dataclass
@@ -93,8 +104,12 @@ def _state(index: int, truth: TileTruth, seed: int) -> _TileState:
         "SL": t.masks["saltflat"] | np.isin(t.lake_id, typed.get("salt", [])),
     }
     st = _TileState(index, t, np.random.default_rng([seed, 11, index]))
-    st.sat = {"typical": _sat(t.typical_lake_id() > 0), "max": _sat(t.lake_id > 0),
-              "river": _sat(t.masks["river"] | oxbow), **{k: _sat(v) for k, v in feature.items()}}
+    st.sat = {
+        "typical": _sat(t.typical_lake_id() > 0),
+        "max": _sat(t.lake_id > 0),
+        "river": _sat(t.masks["river"] | oxbow),
+        **{k: _sat(v) for k, v in feature.items()},
+    }
     st.busy = np.zeros(t.shape, bool)
     return st
 
@@ -153,7 +168,7 @@ def _try_place(st: _TileState, want: str | None, negative: bool, side: float, as
         kind = _region_type(st, r0, c0, h, w)
         if want is not None and kind != want:
             continue
-        if st.busy[r0:r0 + h, c0:c0 + w].any():
+        if st.busy[r0 : r0 + h, c0 : c0 + w].any():
             continue
         lakes = st.count("typical", r0, c0, h, w)
         if negative:
@@ -163,9 +178,16 @@ def _try_place(st: _TileState, want: str | None, negative: bool, side: float, as
             continue
         if kind in st.sat and attempt < TRIES // 2 and st.count(kind, r0, c0, h, w) == 0:
             continue  # prefer rectangles that show their type's feature
-        st.busy[r0:r0 + h, c0:c0 + w] = True
-        region = {"tile_index": st.index, "region_type": kind, "row_off": r0, "col_off": c0, "height": h,
-                  "width": w, "lake_fraction": lakes / (h * w)}
+        st.busy[r0 : r0 + h, c0 : c0 + w] = True
+        region = {
+            "tile_index": st.index,
+            "region_type": kind,
+            "row_off": r0,
+            "col_off": c0,
+            "height": h,
+            "width": w,
+            "lake_fraction": lakes / (h * w),
+        }
         st.placed.append(region)
         return region
     return None
@@ -217,7 +239,7 @@ def build_regions(truths: list[TileTruth], *, n_regions: int, seed: int) -> gpd.
     for tile, kind, neg, side, aspect in full:
         order = [tile] + [t for t in providers[kind] if t != tile]
         placed = None
-        for negative_try in ((True, False) if neg else (False,)):
+        for negative_try in (True, False) if neg else (False,):
             for t in order:
                 placed = _try_place(states[t], kind, negative_try, side, aspect)
                 if placed:
@@ -231,8 +253,11 @@ def build_regions(truths: list[TileTruth], *, n_regions: int, seed: int) -> gpd.
                     break
         missing += placed is None
     if missing:
-        warnings.warn(f"placed {n_regions - missing} of {n_regions} sample regions: the tiles are full",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"placed {n_regions - missing} of {n_regions} sample regions: the tiles are full",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return _to_frame(states)
 
 
@@ -257,8 +282,10 @@ def _to_frame(states: list[_TileState]) -> gpd.GeoDataFrame:
         df["crs_tile"] = int(t.crs.to_epsg())
         parts.append(gpd.GeoDataFrame(df, geometry=gpd.GeoSeries(geoms, crs=t.crs)).to_crs(4326))
     if not parts:
-        empty = {c: pd.Series(dtype="object" if c in ("region_id", "tile", "region_type", "biome") else "float64")
-                 for c in COLUMNS}
+        empty = {
+            c: pd.Series(dtype="object" if c in ("region_id", "tile", "region_type", "biome") else "float64")
+            for c in COLUMNS
+        }
         return gpd.GeoDataFrame(empty, geometry=gpd.GeoSeries([], crs=4326), crs=4326)
     out = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), geometry="geometry", crs=4326)
     out["region_id"] = [f"R{i:04d}" for i in range(1, len(out) + 1)]

@@ -28,8 +28,18 @@ from lakepaper.world.fields import fractal_field, threshold_for_fraction
 from lakepaper.world.truth import TileTruth
 
 #: SCL classes of Sen2Cor that the simulator emits.
-SCL = {"no_data": 0, "dark": 2, "cloud_shadow": 3, "vegetation": 4, "not_vegetated": 5, "water": 6,
-       "cloud_medium": 8, "cloud_high": 9, "cirrus": 10, "snow": 11}
+SCL = {
+    "no_data": 0,
+    "dark": 2,
+    "cloud_shadow": 3,
+    "vegetation": 4,
+    "not_vegetated": 5,
+    "water": 6,
+    "cloud_medium": 8,
+    "cloud_high": 9,
+    "cirrus": 10,
+    "snow": 11,
+}
 #: Bits of the per-scene truth raster.
 FLAG = {"thick_cloud": 1, "thin_cloud": 2, "haze": 4, "shadow": 8, "snow": 16, "water": 32, "no_data": 64}
 THICK_ALPHA = 0.6  # cloud opacity from which a cloud counts as thick
@@ -51,12 +61,25 @@ class Scene:
     meta: dict
 
 
-def scene_dates(rng: np.random.Generator, n: int, start: str, end: str) -> list[dt.date]:
-    """``n`` acquisition dates spread over the period: one per equal slice, jittered, sorted."""
+MAX_SUN_ZENITH = 70.0  # lower suns give dark, long-shadowed scenes that an archive search would not keep
+
+
+def scene_dates(rng: np.random.Generator, n: int, start: str, end: str, *, lat: float = 0.0) -> list[dt.date]:
+    """``n`` acquisition dates spread over the period: one per equal slice, jittered, sorted.
+
+    Dates whose sun at 10:30 stands lower than ``MAX_SUN_ZENITH`` (high-latitude winters) are
+    redrawn within their slice; a slice with no such day keeps its last draw.
+    """
     d0, d1 = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
     span = (d1 - d0).days
     edges = np.linspace(0, span, n + 1)
-    days = [int(rng.uniform(edges[i], max(edges[i + 1] - 1, edges[i]))) for i in range(n)]
+    days = []
+    for i in range(n):
+        for _ in range(24):
+            day = int(rng.uniform(edges[i], max(edges[i + 1] - 1, edges[i])))
+            if solar_angles(d0 + dt.timedelta(days=day), lat)[0] <= MAX_SUN_ZENITH:
+                break
+        days.append(day)
     return [d0 + dt.timedelta(days=d) for d in sorted(days)]
 
 
@@ -117,12 +140,14 @@ class SceneMaker:
         self.detector = detector
         n = truth.shape[0]
         self.pad = n // 4
-        self.block_index = ((np.arange(n)[:, None] // cloud_factor) * (n // cloud_factor)
-                            + np.arange(n)[None, :] // cloud_factor).ravel()
+        self.block_index = (
+            (np.arange(n)[:, None] // cloud_factor) * (n // cloud_factor) + np.arange(n)[None, :] // cloud_factor
+        ).ravel()
         self.n_blocks = (n // cloud_factor) ** 2
         codes = {v: k for k, v in sp.SURFACES.items()}
-        self.companion = np.array([sp.SURFACES[sp.WATER_COMPANION.get(codes[c], codes[c])]
-                                   for c in range(len(codes))], np.uint8)
+        self.companion = np.array(
+            [sp.SURFACES[sp.WATER_COMPANION.get(codes[c], codes[c])] for c in range(len(codes))], np.uint8
+        )
         self.mix_scale = np.array([_MIX_SCALE.get(codes[c], 0.0) for c in range(len(codes))], np.float32)
 
     def make(self, date: dt.date, rng: np.random.Generator, *, year_offset: float, index: int) -> Scene:
@@ -152,8 +177,9 @@ class SceneMaker:
             c = sp.SURFACES[name]
             table[c] = green * table[c] + (1 - green) * dry
         water_px = wet & ~snow
-        mix = np.where(water_px, np.clip(t.water_mix + 0.15 * np.clip(t.threshold, 0, 1), 0, 1)
-                       * self.mix_scale[cls], 0.0).astype(np.float32)
+        mix = np.where(
+            water_px, np.clip(t.water_mix + 0.15 * np.clip(t.threshold, 0, 1), 0, 1) * self.mix_scale[cls], 0.0
+        ).astype(np.float32)
         gain = np.where(water_px, 1.0, t.brightness).astype(np.float32)
 
         # --- clouds, haze and their shadows ------------------------------------------
@@ -169,11 +195,12 @@ class SceneMaker:
         dc = -shift * math.sin(math.radians(az))  # shadows fall away from the sun
         dr = shift * math.cos(math.radians(az))
         r0, c0 = int(round(p - dr)), int(round(p - dc))
-        shade = alpha_big[r0:r0 + n, c0:c0 + n]
-        alpha = alpha_big[p:p + n, p:p + n]
+        shade = alpha_big[r0 : r0 + n, c0 : c0 + n]
+        alpha = alpha_big[p : p + n, p : p + n]
         haze_level = rng.uniform(-1.8, 0.6)
-        haze = (0.12 * np.clip(fractal_field(rng, (n, n), beta=3.0, scale_px=n / 3) + haze_level, 0, 3)
-                ).astype(np.float32)
+        haze = (0.12 * np.clip(fractal_field(rng, (n, n), beta=3.0, scale_px=n / 3) + haze_level, 0, 3)).astype(
+            np.float32
+        )
         direct = (1.0 - 0.75 * shade).astype(np.float32)  # diffuse skylight remains in a shadow
 
         # --- L2A bands at 10 m (B2 B3 B4 B8 B11) -------------------------------------
@@ -192,8 +219,7 @@ class SceneMaker:
         wgt = (gain * direct).ravel()
         key = self.block_index * k
         own = np.bincount(key + cls.ravel(), weights=wgt * (1 - mix).ravel(), minlength=self.n_blocks * k)
-        comp = np.bincount(key + self.companion[cls].ravel(), weights=wgt * mix.ravel(),
-                           minlength=self.n_blocks * k)
+        comp = np.bincount(key + self.companion[cls].ravel(), weights=wgt * mix.ravel(), minlength=self.n_blocks * k)
         surf_c = ((own + comp).reshape(self.n_blocks, k) @ table) / (f * f)
         nb = n // f
         toa_c = sp.toa_from_surface(surf_c.astype(np.float32), airmass=airmass).reshape(nb, nb, 13)
@@ -242,7 +268,7 @@ class SceneMaker:
         flags = np.zeros((n, n), np.uint8)
         flags[alpha >= THICK_ALPHA] |= FLAG["thick_cloud"]
         flags[(alpha >= 0.05) & (alpha < THICK_ALPHA)] |= FLAG["thin_cloud"]
-        flags[haze >= 0.1] |= FLAG["haze"]
+        flags[haze >= 0.05] |= FLAG["haze"]  # clear means (almost) no aerosol veil
         flags[(shade >= 0.3) & (alpha < 0.05)] |= FLAG["shadow"]
         flags[snow] |= FLAG["snow"]
         flags[water_px] |= FLAG["water"]
@@ -269,12 +295,14 @@ class SceneMaker:
             "MEAN_SOLAR_ZENITH_ANGLE": round(zen, 4),
             "MEAN_SOLAR_AZIMUTH_ANGLE": round(az, 4),
             "truth_cloud_cover": round(float((alpha >= THICK_ALPHA).mean()), 4),
-            "truth_haze": round(float((haze >= 0.1).mean()), 4),
+            "truth_any_cloud": round(float((alpha >= 0.05).mean()), 4),
+            "truth_haze": round(float((haze >= 0.05).mean()), 4),
             "truth_shadow": round(float(((shade >= 0.3) & (alpha < 0.05)).mean()), 4),
             "truth_snow": round(float(snow.mean()), 4),
             "truth_valid": round(float(valid.mean()), 4),
             "wetness": round(w, 4),
             "cloud_height_km": round(height_km, 3),
         }
-        return Scene(meta["system_index"], date, l2a_10, np.stack([b11_20, scl.astype(np.uint16)]), l1c, prob,
-                     flags, meta)
+        return Scene(
+            meta["system_index"], date, l2a_10, np.stack([b11_20, scl.astype(np.uint16)]), l1c, prob, flags, meta
+        )

@@ -60,23 +60,87 @@ class Biome:
 
 
 BIOMES: dict[str, Biome] = {
-    "shield": Biome("NR", 0.14, {"natural": 1.0}, {"forest": 0.7, "rock": 0.15, "wetland": 0.15}, seasonality=0.1,
-                    aridity=0.9, anchor_km2=14.0),
-    "plateau": Biome("IL", 0.06, {"natural": 0.5, "ice": 0.5}, {"rock": 0.6, "grass": 0.3, "bare_soil": 0.1},
-                     seasonality=0.2, glacier_fraction=0.18, aridity=0.3, anchor_km2=10.0),
-    "ponds": Biome("NR", 0.16, {"natural": 1.0}, {"cropland": 0.6, "grass": 0.2, "urban": 0.05, "forest": 0.15},
-                   seasonality=0.2, river_width_m=120.0, paddy_fraction=0.15, floodplain=True, aridity=1.1,
-                   rect_ponds=0.6),
-    "river": Biome("AR", 0.07, {"natural": 0.6, "oxbow": 0.4}, {"forest": 0.6, "wetland": 0.25, "grass": 0.15},
-                   seasonality=0.35, river_width_m=320.0, n_oxbows=5, floodplain=True, aridity=1.2),
-    "arid": Biome("SL", 0.05, {"salt": 0.7, "natural": 0.3}, {"sand": 0.45, "bare_soil": 0.45, "rock": 0.1},
-                  seasonality=0.5, saltflat_fraction=0.12, aridity=0.08, anchor_km2=5.0),
-    "urban": Biome("BR", 0.04, {"natural": 1.0}, {"cropland": 0.5, "grass": 0.3, "forest": 0.2}, seasonality=0.1,
-                   urban_fraction=0.55, river_width_m=100.0, aridity=0.7),
-    "coast": Biome("NR", 0.08, {"natural": 0.7, "lagoon": 0.3}, {"grass": 0.5, "cropland": 0.3, "wetland": 0.2},
-                   seasonality=0.15, coast=True, aridity=0.7),
-    "reservoir": Biome("AR", 0.04, {"natural": 0.6, "reservoir": 0.4}, {"grass": 0.4, "forest": 0.3, "cropland": 0.3},
-                       seasonality=0.3, river_width_m=60.0, n_reservoirs=3, aridity=0.5),
+    "shield": Biome(
+        "NR",
+        0.14,
+        {"natural": 1.0},
+        {"forest": 0.7, "rock": 0.15, "wetland": 0.15},
+        seasonality=0.1,
+        aridity=0.9,
+        anchor_km2=14.0,
+    ),
+    "plateau": Biome(
+        "IL",
+        0.06,
+        {"natural": 0.5, "ice": 0.5},
+        {"rock": 0.6, "grass": 0.3, "bare_soil": 0.1},
+        seasonality=0.2,
+        glacier_fraction=0.18,
+        aridity=0.3,
+        anchor_km2=6.0,
+    ),
+    "ponds": Biome(
+        "NR",
+        0.16,
+        {"natural": 1.0},
+        {"cropland": 0.6, "grass": 0.2, "urban": 0.05, "forest": 0.15},
+        seasonality=0.2,
+        river_width_m=120.0,
+        paddy_fraction=0.15,
+        floodplain=True,
+        aridity=1.1,
+        rect_ponds=0.6,
+    ),
+    "river": Biome(
+        "AR",
+        0.07,
+        {"natural": 0.6, "oxbow": 0.4},
+        {"forest": 0.6, "wetland": 0.25, "grass": 0.15},
+        seasonality=0.35,
+        river_width_m=320.0,
+        n_oxbows=5,
+        floodplain=True,
+        aridity=1.2,
+    ),
+    "arid": Biome(
+        "SL",
+        0.05,
+        {"salt": 0.7, "natural": 0.3},
+        {"sand": 0.45, "bare_soil": 0.45, "rock": 0.1},
+        seasonality=0.5,
+        saltflat_fraction=0.12,
+        aridity=0.08,
+        anchor_km2=5.0,
+    ),
+    "urban": Biome(
+        "BR",
+        0.04,
+        {"natural": 1.0},
+        {"cropland": 0.5, "grass": 0.3, "forest": 0.2},
+        seasonality=0.1,
+        urban_fraction=0.55,
+        river_width_m=100.0,
+        aridity=0.7,
+    ),
+    "coast": Biome(
+        "NR",
+        0.08,
+        {"natural": 0.7, "lagoon": 0.3},
+        {"grass": 0.5, "cropland": 0.3, "wetland": 0.2},
+        seasonality=0.15,
+        coast=True,
+        aridity=0.7,
+    ),
+    "reservoir": Biome(
+        "AR",
+        0.04,
+        {"natural": 0.6, "reservoir": 0.4},
+        {"grass": 0.4, "forest": 0.3, "cropland": 0.3},
+        seasonality=0.3,
+        river_width_m=60.0,
+        n_reservoirs=3,
+        aridity=0.5,
+    ),
 }
 
 
@@ -147,9 +211,12 @@ class WorldConfig:
     @classmethod
     def from_params(cls, p: dict[str, Any], **changes: Any) -> WorldConfig:
         """The world of a resolved parameter set (see :func:`lakepaper.params.resolve`)."""
-        base = cls(seed=int(p["world_seed"]), tile_px=int(p["world_tile_px"]),
-                   scenes_per_tile=int(p["world_scenes_per_tile"]),
-                   tiles=tuple(p["world_tiles"]) if p.get("world_tiles") else None)
+        base = cls(
+            seed=int(p["world_seed"]),
+            tile_px=int(p["world_tile_px"]),
+            scenes_per_tile=int(p["world_scenes_per_tile"]),
+            tiles=tuple(p["world_tiles"]) if p.get("world_tiles") else None,
+        )
         return replace(base, **changes).validated()
 
     def validated(self) -> WorldConfig:
@@ -159,13 +226,18 @@ class WorldConfig:
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise ParameterError(name, f"must be a positive integer, got {v!r}")
         if self.tile_px % self.cloud_factor or self.tile_px < 4 * self.cloud_factor:
-            raise ParameterError("tile_px", f"must be a multiple of cloud_factor={self.cloud_factor} and at least "
-                                            f"{4 * self.cloud_factor}, got {self.tile_px}")
+            raise ParameterError(
+                "tile_px",
+                f"must be a multiple of cloud_factor={self.cloud_factor} and at least "
+                f"{4 * self.cloud_factor}, got {self.tile_px}",
+            )
         if not 1.0 < self.size_exponent < 4.0:
             raise ParameterError("size_exponent", f"must lie in (1, 4), got {self.size_exponent}")
         if not 0 < self.min_lake_km2 < self.max_lake_km2:
-            raise ParameterError("min_lake_km2", f"sizes must satisfy 0 < min_lake_km2 < max_lake_km2, got "
-                                                 f"{self.min_lake_km2} and {self.max_lake_km2}")
+            raise ParameterError(
+                "min_lake_km2",
+                f"sizes must satisfy 0 < min_lake_km2 < max_lake_km2, got {self.min_lake_km2} and {self.max_lake_km2}",
+            )
         if self.tiles is not None:
             unknown = [t for t in self.tiles if t not in SITES_BY_NAME]
             if unknown or not self.tiles:
@@ -182,8 +254,10 @@ class WorldConfig:
         except (TypeError, ValueError) as exc:
             raise ParameterError("start", f"dates must be ISO YYYY-MM-DD: {exc}") from exc
         if not (S2_ERA[0] <= start < end <= S2_ERA[1]):
-            raise ParameterError("start", f"period {start}..{end} lies outside the Sentinel-2 L2A era "
-                                          f"{S2_ERA[0]}..{S2_ERA[1]} (or start >= end)")
+            raise ParameterError(
+                "start",
+                f"period {start}..{end} lies outside the Sentinel-2 L2A era {S2_ERA[0]}..{S2_ERA[1]} (or start >= end)",
+            )
         return self
 
     def sites(self) -> list[Site]:

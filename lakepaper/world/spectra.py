@@ -55,6 +55,7 @@ SURFACES: dict[str, int] = {
 WATER_SURFACES = ("clear_water", "turbid_water", "saline_water", "glacial_water")
 
 # Surface reflectance (0..1) at the 13 band centres; B10 is never seen from the ground.
+# fmt: off
 _SURFACE = {
     #                 B01    B02    B03    B04    B05    B06    B07    B08    B8A    B09    B10   B11    B12
     "clear_water":   (0.045, 0.042, 0.038, 0.020, 0.014, 0.009, 0.008, 0.007, 0.006, 0.004, 0.0, 0.003, 0.002),
@@ -75,6 +76,7 @@ _SURFACE = {
     "glacier_ice":   (0.420, 0.420, 0.400, 0.360, 0.330, 0.300, 0.280, 0.260, 0.250, 0.180, 0.0, 0.040, 0.030),
     "wetland":       (0.040, 0.045, 0.065, 0.045, 0.070, 0.130, 0.160, 0.170, 0.175, 0.140, 0.0, 0.090, 0.050),
 }
+# fmt: on
 
 #: (n_surfaces, 13) surface reflectance table, rows in the order of SURFACES codes.
 SURFACE_TABLE = np.array([_SURFACE[name] for name in sorted(SURFACES, key=SURFACES.get)], dtype=np.float32)

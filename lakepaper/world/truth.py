@@ -142,8 +142,9 @@ def _river(rng: np.random.Generator, n: int, width_px: float) -> LineString:
 
 
 def _burn(shape: tuple[int, int], geom, *, all_touched: bool = False) -> np.ndarray:
-    return features.rasterize([(geom, 1)], out_shape=shape, fill=0, all_touched=all_touched,
-                              dtype=np.uint8).astype(bool)
+    return features.rasterize([(geom, 1)], out_shape=shape, fill=0, all_touched=all_touched, dtype=np.uint8).astype(
+        bool
+    )
 
 
 class _Placer:
@@ -155,8 +156,9 @@ class _Placer:
         self.rough = rough
         self.rng = rng
 
-    def place(self, lake: Lake, shape: lk.Shape, *, ring: float, centre_pool: np.ndarray | None = None,
-              tries: int = 40) -> bool:
+    def place(
+        self, lake: Lake, shape: lk.Shape, *, ring: float, centre_pool: np.ndarray | None = None, tries: int = 40
+    ) -> bool:
         n = self.t.shape[0]
         half = int(math.ceil(shape.extent_px(ring)))
         if 2 * half + 3 >= n:
@@ -172,11 +174,11 @@ class _Placer:
             r0, c0 = int(r) - half, int(c) - half
             if r0 < 1 or c0 < 1 or r0 + 2 * half + 1 >= n - 1 or c0 + 2 * half + 1 >= n - 1:
                 continue
-            win = np.s_[r0:r0 + 2 * half + 1, c0:c0 + 2 * half + 1]
+            win = np.s_[r0 : r0 + 2 * half + 1, c0 : c0 + 2 * half + 1]
             off = np.arange(2 * half + 1, dtype=np.float64)
             rho = lk.shore_coordinate(shape, (off + r0 - r)[:, None], (off + c0 - c)[None, :])
-            if shape.radius_px > 3:
-                rho = rho + 0.06 * self.rough[win]
+            if shape.radius_px > 3:  # a ragged shore: about 1.5 px of jitter whatever the lake's size
+                rho = rho + min(0.06, 1.5 / shape.radius_px) * self.rough[win]
             inside = rho < 1.0 + ring
             if inside.sum() == 0 or not (rho < 1.0).any():
                 continue
@@ -208,14 +210,31 @@ def _water_for(biome_name: str, lake_type: str, rng: np.random.Generator) -> tup
         return "glacial_water", rng.uniform(0.0, 0.4)
     if lake_type == "salt":  # brine over mud: NDWI from about +0.25 down to about 0
         return "saline_water", rng.uniform(0.0, 0.45)
-    turbid = {"shield": 0.15, "plateau": 0.2, "ponds": 0.8, "river": 0.85, "arid": 0.6, "urban": 0.7,
-              "coast": 0.6, "reservoir": 0.4}.get(biome_name, 0.5)
+    turbid = {
+        "shield": 0.15,
+        "plateau": 0.2,
+        "ponds": 0.8,
+        "river": 0.85,
+        "arid": 0.6,
+        "urban": 0.7,
+        "coast": 0.6,
+        "reservoir": 0.4,
+    }.get(biome_name, 0.5)
     name = "turbid_water" if lake_type in ("oxbow", "lagoon") or rng.random() < turbid else "clear_water"
     return name, rng.uniform(0.0, 0.5)
 
 
-def build_tile(site: Site, biome: Biome, *, tile_px: int, tile_index: int, size_exponent: float,
-               min_lake_km2: float, max_lake_km2: float, rng: np.random.Generator) -> TileTruth:
+def build_tile(
+    site: Site,
+    biome: Biome,
+    *,
+    tile_px: int,
+    tile_index: int,
+    size_exponent: float,
+    min_lake_km2: float,
+    max_lake_km2: float,
+    rng: np.random.Generator,
+) -> TileTruth:
     """Simulate the truth of one tile.
 
     The order matters and follows the landscape: cover, glaciers, towns, salt
@@ -226,15 +245,27 @@ def build_tile(site: Site, biome: Biome, *, tile_px: int, tile_index: int, size_
     shape = (n, n)
     crs, transform = tile_grid(site, n)
     cover = _assign_background(rng, n, biome.background)
-    brightness = (1.0 + 0.10 * fractal_field(rng, shape, beta=3.0, scale_px=n / 4)
-                  + 0.04 * fractal_field(rng, shape, beta=1.5, scale_px=8)).astype(np.float32)
+    brightness = (
+        1.0
+        + 0.10 * fractal_field(rng, shape, beta=3.0, scale_px=n / 4)
+        + 0.04 * fractal_field(rng, shape, beta=1.5, scale_px=8)
+    ).astype(np.float32)
     rough = fractal_field(rng, shape, beta=2.0, scale_px=6)
     truth = TileTruth(
-        site=site, biome=biome, crs=crs, transform=transform, cover=cover, brightness=brightness,
-        threshold=np.full(shape, DRY, np.float32), water=np.zeros(shape, np.uint8),
-        water_mix=np.zeros(shape, np.float32), lake_id=np.zeros(shape, np.int32),
-        masks={k: np.zeros(shape, bool) for k in ("river", "ocean", "urban", "glacier", "saltflat", "paddy",
-                                                   "floodplain", "building_shadow")},
+        site=site,
+        biome=biome,
+        crs=crs,
+        transform=transform,
+        cover=cover,
+        brightness=brightness,
+        threshold=np.full(shape, DRY, np.float32),
+        water=np.zeros(shape, np.uint8),
+        water_mix=np.zeros(shape, np.float32),
+        lake_id=np.zeros(shape, np.int32),
+        masks={
+            k: np.zeros(shape, bool)
+            for k in ("river", "ocean", "urban", "glacier", "saltflat", "paddy", "floodplain", "building_shadow")
+        },
         lakes=[],
     )
     m = truth.masks
@@ -242,7 +273,7 @@ def build_tile(site: Site, biome: Biome, *, tile_px: int, tile_index: int, size_
 
     if biome.glacier_fraction > 0:  # glaciers on the high side of a tilted terrain
         slope = (rows + cols) / (2 * n) - 0.5
-        elev = fractal_field(rng, shape, beta=3.4, scale_px=n / 3) + 4.0 * slope
+        elev = fractal_field(rng, shape, beta=3.4, scale_px=n / 3) + 7.0 * slope
         m["glacier"] = elev > threshold_for_fraction(elev, biome.glacier_fraction)
         cover[m["glacier"]] = SURFACES["glacier_ice"]
         summit = elev > threshold_for_fraction(elev, biome.glacier_fraction * 0.35)
@@ -257,7 +288,7 @@ def build_tile(site: Site, biome: Biome, *, tile_px: int, tile_index: int, size_
         pick = rng.integers(0, len(ur), n_shadow)
         for r, c in zip(ur[pick], uc[pick], strict=True):
             h, w = rng.integers(1, 4), rng.integers(2, 6)
-            m["building_shadow"][r:r + h, c:c + w] = True
+            m["building_shadow"][r : r + h, c : c + w] = True
         m["building_shadow"] &= m["urban"]
         cover[m["building_shadow"]] = SURFACES["building_shadow"]
     if biome.saltflat_fraction > 0:
@@ -316,8 +347,9 @@ def build_tile(site: Site, biome: Biome, *, tile_px: int, tile_index: int, size_
             for _ in range(int(rng.integers(2, 5))):
                 p = upstream.interpolate(rng.uniform(0.1, 0.9), normalized=True)
                 ang, ln = rng.uniform(0, 2 * np.pi), rng.uniform(0.04, 0.1) * n
-                arms.append(LineString([p, (p.x + ln * math.cos(ang), p.y + ln * math.sin(ang))])
-                            .buffer(rng.uniform(3, 7)))
+                arms.append(
+                    LineString([p, (p.x + ln * math.cos(ang), p.y + ln * math.sin(ang))]).buffer(rng.uniform(3, 7))
+                )
             geom = union_all(arms)
             mask = _burn(shape, geom) & ~m["ocean"]
             if mask.sum() < 50 or (mask & (truth.lake_id > 0)).any():
@@ -359,7 +391,7 @@ def build_tile(site: Site, biome: Biome, *, tile_px: int, tile_index: int, size_
                 sea_cols = np.nonzero(m["ocean"][r])[0]
                 if len(sea_cols):
                     inlet = np.zeros(shape, bool)
-                    inlet[max(r - 2, 0):r + 2, sea_cols.max():c] = True
+                    inlet[max(r - 2, 0) : r + 2, sea_cols.max() : c] = True
                     inlet &= truth.lake_id != lake.lake_id
                     truth.threshold[inlet] = 0.0
                     truth.water[inlet] = SURFACES["turbid_water"]
@@ -370,10 +402,11 @@ def build_tile(site: Site, biome: Biome, *, tile_px: int, tile_index: int, size_
     target = biome.lake_fraction * tile_km2
     if biome.anchor_km2 > 0:  # the landscape's one large lake, placed first
         kind = "salt" if "salt" in biome.lake_types else "natural"
-        area = min(biome.anchor_km2, 0.2 * tile_km2)
-        lake = new_lake(kind, area, False)
-        if placer.place(lake, lk.blob_shape(rng, area), ring=0.05 + 0.1 * biome.seasonality, tries=200):
-            truth.lakes.append(lake)
+        for area in min(biome.anchor_km2, 0.2 * tile_km2) * np.array([1.0, 0.7, 0.5]):  # smaller if no room
+            lake = new_lake(kind, float(area), False)
+            if placer.place(lake, lk.blob_shape(rng, float(area)), ring=0.05 + 0.1 * biome.seasonality, tries=80):
+                truth.lakes.append(lake)
+                break
 
     # Power-law lakes, large first, until the biome's lake share is reached.
     a_max = size_cap_km2(n, max_lake_km2)

@@ -1,0 +1,71 @@
+"""Running stages: parameters are checked against the notebook before anything executes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lakepaper import cli, io, stages
+from lakepaper.errors import InputError, ParameterError
+
+
+def test_notebooks_declare_profile_and_are_committed_clean():
+    for stage in stages.STAGES:
+        declared = stages.declared_parameters(stage)
+        assert declared["profile"] == "demo"
+        nb = json.loads(stages.notebook_path(stage).read_text())
+        assert not any(c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), stage
+
+
+@pytest.mark.parametrize(
+    ("given", "name"),
+    [
+        ({"world_sed": 7}, "world_sed"),  # a typo papermill would only warn about
+        ({"world_seed": "seven"}, "world_seed"),
+        ({"profile": 3}, "profile"),
+        ({"profile": "huge"}, "profile"),
+    ],
+)
+def test_bad_notebook_parameters_are_named(given, name):
+    with pytest.raises(ParameterError) as err:
+        stages.check_parameters("00_world", given)
+    assert err.value.name == name
+
+
+def test_good_notebook_parameters_pass():
+    given = {"profile": "tiny", "world_seed": 7, "tiles": ["T01", "T09"], "workers": 1}
+    assert stages.check_parameters("00_world", given) == given
+
+
+def test_unknown_stage_is_named():
+    with pytest.raises(ParameterError, match="unknown stage '99_magic'"):
+        stages.notebook_path("99_magic")
+
+
+def test_values_parse_as_papermill_reads_them():
+    assert stages.parse_value("7") == 7
+    assert stages.parse_value("[T01, T09]") == ["T01", "T09"]
+    assert stages.parse_value("demo") == "demo"
+
+
+def test_cli_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("run", "stages", "world"):
+        assert command in out
+
+
+def test_cli_refuses_a_bad_parameter_before_running(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("LAKEPAPER_BUILD", str(tmp_path))
+    assert cli.main(["run", "00_world", "--profile", "tiny", "-p", "world_sed", "7"]) == 2
+    assert "world_sed" in capsys.readouterr().err
+    assert not any(tmp_path.rglob("*.ipynb"))  # nothing executed, nothing written
+
+
+def test_corrupt_manifest_is_an_input_error(tmp_path):
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(InputError, match="manifest.json"):
+        io.read_manifest(tmp_path)
