@@ -146,3 +146,27 @@ def test_bad_world_parameters_are_named(changes, name):
 def test_unknown_biome_is_named():
     with pytest.raises(ParameterError, match="unknown biome 'jungle'"):
         WorldConfig().biome("jungle")
+
+
+def test_world_figures_render(tiny_world, tmp_path):
+    import matplotlib.image as mpimg
+    import matplotlib.pyplot as plt
+
+    from lakepaper.figures import save
+    from lakepaper.figures import world as wfig
+
+    world, _, _ = tiny_world
+    figures = {
+        "tiles": wfig.tile_map(world),
+        "biomes": wfig.biome_gallery(world),
+        "scenes": wfig.scene_quicklooks(world, "T01", n=2),
+        "sizes": wfig.size_distribution(world, checks.size_law(world, a_min=0.002)),
+        "clouds": wfig.cloud_cover(world),
+    }
+    for name, fig in figures.items():
+        save(fig, tmp_path / f"{name}.png")
+        image = mpimg.imread(tmp_path / f"{name}.png")
+        assert image.shape[0] > 200 and image.shape[1] > 200, name
+        assert image[..., :3].std() > 0.05, f"{name} is blank"
+        plt.close(fig)
+    assert len(figures["biomes"].axes) >= 2 * len(SITES)
