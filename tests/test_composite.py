@@ -1,0 +1,350 @@
+"""Stage 01, local backend: masks, kernel and per-tile composites against the simulated truth.
+
+"Truly clear" follows :func:`lakepaper.world.checks.clear_means`: an observation is clear when
+its truth flags show no thick cloud, thin cloud, cloud shadow, snow or no data. Haze is a
+judgement call: it is *kept* (as in ``clear_means``) because the paper's recipe has no haze
+mask and an aerosol veil is what L2A's atmospheric correction is meant to remove; its residual
+bias therefore counts against the composite. The truth clear-sky mean of a pixel is the mean
+of its truly clear observations among the scenes the paper's scene filter keeps.
+
+Measured on this 4-tile, 8-scene world (256 px; T01 Canadian Shield-like with snow, T03, T11,
+T13), pooled over tiles; issue 3 asks for more than the paper's recipe achieves here:
+
+* |composite - truth clear-sky mean| <= 0.01 (B2, B3, B4) in 82 % of the pixels with >= 3
+  clear observations (target 99 %); 95.8 % where no masked-through cloud/shadow/snow entered;
+* residue (B2 pulled > 0.05 off) in 7.5 % of pixels (target 0.5 %): snow that Sen2Cor's SCL
+  misses (dirty ice; T01, T03) and thin clouds / cloud edges under the 50 % probability line
+  (T11, T13). Residue *not* caused by such an observation: 0.016 %.
+* thick cloud masked: 97.1 %; shadow pixels found by dark NIR x projection: 45.6 % (81.5 %
+  excluded by some mask, mostly the cloud buffer); truth snow that SCL misses: 8.6 %.
+
+The two issue targets are kept as strict ``xfail`` tests so that they show in every run and
+fail loudly the day they pass; the asserted floors below are the measured values with margin.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import Affine
+
+from lakepaper import io, params
+from lakepaper.composite import COUNT_BAND, NODATA, composite_tile, read_composite, select_scenes
+from lakepaper.composite.kernel import Accumulator, composite_stack
+from lakepaper.composite.masks import disk, project_cloud, scene_mask, upsample2
+from lakepaper.errors import InputError, ParameterError
+from lakepaper.world.files import WorldFiles
+from lakepaper.world.generate import generate_world
+from lakepaper.world.scenes import FLAG
+from lakepaper.world.sites import WorldConfig
+
+TILES = ("T01", "T03", "T11", "T13")
+_NOT_CLEAR = FLAG["thick_cloud"] | FLAG["thin_cloud"] | FLAG["shadow"] | FLAG["snow"] | FLAG["no_data"]
+_CONTAMINANTS = FLAG["thick_cloud"] | FLAG["thin_cloud"] | FLAG["shadow"] | FLAG["snow"]
+
+
+@pytest.fixture(scope="module")
+def p():
+    return params.resolve("tiny")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    out = tmp_path_factory.mktemp("world")
+    cfg = WorldConfig(tile_px=256, scenes_per_tile=8, tiles=TILES).validated()
+    generate_world(cfg, out, workers=2, progress=False, parameters={"n_sample_regions": 10})
+    return WorldFiles(out)
+
+
+@pytest.fixture(scope="module")
+def composites(world, p, tmp_path_factory):
+    out = tmp_path_factory.mktemp("composites")
+    return {t: composite_tile(world, t, out / f"{t}.tif", p=p) for t in TILES}
+
+
+@pytest.fixture(scope="module")
+def stats(world, p, composites):
+    """Per tile: composite, truth clear-sky mean and counts, and pooled mask scores."""
+    per_tile, score = (
+        {},
+        dict.fromkeys(
+            ("thick", "thick_masked", "shadow", "shadow_found", "shadow_excluded", "snow", "snow_used", "used"), 0
+        ),
+    )
+    for tile in TILES:
+        comp, count, _ = read_composite(composites[tile]["path"])
+        sums = np.zeros((3, *count.shape))
+        n_true = np.zeros(count.shape, np.int32)
+        contaminated = np.zeros(count.shape, bool)
+        for s in select_scenes(world, tile, p).itertuples():
+            l2a, _ = io.read_raster(world.scene_path(tile, s.system_index, "L2A_10m"))
+            b20, _ = io.read_raster(world.scene_path(tile, s.system_index, "L2A_20m"))
+            prob, _ = io.read_raster(world.scene_path(tile, s.system_index, "CLDPRB"))
+            flags = io.read_raster(world.scene_path(tile, s.system_index, "truth"))[0][0]
+            m = scene_mask(l2a, upsample2(b20[0]), b20[1], prob[0], azimuth_deg=s.MEAN_SOLAR_AZIMUTH_ANGLE, p=p)
+            ok = (flags & _NOT_CLEAR) == 0
+            sums += np.where(ok, l2a[:3], 0)
+            n_true += ok
+            contaminated |= m.clear & ((flags & _CONTAMINANTS) > 0)
+            thick, shadow, snow = ((flags & FLAG[k]) > 0 for k in ("thick_cloud", "shadow", "snow"))
+            score["thick"] += int(thick.sum())
+            score["thick_masked"] += int((thick & ~m.clear).sum())
+            score["shadow"] += int(shadow.sum())
+            score["shadow_found"] += int((shadow & m.shadow).sum())
+            score["shadow_excluded"] += int((shadow & ~m.clear).sum())
+            score["snow"] += int(snow.sum())
+            score["snow_used"] += int((snow & m.clear).sum())
+            score["used"] += int(m.clear.sum())
+            assert not (m.clear & (upsample2(b20[1]) == p["scl_snow_class"])).any()  # SCL snow never used
+        truth = np.where(n_true > 0, sums / np.maximum(n_true, 1), np.nan) / 1e4
+        per_tile[tile] = {"comp": comp, "count": count, "truth": truth, "n_true": n_true, "contam": contaminated}
+    return per_tile, score
+
+
+def _pooled(stats, fn):
+    num = den = 0
+    for d in stats[0].values():
+        a, b = fn(d)
+        num, den = num + a, den + b
+    return num / den
+
+
+def _within(d, *, clean_only=False):
+    sel = (d["count"] >= 3) & (d["n_true"] >= 3)
+    if clean_only:
+        sel &= ~d["contam"]
+    err = np.abs(d["comp"][:3] - d["truth"]).max(axis=0)
+    return int((err[sel] <= 0.01).sum()), int(sel.sum())
+
+
+def _residue(d, *, uncaused=False):
+    both = (d["count"] > 0) & (d["n_true"] > 0)
+    off = both & (np.abs(d["comp"][0] - d["truth"][0]) > 0.05)
+    if uncaused:
+        off &= ~d["contam"]
+    return int(off.sum()), int(both.sum())
+
+
+# --- kernel and masks -------------------------------------------------------------------
+
+
+def test_kernel_matches_a_plain_masked_mean():
+    rng = np.random.default_rng(1)
+    bands = rng.integers(1, 12000, (9, 5, 17, 23), dtype=np.uint16)
+    clear = rng.random((9, 17, 23)) < 0.5
+    clear[:, 0, 0] = False  # never clear
+    mean, count = composite_stack(bands, clear)
+    b = bands.astype(np.float64)
+    ndwi = (b[:, 1] - b[:, 3]) / (b[:, 1] + b[:, 3])
+    planes = np.concatenate([b[:, [0, 1, 2, 4]], ndwi[:, None]], axis=1)
+    with np.errstate(invalid="ignore"):
+        want = (planes * clear[:, None]).sum(0) / clear.sum(0)
+    np.testing.assert_array_equal(count, clear.sum(0))
+    np.testing.assert_allclose(mean, want, rtol=1e-6, atol=1e-6, equal_nan=True)
+    assert np.isnan(mean[:, 0, 0]).all()
+    acc = Accumulator((17, 23))  # batching does not change the result
+    for lo, hi in ((0, 2), (2, 3), (3, 7), (7, 9)):
+        acc.add(bands[lo:hi], clear[lo:hi])
+    np.testing.assert_allclose(acc.result()[0], mean, rtol=1e-6, atol=1e-6, equal_nan=True)
+
+
+def test_shadow_projection_falls_away_from_the_sun():
+    cloud = np.zeros((41, 41), bool)
+    cloud[20, 20] = True
+    proj = project_cloud(cloud, azimuth_deg=135.0, max_dist_px=10)  # sun in the south-east
+    rows, cols = np.nonzero(proj)
+    assert (rows <= 20).all() and (cols <= 20).all()  # shadow to the north-west (rows grow south)
+    assert proj[20 - 7, 20 - 7] and not proj[20 - 8, 20 - 8]  # 10 px along the diagonal ~ 7 px each way
+    south = project_cloud(cloud, azimuth_deg=0.0, max_dist_px=5)  # sun due north: shadow due south
+    assert south[20:26, 20].all() and south.sum() == 6
+    assert disk(5).sum() == 81
+
+
+def test_mask_recipe_on_a_hand_made_scene(p):
+    n = 64
+    l2a = np.full((4, n, n), 3000, np.uint16)
+    l2a[3, :, :] = 500  # dark NIR everywhere
+    b11 = np.full((n, n), 2000, np.uint16)
+    scl = np.full((n // 2, n // 2), 4, np.uint16)
+    prob = np.zeros((n, n), np.uint8)
+    prob[10:14, 30:34] = 90  # cloud; sun due north -> shadow southwards up to 1 km = 100 px
+    scl[20:, :] = 6  # water south of row 40: dark but not a shadow candidate
+    scl[0:2, 0:2] = 11  # snow
+    l2a[:, 60:, 60:] = 0  # no data
+    m = scene_mask(l2a, b11, scl, prob, azimuth_deg=0.0, p=p)
+    assert m.cloud[10:14, 30:34].all() and m.cloud.sum() == 16
+    assert m.shadow[14:40, 30:34].all() and not m.shadow[40:, :].any() and not m.shadow[:10].any()
+    assert not m.clear[5:45, 30:34].any()  # cloud, shadow and the 50 m buffer
+    assert m.clear[20, 20] and not m.clear[20, 26]  # 5 px buffer beside the shadow
+    assert m.snow[0:4, 0:4].all() and not m.clear[0:4, 0:4].any()
+    assert m.nodata[60:, 60:].all() and not m.clear[60:, 60:].any()
+
+
+# --- the product ------------------------------------------------------------------------
+
+
+def test_band_order_scale_and_nodata_round_trip(composites, p):
+    path = composites["T13"]["path"]
+    with rasterio.open(path) as src:
+        raw = src.read()
+        assert src.descriptions == (*p["composite_bands"], COUNT_BAND)
+        assert src.tags()["SCALE"] == str(p["composite_scale"]) and src.nodata == NODATA
+        assert src.dtypes[0] == "int16"
+    data, count, meta = read_composite(path)
+    assert meta["band_names"] == list(p["composite_bands"])
+    np.testing.assert_array_equal(count, raw[-1])
+    seen = count > 0
+    assert (np.isnan(data[:, ~seen])).all() and np.isfinite(data[:, seen]).all()
+    assert (raw[:5][:, ~seen] == NODATA).all() and not (raw[:5][:, seen] == NODATA).any()
+    np.testing.assert_allclose(data[:, seen], raw[:5][:, seen] / 1000.0, rtol=0, atol=1e-6)
+    ndwi = data[p["composite_bands"].index("NDWI")]
+    assert np.nanmin(ndwi) >= -1 and np.nanmax(ndwi) <= 1 and np.nanmax(ndwi) > 0.2  # lakes are there
+    assert 0 < np.nanmean(data[p["composite_bands"].index("B2")]) < 0.3  # reflectance, not DN
+
+
+def test_same_inputs_give_identical_bytes(world, p, composites, tmp_path):
+    again = composite_tile(world, "T11", tmp_path / "again.tif", p=p, batch=3)
+    assert io.sha256_file(again["path"]) == io.sha256_file(composites["T11"]["path"])
+
+
+def test_composite_counts_and_timing(composites):
+    for s in composites.values():
+        assert s["scenes_in_range"] >= 3 and s["clear_share"] > 0.6
+        assert s["seconds"] < 30  # the first tile includes numba's compile (cached on disk after)
+
+
+# --- against the simulated truth --------------------------------------------------------
+
+
+def test_clear_mask_catches_thick_clouds(stats):
+    s = stats[1]
+    assert s["thick_masked"] / s["thick"] >= 0.90  # measured 0.971
+
+
+def test_shadow_recipe_finds_shadows(stats):
+    s = stats[1]
+    found, excluded = s["shadow_found"] / s["shadow"], s["shadow_excluded"] / s["shadow"]
+    print(f"shadow pixels: dark-NIR x projection {found:.3f}, excluded by any mask {excluded:.3f}")
+    assert found >= 0.3  # measured 0.456: shaded land brighter than NIR 0.15 escapes the recipe
+    assert excluded >= found
+
+
+def test_snow_share_in_used_observations(stats):
+    s = stats[1]
+    share, missed = s["snow_used"] / s["used"], s["snow_used"] / s["snow"]
+    print(f"truth-snow share of used observations {share:.4f}; truth snow SCL misses {missed:.3f}")
+    assert missed <= 0.15  # measured 0.086: Sen2Cor's SCL needs bright snow; dirty ice passes
+    assert share <= 0.05
+
+
+def test_accuracy_against_truth_measured_floor(stats):
+    assert _pooled(stats, _within) >= 0.78  # measured 0.822
+    assert _pooled(stats, lambda d: _within(d, clean_only=True)) >= 0.93  # measured 0.958 (haze bias)
+
+
+def test_residue_is_caused_by_what_the_recipe_lets_through(stats):
+    assert _pooled(stats, _residue) <= 0.10  # measured 0.075
+    assert _pooled(stats, lambda d: _residue(d, uncaused=True)) < 0.005  # measured 0.00016
+
+
+@pytest.mark.xfail(strict=True, reason="issue 3 target; measured 0.822 on the tiny world (see module docstring)")
+def test_issue_target_accuracy(stats):
+    assert _pooled(stats, _within) >= 0.99
+
+
+@pytest.mark.xfail(strict=True, reason="issue 3 target; measured 0.075 on the tiny world (see module docstring)")
+def test_issue_target_residue(stats):
+    assert _pooled(stats, _residue) < 0.005
+
+
+# --- bad input --------------------------------------------------------------------------
+
+
+def _copy_world(world, dst, tile="T11"):
+    dst.mkdir()
+    for name in ("world.json", "scenes.csv"):
+        shutil.copy(world.root / name, dst / name)
+    shutil.copytree(world.root / "scenes" / tile, dst / "scenes" / tile)
+    return WorldFiles(dst)
+
+
+def _rewrite(path, fn):
+    arr, meta = io.read_raster(path)
+    arr, kw = fn(arr, {"crs": meta["crs"], "transform": meta["transform"], "nodata": meta["nodata"]})
+    names = kw.pop("band_names", meta["band_names"][: len(arr)])
+    io.write_raster(path, arr, band_names=names, **kw)
+
+
+def _first(w, p, product, tile="T11"):
+    return w.scene_path(tile, select_scenes(w, tile, p).system_index.iloc[0], product)
+
+
+@pytest.mark.parametrize(
+    ("case", "product", "fn"),
+    [
+        ("missing band", "L2A_10m", lambda a, kw: (a[:3], kw)),
+        ("renamed band", "L2A_20m", lambda a, kw: (a, {**kw, "band_names": ["B12", "SCL"]})),
+        ("other CRS", "L2A_10m", lambda a, kw: (a, {**kw, "crs": "EPSG:3857"})),
+        (
+            "shifted probability",
+            "CLDPRB",
+            lambda a, kw: (a, {**kw, "transform": kw["transform"] * Affine.translation(1, 0)}),
+        ),
+        (
+            "probability at 20 m",
+            "CLDPRB",
+            lambda a, kw: (a[:, ::2, ::2], {**kw, "transform": kw["transform"] * Affine.scale(2)}),
+        ),
+    ],
+)
+def test_bad_scene_raises_before_writing(world, p, tmp_path, case, product, fn):
+    w = _copy_world(world, tmp_path / "w")
+    bad = _first(w, p, product)
+    _rewrite(bad, fn)
+    out = tmp_path / "out" / "T11.tif"
+    with pytest.raises(InputError) as err:
+        composite_tile(w, "T11", out, p=p)
+    assert bad.name in str(err.value), case
+    assert not out.exists() and not (out.parent.exists() and any(out.parent.iterdir()))
+
+
+def test_missing_scene_file_raises(world, p, tmp_path):
+    w = _copy_world(world, tmp_path / "w")
+    gone = _first(w, p, "CLDPRB")
+    gone.unlink()
+    with pytest.raises(InputError, match=gone.name):
+        composite_tile(w, "T11", tmp_path / "T11.tif", p=p)
+    assert not (tmp_path / "T11.tif").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "name"),
+    [
+        ({"start_date": "2023-01-01", "end_date": "2024-01-01"}, "start_date"),
+        ({"end_date": "2016-01-01"}, "end_date"),
+        ({"start_date": "yesterday"}, "start_date"),
+        ({"composite_bands": ("B2", "B8")}, "composite_bands"),
+    ],
+)
+def test_bad_parameters_raise_before_writing(world, p, tmp_path, override, name):
+    with pytest.raises(ParameterError) as err:
+        composite_tile(world, "T11", tmp_path / "T11.tif", p={**p, **override})
+    assert err.value.name == name
+    assert not (tmp_path / "T11.tif").exists()
+
+
+def test_unknown_tile(world, p, tmp_path):
+    with pytest.raises(ParameterError, match="T99"):
+        composite_tile(world, "T99", tmp_path / "x.tif", p=p)
+
+
+def test_all_cloud_stack_gives_an_all_nodata_composite(world, p, tmp_path):
+    w = _copy_world(world, tmp_path / "w")
+    for sid in select_scenes(w, "T11", p).system_index:
+        _rewrite(w.scene_path("T11", sid, "CLDPRB"), lambda a, kw: (np.full_like(a, 100), kw))
+    summary = composite_tile(w, "T11", tmp_path / "T11.tif", p=p)
+    data, count, _ = read_composite(summary["path"])
+    assert summary["clear_share"] == 0 and (count == 0).all() and np.isnan(data).all()
