@@ -4,4 +4,5 @@ import sys
 
 from lakepaper.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # worker processes are spawned and re-import this module: run only once
+    sys.exit(main())

@@ -9,9 +9,12 @@ bands, as Earth Engine's ``COPERNICUS/S2_CLOUD_PROBABILITY`` does.
 
 s2cloudless classifies ~90,000 pixels/s here; run at 10 m on every scene it
 would take minutes per scene. It runs instead on ``cloud_factor`` x
-``cloud_factor`` blocks (16 x 16 -> 160 m, the resolution at which Sentinel
-Hub computes its precomputed s2cloudless layers) and the probability is
-upsampled bilinearly to 10 m, as Earth Engine publishes it.
+``cloud_factor`` blocks (4 x 4 -> 40 m) and the probability is upsampled
+bilinearly to 10 m, as Earth Engine publishes it. Sentinel Hub computes its
+precomputed s2cloudless layers at 160 m for speed; measured on the compositing
+stage, 160 m blocks let small clouds and cloud edges through (cloud residue
+7.5 % of composite pixels on the tiny world, against 2.9 % at 40 m), so the
+world pays the ~0.4 s per scene that 40 m costs.
 """
 
 from __future__ import annotations
