@@ -28,7 +28,7 @@ def cloud_scores(world: WorldFiles, *, margin_px: int | None = None) -> pd.DataF
 
     Two readings per scene. ``*_10m``: every valid 10 m pixel. ``*_block``: thick-cloud pixels
     and clear-land pixels at least one classifier block (``margin_px``, default the cloud
-    factor) from any cloud edge and from any haze or thin cloud: the classifier sees 40 m
+    factor) from any cloud edge and from any haze or thin cloud: the classifier sees 80 m
     blocks, so a 10 m pixel within one block of a cloud edge shares its block with the cloud,
     and scoring it scores the resampling, not the spectra.
 

@@ -13,7 +13,7 @@ Layout of the world folder (``build/<profile>/00_world``)::
     truth/lakes.parquet         GeoParquet, one row per lake: polygon (EPSG:4326) and table
     scenes/<tile>/<id>_L2A_10m.tif   uint16 B2 B3 B4 B8, reflectance x 10000, nodata 0
     scenes/<tile>/<id>_L2A_20m.tif   uint16 B11 (x 10000) and SCL, nodata 0
-    scenes/<tile>/<id>_L1C.tif       uint16 13 bands TOA x 10000 at 40 m, nodata 0
+    scenes/<tile>/<id>_L1C.tif       uint16 13 bands TOA x 10000 at 80 m, nodata 0
     scenes/<tile>/<id>_CLDPRB.tif    uint8 s2cloudless probability 0..100 at 10 m, nodata 255
     scenes/<tile>/<id>_truth.tif     uint8 truth flags (scenes.FLAG)
     scenes.csv                  per-scene metadata (as Earth Engine's image properties) and truth

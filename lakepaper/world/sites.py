@@ -192,7 +192,7 @@ class WorldConfig:
             tau = 2.14 above ~0.5 km2 (so the cumulative N(>A) ~ A^-(tau-1) = A^-1.14).
         min_lake_km2, max_lake_km2: range the lake areas are drawn from.
         start, end: the acquisition period (ISO dates), inside the Sentinel-2 era.
-        cloud_factor: s2cloudless runs on blocks of this many 10 m pixels (4 -> 40 m).
+        cloud_factor: s2cloudless runs on blocks of this many 10 m pixels (8 -> 80 m).
         biome_overrides: biome name -> {field: value} to change a biome for an experiment.
     """
 
@@ -205,7 +205,7 @@ class WorldConfig:
     max_lake_km2: float = 30.0
     start: str = params.PAPER["start_date"].value
     end: str = params.PAPER["end_date"].value
-    cloud_factor: int = 4
+    cloud_factor: int = 8
     biome_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
