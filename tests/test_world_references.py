@@ -16,8 +16,8 @@ from scipy import ndimage
 
 from lakepaper import io
 from lakepaper.world import references as ref
+from lakepaper.world.generate import build_truth
 from lakepaper.world.sites import SITES_BY_NAME, WorldConfig
-from lakepaper.world.truth import build_tile
 
 TILE_PX = 256
 SEED = 5
@@ -38,17 +38,7 @@ RASTERS = ("aridity_index", "floodplain", "occurrence")
 
 
 def _tile(name: str, index: int, cfg: WorldConfig):
-    site = SITES_BY_NAME[name]
-    return build_tile(
-        site,
-        cfg.biome(site.biome),
-        tile_px=cfg.tile_px,
-        tile_index=index,
-        size_exponent=cfg.size_exponent,
-        min_lake_km2=cfg.min_lake_km2,
-        max_lake_km2=cfg.max_lake_km2,
-        rng=np.random.default_rng([cfg.seed, index]),
-    )
+    return build_truth(cfg, index, SITES_BY_NAME[name])
 
 
 @pytest.fixture(scope="module")

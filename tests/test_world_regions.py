@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from lakepaper.world import regions as rg
+from lakepaper.world.generate import build_truth
 from lakepaper.world.sites import SITES_BY_NAME, WorldConfig
-from lakepaper.world.truth import build_tile
 
 TILE_PX = 256
 SEED = 11
@@ -24,17 +24,7 @@ def truths():
     cfg = WorldConfig(tile_px=TILE_PX)
     out = {}
     for i, name in enumerate(TILES):
-        site = SITES_BY_NAME[name]
-        out[name] = build_tile(
-            site,
-            cfg.biome(site.biome),
-            tile_px=cfg.tile_px,
-            tile_index=i,
-            size_exponent=cfg.size_exponent,
-            min_lake_km2=cfg.min_lake_km2,
-            max_lake_km2=cfg.max_lake_km2,
-            rng=np.random.default_rng([cfg.seed, i]),
-        )
+        out[name] = build_truth(cfg, i, SITES_BY_NAME[name])
     return out
 
 
