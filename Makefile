@@ -34,7 +34,7 @@ STAGES = 00_world
 PKG_SOURCES := $(shell find lakepaper -name '*.py')
 MANIFESTS = $(foreach s,$(STAGES),$(BUILD)/$(s)/manifest.json)
 
-.PHONY: help test test-all lint all world clean distclean lab venv $(STAGES)
+.PHONY: help test test-all lint all world clean distclean lab venv bench $(STAGES)
 
 help: ## show this list of targets
 	@echo "lakepaper: make [target] [PROFILE=demo|tiny|paper] [PARAMS=\"-p name value ...\"]"
@@ -87,6 +87,9 @@ _prev :=
 $(foreach s,$(STAGES),\
   $(eval $(call stage_rule,$(s),$(if $(_prev),$(BUILD)/$(_prev)/manifest.json)))\
   $(eval _prev := $(s)))
+
+bench: $(VENV_STAMP) ## benchmark scripts: print measured throughputs (no pass/fail)
+	$(PY) benchmarks/composite.py --world $(BUILD)/00_world
 
 lab: $(VENV_STAMP) ## start JupyterLab on notebooks/ (kernel: lakepaper)
 	$(PY) -m jupyter lab notebooks
