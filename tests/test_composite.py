@@ -356,3 +356,20 @@ def test_all_cloud_stack_gives_an_all_nodata_composite(world, p, tmp_path):
     summary = composite_tile(w, "T11", tmp_path / "T11.tif", p=p)
     data, count, _ = read_composite(summary["path"])
     assert summary["clear_share"] == 0 and (count == 0).all() and np.isnan(data).all()
+
+
+def test_composite_world_writes_every_tile_and_the_grid(world, p, tmp_path):
+    import geopandas as gpd
+
+    from lakepaper.composite.checks import compare_to_truth
+    from lakepaper.composite.stage import composite_world
+
+    summary = composite_world(world, tmp_path, p, progress=False)
+    assert list(summary.tile) == list(TILES)
+    assert all((tmp_path / path).exists() for path in summary.path)
+    grid = gpd.read_file(tmp_path / "tile_grid.gpkg")
+    assert len(grid) == len(TILES) and grid.crs.to_epsg() == 4326
+    assert set(grid.tile) == set(TILES)
+    pooled = [compare_to_truth(world, t, tmp_path / "tiles" / f"{t}.tif", p) for t in TILES]
+    assert all(0 <= r["residue"] < 0.15 for r in pooled)
+    assert all(0.5 < r["within_0_01"] <= 1 for r in pooled if r["within_0_01"] == r["within_0_01"])
