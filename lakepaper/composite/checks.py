@@ -14,10 +14,8 @@ import numpy as np
 
 from lakepaper import io
 from lakepaper.composite.local import read_composite, select_scenes
+from lakepaper.world.checks import NOT_CLEAR_SKY
 from lakepaper.world.files import WorldFiles
-from lakepaper.world.scenes import FLAG
-
-_NOT_CLEAR = FLAG["thick_cloud"] | FLAG["thin_cloud"] | FLAG["shadow"] | FLAG["snow"] | FLAG["no_data"]
 
 
 def truth_clear_mean(world: WorldFiles, tile: str, p: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -26,7 +24,7 @@ def truth_clear_mean(world: WorldFiles, tile: str, p: dict[str, Any]) -> tuple[n
     for s in select_scenes(world, tile, p).itertuples():
         l2a, _ = io.read_raster(world.scene_path(tile, s.system_index, "L2A_10m"), bands=[1, 2, 3])
         flags = io.read_raster(world.scene_path(tile, s.system_index, "truth"))[0][0]
-        ok = (flags & _NOT_CLEAR) == 0
+        ok = (flags & NOT_CLEAR_SKY) == 0
         if sums is None:
             sums, count = np.zeros(l2a.shape), np.zeros(ok.shape, np.int32)
         sums += np.where(ok, l2a, 0)

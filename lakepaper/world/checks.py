@@ -114,7 +114,8 @@ def size_law(world: WorldFiles, *, a_min: float = 0.005) -> dict[str, float]:
     }
 
 
-_CLEAR_SKY = FLAG["thick_cloud"] | FLAG["thin_cloud"] | FLAG["shadow"] | FLAG["snow"] | FLAG["no_data"]
+#: Truth flags that make an observation not clear-sky (haze is kept: no recipe masks it).
+NOT_CLEAR_SKY = FLAG["thick_cloud"] | FLAG["thin_cloud"] | FLAG["shadow"] | FLAG["snow"] | FLAG["no_data"]
 
 
 def clear_means(world: WorldFiles, tile: str) -> tuple[np.ndarray, np.ndarray]:
@@ -130,7 +131,7 @@ def clear_means(world: WorldFiles, tile: str) -> tuple[np.ndarray, np.ndarray]:
         bands, _ = read_raster(world.scene_path(tile, s.system_index, "L2A_10m"))
         flags, _ = read_raster(world.scene_path(tile, s.system_index, "truth"))
         bands = bands.astype(np.float32)
-        ok = (flags[0] & _CLEAR_SKY) == 0
+        ok = (flags[0] & NOT_CLEAR_SKY) == 0
         ndwi = np.where(ok, (bands[1] - bands[3]) / np.maximum(bands[1] + bands[3], 1), 0.0)
         if refl is None:
             refl, ndwi_sum, count = np.zeros_like(bands), np.zeros_like(ndwi), np.zeros(ok.shape, np.int32)
