@@ -29,7 +29,7 @@ PAPERMILL_OPTS ?= $(if $(CI),--no-progress-bar,)
 export LAKEPAPER_BUILD := $(CURDIR)/build
 
 # Notebook stages, in order. Adding a stage = appending its name here (and adding its notebook).
-STAGES = 00_world 01_composite
+STAGES = 00_world 01_composite 02_samples
 
 PKG_SOURCES := $(shell find lakepaper -name '*.py')
 MANIFESTS = $(foreach s,$(STAGES),$(BUILD)/$(s)/manifest.json)

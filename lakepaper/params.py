@@ -64,6 +64,8 @@ PAPER: dict[str, Param] = {
     "n_sample_regions": _p(799, "[P] 2.2", scale=True),
     "split_fractions": _p((0.6, 0.2, 0.2), "[P] 2.2, train/validation/test, stratified by region type"),
     "region_size_bins": _p(27, "[P] Fig. 2b, equal-width bins in log space"),
+    "ndwi_threshold": _p(0.0, "[P] 2.2, initial label NDWI > threshold; chosen by hand per region (override table)"),
+    "sample_seed": _p(20240502, "seed of the stratified split (the authors set none)", scale=True),
     # --- 2.3 Model application (Supplementary Table 1) -----------------------------------
     "patch_size": _p(576, "[P] 2.3, model input 576x576x5", scale=True),
     "in_channels": _p(5, "[P] 2.3"),

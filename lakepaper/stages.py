@@ -18,7 +18,7 @@ from lakepaper.errors import InputError, ParameterError
 from lakepaper.params import PAPER, PROFILES, validate
 
 #: The notebook stages, in the order data flows through them.
-STAGES: tuple[str, ...] = ("00_world", "01_composite")
+STAGES: tuple[str, ...] = ("00_world", "01_composite", "02_samples")
 
 
 def notebook_path(stage: str) -> Path:
