@@ -4,6 +4,7 @@ Examples:
     lakepaper run 00_world --profile tiny -p world_seed 7
     lakepaper world --profile demo --out build/demo/00_world
     lakepaper stages
+    lakepaper predict composite.tif --model build/demo/03_train/best.pt --out lakes.tif
 """
 
 from __future__ import annotations
@@ -50,6 +51,32 @@ def _cmd_world(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from lakepaper import params
+    from lakepaper.predict.model import load_forward
+    from lakepaper.predict.tiled import InputTile, predict_tile
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    forward, bands, size = load_forward(args.model, precision=args.precision)
+    file_bands = args.bands.split(",") if args.bands else None
+    tile = InputTile.open(args.input, bands, scale=args.scale, file_bands=file_bands)
+    out = Path(args.out)
+    prob = out.with_name(f"{out.stem}_prob{out.suffix}")
+    edge = args.edge if args.edge is not None else params.resolve(args.profile)["edge_px"]
+    info = predict_tile(forward, tile, prob, out, size=size, edge=edge, batch=args.batch, threshold=args.threshold,
+                        progress=True)  # fmt: skip
+    print(
+        f"{out} (lake mask) and {prob} (probability x250): {info['pixels'] / 1e6:.2f} Mpixel, {info['windows']} "
+        f"windows, {info['lake_share']:.1%} lake, {info['nodata_share']:.1%} no data, {info['seconds']:.1f} s"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lakepaper",
@@ -83,6 +110,26 @@ def build_parser() -> argparse.ArgumentParser:
     world.add_argument("--tiles", default=None, help="comma-separated tile names, e.g. T01,T07 (default: all)")
     world.add_argument("--workers", type=int, default=None, help="parallel processes (default: CPU count)")
     world.set_defaults(func=_cmd_world)
+
+    pred = sub.add_parser(
+        "predict",
+        help="map lakes in any GeoTIFF with a trained model (sliding windows, edges discarded)",
+        description="Predict a lake mask for one GeoTIFF in the model's band order (default B2,B3,B4,B11,NDWI: "
+        "reflectance 0..1 and NDWI -1..1 after scaling). Writes OUT (uint8: 1 lake, 0 not, 255 no data) and "
+        "OUT_prob (probability x250), Cloud-Optimised GeoTIFFs on the input's grid and CRS.",
+    )
+    pred.add_argument("input", help="GeoTIFF to predict (a stage-01 composite, or your own)")
+    pred.add_argument("--model", required=True, help="checkpoint of stage 03 (e.g. build/demo/03_train/best.pt)")
+    pred.add_argument("--out", required=True, help="output lake mask; the probability goes beside it as *_prob.tif")
+    pred.add_argument("--scale", type=float, help="divide the file's values by this (default: its SCALE tag, else 1)")
+    pred.add_argument("--bands", help="comma-separated names of the file's bands in order, if it has no descriptions")
+    pred.add_argument("--edge", type=int, help="pixels discarded at each window border (default: the profile's)")
+    pred.add_argument("--profile", default="demo", help="where --edge comes from when not given (default demo)")
+    pred.add_argument("--batch", type=int, default=4, help="windows per model call (default 4)")
+    pred.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is lake (0.5)")
+    pred.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="fp32 (default) or bf16 autocast")
+    pred.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    pred.set_defaults(func=_cmd_predict)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Stage 04: sliding-window inference over whole tiles (paper section 2.3)."""

@@ -1,0 +1,212 @@
+"""Seamless sliding-window prediction of one tile, strip by strip, into two Cloud-Optimised GeoTIFFs.
+
+The tile is read one strip of windows at a time (``size`` rows plus what the reflection padding
+needs), the windows of the strip go through the model ``batch`` at a time, and the kept centres
+are written into the outputs as they come. Peak memory is therefore one strip (bands x size x
+tile width) plus one batch of windows, whatever the tile's height (:mod:`.windows` explains the
+geometry).
+
+Outputs, on the input's grid (CRS, transform, size):
+
+* ``<name>_prob.tif``: uint8 lake probability x ``PROB_SCALE`` (0..250; tag ``SCALE``), 255 no data;
+* ``<name>_mask.tif``: uint8 1 lake (probability > ``threshold``), 0 not lake, 255 no data.
+
+No data propagates from the input: a pixel without a valid value in every band is 255 in both
+(the model sees 0 there, and its neighbours see that 0 as context). Both files are written to
+temporary names and renamed into place last, so a killed run leaves no tile that looks finished.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
+
+from lakepaper.errors import InputError, ParameterError
+from lakepaper.io import atomic_path
+from lakepaper.predict import windows
+
+PROB_SCALE = 250
+NODATA = 255
+#: Creation options of the outputs: Cloud-Optimised GeoTIFF, deflate (uint8 masks compress well).
+COG_OPTIONS = {"driver": "COG", "compress": "DEFLATE", "blocksize": 512, "overview_resampling": "nearest"}
+
+#: A model call: float32 (batch, bands, size, size) -> lake probability (batch, size, size) in 0..1.
+Forward = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class InputTile:
+    """A GeoTIFF to predict: which of its bands feed the model, and how to undo its scaling.
+
+    Band order: the model's ``bands`` are looked up by the file's band descriptions when it has
+    them (a lakepaper composite does); otherwise the file's first bands are taken in the order
+    ``file_bands`` gives. Scaling: ``scale`` if given, else the file's ``SCALE`` tag, else 1.
+    """
+
+    path: Path
+    bands: tuple[str, ...]
+    indexes: list[int]
+    scale: float
+    nodata: float | None
+    profile: dict
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        bands: Sequence[str],
+        *,
+        scale: float | None = None,
+        file_bands: Sequence[str] | None = None,
+    ) -> InputTile:
+        path = Path(path)
+        if not path.exists():
+            raise InputError(path, "input tile not found")
+        try:
+            with rasterio.open(path) as src:
+                profile, tags, desc = dict(src.profile), src.tags(), list(src.descriptions)
+        except RasterioIOError as exc:
+            raise InputError(path, f"not a readable GeoTIFF ({exc})") from exc
+        names = list(file_bands) if file_bands else [d for d in desc if d] if all(desc) else None
+        if names is None:
+            raise InputError(path, f"bands have no names: pass the file's band order (e.g. --bands {','.join(bands)})")
+        if file_bands and len(file_bands) > profile["count"]:
+            n = profile["count"]
+            raise InputError(path, f"has {n} bands, but {len(file_bands)} were named: {list(file_bands)}")
+        missing = [b for b in bands if b not in names]
+        if missing:
+            raise InputError(path, f"lacks band(s) {missing} the model was trained on; it has {names}")
+        if scale is None:
+            scale = float(tags.get("SCALE", 1.0))
+        if not scale > 0:
+            raise ParameterError("scale", f"must be positive, got {scale}")
+        return cls(path, tuple(bands), [names.index(b) + 1 for b in bands], float(scale), profile["nodata"], profile)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.profile["height"], self.profile["width"]
+
+    def read_rows(self, src: rasterio.io.DatasetReader, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``r0..r1`` (clipped to the tile): float32 values (NaN where no data) and the valid mask."""
+        win = Window(0, r0, self.shape[1], r1 - r0)
+        raw = src.read(self.indexes, window=win)
+        data = raw.astype(np.float32) / self.scale
+        bad = ~np.isfinite(data)
+        if self.nodata is not None and not np.isnan(self.nodata):
+            bad |= raw == self.nodata
+        valid = ~bad.any(axis=0)
+        data[:, ~valid] = np.nan
+        return data, valid
+
+
+def _padded_strip(tile: InputTile, src, row0: int, size: int, edge: int) -> tuple[np.ndarray, np.ndarray]:
+    """The input rows ``row0 .. row0 + size`` (tile coordinates, may exceed the tile), reflect-padded,
+    and padded by ``edge`` columns left and enough right for whole windows; NaN set to 0."""
+    n_rows, n_cols = tile.shape
+    lo, hi = max(row0, 0), min(row0 + size, n_rows)
+    data, valid = tile.read_rows(src, lo, hi)
+    col_starts = windows.starts(n_cols, size, edge)
+    right = col_starts[-1] + size - n_cols
+    pad = ((0, 0), (lo - row0, row0 + size - hi), (edge, right))
+    data = np.pad(np.nan_to_num(data, nan=0.0), pad, mode="reflect")
+    return data, valid
+
+
+def predict_tile(
+    forward: Forward,
+    tile: InputTile,
+    out_prob: str | os.PathLike[str],
+    out_mask: str | os.PathLike[str],
+    *,
+    size: int,
+    edge: int,
+    batch: int = 4,
+    threshold: float = 0.5,
+    progress: bool = False,
+) -> dict:
+    """Predict every pixel of ``tile`` once; write the probability and mask COGs.
+
+    Args:
+        forward: the model call (see ``Forward``).
+        tile: the opened input (:meth:`InputTile.open`).
+        out_prob, out_mask: the two GeoTIFFs to write.
+        size: window side (the model's patch size); edge: pixels discarded at each window border.
+        batch: windows per model call.
+        threshold: probability above which a pixel is lake (the paper's 0.5).
+
+    Returns:
+        tile, pixels, windows, lake share, no-data share, seconds (total and in the model).
+    """
+    from tqdm.auto import tqdm
+
+    keep = windows.check_geometry(size, edge)
+    if batch < 1:
+        raise ParameterError("batch", f"must be >= 1, got {batch}")
+    if not 0.0 < threshold < 1.0:
+        raise ParameterError("prob_threshold", f"must lie in (0, 1), got {threshold}")
+    started = time.perf_counter()
+    n_rows, n_cols = tile.shape
+    row_starts, col_starts = windows.starts(n_rows, size, edge), windows.starts(n_cols, size, edge)
+    profile = {k: tile.profile[k] for k in ("crs", "transform", "width", "height")}
+    out = dict(profile, driver="GTiff", count=1, dtype="uint8", nodata=NODATA, tiled=True, blockxsize=256,
+               blockysize=256, compress="deflate")  # fmt: skip
+    if n_cols < 256 or n_rows < 256:
+        out.update(tiled=False) if min(n_cols, n_rows) < 16 else out.update(blockxsize=16, blockysize=16)
+    model_s, lake, nodata = 0.0, 0, 0
+    with atomic_path(out_prob) as tmp_prob, atomic_path(out_mask) as tmp_mask:
+        # strips go to plain GeoTIFFs first; the COG driver then lays out the blocks and overviews
+        strips = [t.with_name(t.name + ".strips.tif") for t in (tmp_prob, tmp_mask)]
+        try:
+            with (
+                rasterio.open(tile.path) as src,
+                rasterio.open(strips[0], "w", **out) as dst_p,
+                rasterio.open(strips[1], "w", **out) as dst_m,
+            ):
+                for r0 in tqdm(row_starts, desc=tile.path.stem, unit="strip", disable=not progress, leave=False):
+                    strip, valid = _padded_strip(tile, src, r0, size, edge)
+                    cuts = [strip[:, :, c + edge : c + edge + size] for c in col_starts]
+                    probs = []
+                    for k in range(0, len(cuts), batch):
+                        t0 = time.perf_counter()
+                        probs.extend(forward(np.stack(cuts[k : k + batch]).astype(np.float32)))
+                        model_s += time.perf_counter() - t0
+                    row_lo, row_hi = r0 + edge, min(r0 + edge + keep, n_rows)
+                    centre = np.concatenate([q[edge : edge + keep, edge : edge + keep] for q in probs], axis=1)
+                    centre = centre[: row_hi - row_lo, :n_cols]
+                    ok = valid[row_lo - max(r0, 0) : row_hi - max(r0, 0)]
+                    prob8 = np.where(ok, np.rint(np.clip(centre, 0, 1) * PROB_SCALE), NODATA).astype(np.uint8)
+                    mask8 = np.where(ok, centre > threshold, NODATA).astype(np.uint8)
+                    win = Window(0, row_lo, n_cols, row_hi - row_lo)
+                    dst_p.write(prob8, 1, window=win)
+                    dst_m.write(mask8, 1, window=win)
+                    lake += int((mask8 == 1).sum())
+                    nodata += int((~ok).sum())
+                common = {"THRESHOLD": threshold, "WINDOW": size, "EDGE": edge, "SOURCE": tile.path.name}
+                dst_p.update_tags(SCALE=PROB_SCALE, CONTENT=f"lake probability x {PROB_SCALE}", **common)
+                dst_m.update_tags(SCALE=1, CONTENT="lake mask: 1 lake, 0 not lake", **common)
+                dst_p.set_band_description(1, "lake_probability")
+                dst_m.set_band_description(1, "lake")
+            rasterio.shutil.copy(strips[0], tmp_prob, **COG_OPTIONS)
+            rasterio.shutil.copy(strips[1], tmp_mask, **COG_OPTIONS)
+        finally:
+            for s in strips:
+                s.unlink(missing_ok=True)
+    pixels = n_rows * n_cols
+    return {
+        "tile": tile.path.stem,
+        "pixels": pixels,
+        "windows": len(row_starts) * len(col_starts),
+        "lake_share": lake / pixels,
+        "nodata_share": nodata / pixels,
+        "seconds": time.perf_counter() - started,
+        "model_seconds": model_s,
+    }

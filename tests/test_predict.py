@@ -1,0 +1,155 @@
+"""Stage 04: window geometry, seamless stitching, no data, atomic outputs, resumable runs, the CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from rasterio.transform import Affine
+
+from lakepaper import io
+from lakepaper.errors import InputError, ParameterError
+from lakepaper.predict import run, windows
+from lakepaper.predict.tiled import NODATA, PROB_SCALE, InputTile, predict_tile
+
+BANDS = ("B2", "B3", "B4", "B11", "NDWI")
+SIZE, EDGE = 64, 8
+
+
+def _net(seed: int = 0) -> torch.nn.Module:
+    """Receptive field radius 2 <= EDGE: each kept pixel sees only real (or reflected) data."""
+    torch.manual_seed(seed)
+    conv = torch.nn.Conv2d
+    return torch.nn.Sequential(conv(5, 4, 3, padding=1), torch.nn.ReLU(), conv(4, 1, 3, padding=1), torch.nn.Sigmoid())
+
+
+def _forward(net):
+    net.eval()
+
+    def f(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return net(torch.from_numpy(x))[:, 0].numpy()
+
+    return f
+
+
+def _tile(path, shape=(150, 170), seed=0, hole=True):
+    data = (np.random.default_rng(seed).random((5, *shape)) * 1000).astype(np.int16)
+    if hole:
+        data[:, 10:20, 30:40] = -32768
+        data[2, 100, 100] = -32768  # one band missing at one pixel is no data too
+    io.write_raster(path, data, crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 4000000), nodata=-32768,
+                    band_names=list(BANDS), tags={"SCALE": 1000})  # fmt: skip
+    return data
+
+
+def test_windows_cover_every_pixel_once_with_context():
+    for n in (1, 47, 48, 49, 150, 376):
+        keep = SIZE - 2 * EDGE
+        hits = np.zeros(n, int)
+        for s in windows.starts(n, SIZE, EDGE):
+            lo, hi = s + EDGE, min(s + EDGE + keep, n)
+            hits[lo:hi] += 1
+            assert lo - s >= EDGE and (s + SIZE) - hi >= EDGE
+        assert (hits == 1).all(), n
+    assert windows.starts(1000, 576, 100)[:3] == [-100, 276, 652]  # the authors' stride 376
+    assert windows.valid_fraction(576, 100) == pytest.approx(376**2 / 576**2)
+
+
+@pytest.mark.parametrize(("size", "edge", "name"), [(60, 8, "patch_size"), (64, 32, "edge_px"), (64, -1, "edge_px")])
+def test_window_geometry_errors_name_the_parameter(size, edge, name):
+    with pytest.raises(ParameterError, match=name):
+        windows.check_geometry(size, edge)
+
+
+def test_stitched_prediction_equals_each_pixels_own_window(tmp_path):
+    data = _tile(tmp_path / "in.tif")
+    f = _forward(_net())
+    tile = InputTile.open(tmp_path / "in.tif", BANDS)
+    info = predict_tile(f, tile, tmp_path / "p.tif", tmp_path / "m.tif", size=SIZE, edge=EDGE, batch=3)
+    assert info["windows"] == 4 * 4
+    prob, meta = io.read_raster(tmp_path / "p.tif")
+    valid = ~(data == -32768).any(axis=0)
+    # reference: the whole tile at once (reflect-padded as the windows are): every pixel's own centred view
+    x = np.where(valid, data / 1000.0, 0.0).astype(np.float32)  # a pixel missing any band is 0 in every band
+    ref = f(np.pad(x, ((0, 0), (EDGE, EDGE), (EDGE, EDGE)), mode="reflect")[None])[0][EDGE:-EDGE, EDGE:-EDGE]
+    diff = np.abs(np.rint(ref * PROB_SCALE) - prob[0])[valid]
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3  # equal but for float rounding at .5 steps
+    assert (prob[0][~valid] == NODATA).all()
+    mask = io.read_raster(tmp_path / "m.tif")[0][0]
+    assert set(np.unique(mask)) <= {0, 1, NODATA} and (mask[~valid] == NODATA).all()
+    assert np.array_equal(mask[valid] == 1, ref[valid] > 0.5)
+    assert meta["crs"].to_epsg() == 32633 and meta["transform"] == Affine(10, 0, 500000, 0, -10, 4000000)
+    assert meta["tags"]["SCALE"] == str(PROB_SCALE)
+
+
+def test_tile_smaller_than_a_window_is_predicted(tmp_path):
+    _tile(tmp_path / "small.tif", shape=(20, 30), hole=False)
+    tile = InputTile.open(tmp_path / "small.tif", BANDS)
+    info = predict_tile(_forward(_net()), tile, tmp_path / "p.tif", tmp_path / "m.tif", size=SIZE, edge=EDGE)
+    assert info["windows"] == 1 and io.read_raster(tmp_path / "m.tif")[0].shape == (1, 20, 30)
+
+
+def test_all_nodata_tile_gives_all_nodata_output(tmp_path):
+    data = np.full((5, 40, 40), -32768, np.int16)
+    io.write_raster(tmp_path / "empty.tif", data, crs="EPSG:32633", transform=Affine(10, 0, 0, 0, -10, 0),
+                    nodata=-32768, band_names=list(BANDS), tags={"SCALE": 1000})  # fmt: skip
+    tile = InputTile.open(tmp_path / "empty.tif", BANDS)
+    info = predict_tile(_forward(_net()), tile, tmp_path / "p.tif", tmp_path / "m.tif", size=SIZE, edge=EDGE)
+    assert info["nodata_share"] == 1.0 and (io.read_raster(tmp_path / "m.tif")[0] == NODATA).all()
+
+
+def test_band_errors_name_the_file(tmp_path):
+    _tile(tmp_path / "in.tif")
+    with pytest.raises(InputError, match="in.tif.*lacks band.*B8"):
+        InputTile.open(tmp_path / "in.tif", ("B2", "B3", "B4", "B8"))
+    data = np.zeros((3, 32, 32), np.int16)
+    io.write_raster(tmp_path / "three.tif", data, crs="EPSG:32633", transform=Affine(10, 0, 0, 0, -10, 0))
+    with pytest.raises(InputError, match="three.tif.*no names"):
+        InputTile.open(tmp_path / "three.tif", BANDS)
+    with pytest.raises(InputError, match="three.tif.*has 3 bands"):
+        InputTile.open(tmp_path / "three.tif", BANDS, file_bands=BANDS)
+    with pytest.raises(InputError, match="not found"):
+        InputTile.open(tmp_path / "nope.tif", BANDS)
+
+
+def test_unnamed_bands_with_declared_order_and_scale(tmp_path):
+    rng = np.random.default_rng(1)
+    data = rng.random((5, 40, 40)).astype(np.float32)
+    io.write_raster(tmp_path / "plain.tif", data * 10000, crs="EPSG:4326", transform=Affine(1e-4, 0, 0, 0, -1e-4, 0))
+    order = ("NDWI", "B4", "B3", "B2", "B11")  # the authors' own band order
+    tile = InputTile.open(tmp_path / "plain.tif", BANDS, scale=10000, file_bands=order)
+    assert tile.indexes == [4, 3, 2, 5, 1]
+    with __import__("rasterio").open(tmp_path / "plain.tif") as src:
+        got, _ = tile.read_rows(src, 0, 40)
+    assert np.allclose(got[4], data[0], atol=1e-6)
+
+
+def test_a_failure_mid_tile_leaves_no_file(tmp_path):
+    _tile(tmp_path / "in.tif")
+    calls = {"n": 0}
+    f = _forward(_net())
+
+    def failing(x):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("killed")
+        return f(x)
+
+    with pytest.raises(RuntimeError):
+        predict_tile(failing, InputTile.open(tmp_path / "in.tif", BANDS), tmp_path / "o" / "p.tif",
+                     tmp_path / "o" / "m.tif", size=SIZE, edge=EDGE, batch=2)  # fmt: skip
+    assert not list((tmp_path / "o").iterdir())
+
+
+def test_finished_tiles_are_skipped(tmp_path, monkeypatch):
+    for k in range(3):
+        _tile(tmp_path / f"T0{k}.tif", seed=k)
+    monkeypatch.setattr(run, "load_forward", lambda path, precision: (_forward(_net()), BANDS, SIZE))
+    tiles = sorted(tmp_path.glob("T0*.tif"))
+    first = run.predict_tiles(tiles[:2], "x.pt", tmp_path / "out", edge=EDGE, scheduler="sync", progress=False)
+    assert not first.skipped.any()
+    stamp = (tmp_path / "out" / "T00_mask.tif").stat().st_mtime_ns
+    second = run.predict_tiles(tiles, "x.pt", tmp_path / "out", edge=EDGE, scheduler="sync", progress=False)
+    assert second.skipped.tolist() == [True, True, False]
+    assert (tmp_path / "out" / "T00_mask.tif").stat().st_mtime_ns == stamp
