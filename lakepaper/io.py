@@ -158,11 +158,12 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
 
 
 def hash_tree(root: str | os.PathLike[str], *, exclude: Sequence[str] = ("manifest.json",)) -> dict[str, str]:
-    """Relative path -> SHA-256 of every file under ``root`` (sorted; hidden partial files skipped)."""
+    """Relative path -> SHA-256 of every file under ``root`` (sorted; hidden files and folders skipped)."""
     root = Path(root)
     out: dict[str, str] = {}
     for f in sorted(root.rglob("*")):
-        if f.is_file() and f.name not in exclude and not f.name.startswith("."):
+        rel = f.relative_to(root)
+        if f.is_file() and f.name not in exclude and not any(part.startswith(".") for part in rel.parts):
             out[f.relative_to(root).as_posix()] = sha256_file(f)
     return out
 
@@ -178,6 +179,22 @@ def versions(packages: Sequence[str] = ("numpy", "rasterio", "geopandas", "shape
         except PackageNotFoundError:
             out[name] = None
     return out
+
+
+def begin_stage(stage_dir: str | os.PathLike[str]) -> Path:
+    """Start (or restart) a stage: remove its manifest and what a killed earlier run left half-written.
+
+    A run killed hard (SIGKILL, power loss) cannot clean up: its temporary files (hidden names
+    ending in ``.partial``, or hidden ``.partial`` folders) stay. They are never taken as
+    finished, but are removed here so that they do not pile up.
+    """
+    stage_dir = Path(stage_dir)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    (stage_dir / "manifest.json").unlink(missing_ok=True)
+    for f in sorted(stage_dir.rglob(".*"), reverse=True):
+        if ".partial" in f.name:
+            shutil.rmtree(f) if f.is_dir() else f.unlink(missing_ok=True)
+    return stage_dir
 
 
 def write_manifest(

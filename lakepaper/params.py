@@ -82,6 +82,7 @@ PAPER: dict[str, Param] = {
     "patches_per_epoch": _p(1000, "[A] training patches drawn per epoch", scale=True),
     "edge_px": _p(100, "[P] 2.3, outer 100 px of each window's prediction discarded", scale=True),
     "prob_threshold": _p(0.5, "[A] sigmoid output > 0.5 is lake"),
+    "predict_precision": _p("fp32", "inference arithmetic: fp32 or bf16 autocast (benchmarks/predict.py)", scale=True),
     # --- 2.4 Post-processing -----------------------------------------------------------
     "coast_distance_m": _p(10.0, "[A] polygons within 10 m of the coastline count as ocean"),
     "area_ratio_threshold": _p(0.8, "[P] 2.4, Area Ratio = area after / before river mask"),

@@ -243,3 +243,23 @@ def test_read_manifest_of_an_unfinished_stage(tmp_path):
     assert err.value.path == str(stage / "manifest.json")
     with pytest.raises(InputError):
         io.read_manifest(tmp_path / "never_ran")
+
+
+def test_begin_stage_removes_manifest_and_what_a_killed_run_left(tmp_path):
+    (tmp_path / "sub" / ".partial" / "chips").mkdir(parents=True)
+    (tmp_path / "sub" / ".partial" / "chips" / "R1.tif").write_bytes(b"x")
+    (tmp_path / ".a.tif.123.partial").write_bytes(b"x")
+    (tmp_path / ".b.456.partial.gpkg").write_bytes(b"x")
+    (tmp_path / "kept.tif").write_bytes(b"x")
+    (tmp_path / ".hidden_but_not_partial").write_bytes(b"x")
+    (tmp_path / "manifest.json").write_text("{}")
+    io.begin_stage(tmp_path)
+    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    assert left == [".hidden_but_not_partial", "kept.tif", "sub"]
+
+
+def test_hash_tree_skips_hidden_folders(tmp_path):
+    (tmp_path / ".partial").mkdir()
+    (tmp_path / ".partial" / "x.tif").write_bytes(b"x")
+    (tmp_path / "y.tif").write_bytes(b"y")
+    assert list(io.hash_tree(tmp_path)) == ["y.tif"]

@@ -225,7 +225,7 @@ def generate_world(
     started = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "manifest.json").unlink(missing_ok=True)  # from here on the stage is unfinished
+    io.begin_stage(out)  # from here on the stage is unfinished (and stale partial files are gone)
     sites = cfg.sites()
     workers = max(1, min(workers or os.cpu_count() or 1, len(sites)))
     results: dict[str, tuple] = {}
