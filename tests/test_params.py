@@ -26,6 +26,7 @@ def test_shipped_profiles_override_scale_parameters_only(profile):
         assert params.PAPER[name].scale, f"profile {profile!r} overrides method constant {name!r}"
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("name", ["area_ratio_threshold", "cloud_prob_threshold", "loss", "prob_threshold"])
 def test_profile_setting_a_method_constant_is_refused(monkeypatch, name):
     monkeypatch.setitem(params.PROFILES, "sneaky", {"patch_size": 64, name: params.PAPER[name].value})
@@ -99,6 +100,7 @@ def test_resolve_returns_a_fresh_dict():
     assert params.PAPER["patch_size"].value == 576
 
 
+@pytest.mark.bad_input
 def test_resolve_unknown_profile():
     with pytest.raises(ParameterError, match="unknown profile") as err:
         params.resolve("huge")
@@ -117,6 +119,7 @@ def test_resolve_validates_overrides():
 # --- validate -----------------------------------------------------------------------------
 
 
+@pytest.mark.bad_input
 def test_validate_rejects_an_unknown_name():
     with pytest.raises(ParameterError, match="unknown parameter") as err:
         params.validate({"patch_size": 64, "pach_size": 64})
@@ -124,6 +127,7 @@ def test_validate_rejects_an_unknown_name():
     assert "'pach_size'" in str(err.value)
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -148,6 +152,7 @@ def test_validate_rejects_a_wrong_type(name, value):
     assert repr(name) in str(err.value)
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize(
     ("name", "value"),
     [

@@ -56,6 +56,7 @@ def test_windows_cover_every_pixel_once_with_context():
     assert windows.valid_fraction(576, 100) == pytest.approx(376**2 / 576**2)
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize(("size", "edge", "name"), [(60, 8, "patch_size"), (64, 32, "edge_px"), (64, -1, "edge_px")])
 def test_window_geometry_errors_name_the_parameter(size, edge, name):
     with pytest.raises(ParameterError, match=name):
@@ -83,6 +84,7 @@ def test_stitched_prediction_equals_each_pixels_own_window(tmp_path):
     assert meta["tags"]["SCALE"] == str(PROB_SCALE)
 
 
+@pytest.mark.bad_input
 def test_tile_smaller_than_a_window_is_predicted(tmp_path):
     _tile(tmp_path / "small.tif", shape=(20, 30), hole=False)
     tile = InputTile.open(tmp_path / "small.tif", BANDS)
@@ -90,6 +92,7 @@ def test_tile_smaller_than_a_window_is_predicted(tmp_path):
     assert info["windows"] == 1 and io.read_raster(tmp_path / "m.tif")[0].shape == (1, 20, 30)
 
 
+@pytest.mark.bad_input
 def test_all_nodata_tile_gives_all_nodata_output(tmp_path):
     data = np.full((5, 40, 40), -32768, np.int16)
     io.write_raster(tmp_path / "empty.tif", data, crs="EPSG:32633", transform=Affine(10, 0, 0, 0, -10, 0),
@@ -99,6 +102,7 @@ def test_all_nodata_tile_gives_all_nodata_output(tmp_path):
     assert info["nodata_share"] == 1.0 and (io.read_raster(tmp_path / "m.tif")[0] == NODATA).all()
 
 
+@pytest.mark.bad_input
 def test_band_errors_name_the_file(tmp_path):
     _tile(tmp_path / "in.tif")
     with pytest.raises(InputError, match="in.tif.*lacks band.*B8"):
@@ -125,6 +129,7 @@ def test_unnamed_bands_with_declared_order_and_scale(tmp_path):
     assert np.allclose(got[4], data[0], atol=1e-6)
 
 
+@pytest.mark.bad_input
 def test_a_failure_mid_tile_leaves_no_file(tmp_path):
     _tile(tmp_path / "in.tif")
     calls = {"n": 0}

@@ -76,6 +76,7 @@ def test_edits_add_then_remove_wins():
     assert out[1:5, :5].all() and out.sum() == 20 and not out[0].any()
 
 
+@pytest.mark.bad_input
 def test_threshold_table_round_trip_and_errors(tmp_path):
     path = tmp_path / "t.csv"
     labels.set_threshold(path, "R2", 0.15)
@@ -98,6 +99,7 @@ def _edit_layer(path, geoms, crs, action="add", region="R0001"):
     return path
 
 
+@pytest.mark.bad_input
 def test_invalid_geometry_names_the_region(tmp_path):
     bowtie = Polygon([(0, 0), (10, 10), (10, 0), (0, 10)])
     path = _edit_layer(tmp_path / "e.gpkg", [bowtie], 32633, region="R0042")
@@ -105,12 +107,14 @@ def test_invalid_geometry_names_the_region(tmp_path):
         labels.read_edits(path)
 
 
+@pytest.mark.bad_input
 def test_unknown_action_is_refused(tmp_path):
     path = _edit_layer(tmp_path / "e.gpkg", [box(0, 0, 1, 1)], 32633, action="erase")
     with pytest.raises(InputError, match="R0001.*erase"):
         labels.read_edits(path)
 
 
+@pytest.mark.bad_input
 def test_edit_in_another_crs_is_reprojected(tmp_path):
     t = Affine(10, 0, 500000, 0, -10, 4000100)
     square = box(500000, 4000000, 500050, 4000050)  # bottom-left 5 x 5 px in UTM 33N
@@ -121,6 +125,7 @@ def test_edit_in_another_crs_is_reprojected(tmp_path):
     assert out[5:, :5].all() and out.sum() == 25
 
 
+@pytest.mark.bad_input
 def test_edit_outside_its_region_names_it(tmp_path):
     t = Affine(10, 0, 500000, 0, -10, 4000100)
     far = box(600000, 4000000, 600050, 4000050)
@@ -220,6 +225,7 @@ def test_threshold_override_changes_only_that_region(built, world, composites, p
     assert iou.loc[rid, "ndwi_tp"] == 0 and iou.loc[rid, "ndwi_fp"] == 0
 
 
+@pytest.mark.bad_input
 def test_region_without_composite_coverage_is_left_out_with_a_warning(world, composites, p, tmp_path):
     regions = gpd.read_file(world.regions_path)
     r = regions.iloc[0]
@@ -238,12 +244,14 @@ def test_region_without_composite_coverage_is_left_out_with_a_warning(world, com
     assert r.region_id not in set(read_regions(tmp_path / "s").region_id)
 
 
+@pytest.mark.bad_input
 def test_missing_composite_names_the_tile(world, p, tmp_path):
     with pytest.raises(InputError, match="composite of tile"):
         build_samples(world, tmp_path / "nothing", tmp_path / "s", p, progress=False)
     assert not (tmp_path / "s" / "regions.gpkg").exists()
 
 
+@pytest.mark.bad_input
 def test_write_chip_refuses_nan_and_non_binary_labels(tmp_path):
     t = Affine(10, 0, 0, 0, -10, 0)
     image = np.zeros((5, 4, 4), np.float32)

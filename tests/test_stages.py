@@ -18,6 +18,7 @@ def test_notebooks_declare_profile_and_are_committed_clean():
         assert not any(c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), stage
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize(
     ("given", "name"),
     [
@@ -38,6 +39,7 @@ def test_good_notebook_parameters_pass():
     assert stages.check_parameters("00_world", given) == given
 
 
+@pytest.mark.bad_input
 def test_unknown_stage_is_named():
     with pytest.raises(ParameterError, match="unknown stage '99_magic'"):
         stages.notebook_path("99_magic")
@@ -58,6 +60,7 @@ def test_cli_help_lists_every_command(capsys):
         assert command in out
 
 
+@pytest.mark.bad_input
 def test_cli_refuses_a_bad_parameter_before_running(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("LAKEPAPER_BUILD", str(tmp_path))
     assert cli.main(["run", "00_world", "--profile", "tiny", "-p", "world_sed", "7"]) == 2
@@ -65,6 +68,7 @@ def test_cli_refuses_a_bad_parameter_before_running(capsys, tmp_path, monkeypatc
     assert not any(tmp_path.rglob("*.ipynb"))  # nothing executed, nothing written
 
 
+@pytest.mark.bad_input
 def test_corrupt_manifest_is_an_input_error(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(InputError, match="manifest.json"):
