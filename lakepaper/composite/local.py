@@ -46,6 +46,20 @@ from lakepaper.world.scenes import REFLECTANCE_SCALE
 COUNT_BAND = "clear_count"
 #: Nodata of the composite bands (never 0: 0 is a valid reflectance and NDWI).
 NODATA = -32768
+#: Parameters of the recipe read here and in masks.py; ``gee.RECIPE_PARAMS`` must be the same (tests check both).
+RECIPE_PARAMS = (
+    "cloud_buffer_m",
+    "cloud_prob_threshold",
+    "cloud_proj_dist_km",
+    "composite_bands",
+    "composite_scale",
+    "end_date",
+    "max_scene_cloud_pct",
+    "nir_dark_threshold",
+    "resolution_m",
+    "scl_snow_class",
+    "start_date",
+)
 
 #: Per product: expected band names (None: any single band) and pixel size relative to 10 m.
 _PRODUCTS: dict[str, tuple[tuple[str, ...] | None, int]] = {
