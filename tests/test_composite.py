@@ -373,3 +373,214 @@ def test_composite_world_writes_every_tile_and_the_grid(world, p, tmp_path):
     pooled = [compare_to_truth(world, t, tmp_path / "tiles" / f"{t}.tif", p) for t in TILES]
     assert all(0 <= r["residue"] < 0.15 for r in pooled)
     assert all(0.5 < r["within_0_01"] <= 1 for r in pooled if r["within_0_01"] == r["within_0_01"])
+
+
+# --- speed and memory (issue 3): the same product, faster and in blocks -----------------
+
+
+def _project_cloud_loop(cloud, azimuth_deg, max_dist_px):
+    """The projection as the union of shifted views, written plainly (the reference of the dilation)."""
+    import math
+
+    out = cloud.copy()
+    if max_dist_px <= 0:
+        return out
+    az = math.radians(azimuth_deg)
+    dr, dc = math.cos(az), -math.sin(az)
+    steps = max(1, int(math.ceil(max_dist_px * max(abs(dr), abs(dc)))))
+    scale = max_dist_px / steps
+    shifts = {(int(round(k * scale * dr)), int(round(k * scale * dc))) for k in range(1, steps + 1)}
+    rows, cols = cloud.shape
+    for r, c in zip(*np.nonzero(cloud), strict=True):  # every cloud pixel casts every shift that stays inside
+        for sr, sc in shifts:
+            if 0 <= r + sr < rows and 0 <= c + sc < cols:
+                out[r + sr, c + sc] = True
+    return out
+
+
+@pytest.mark.parametrize("shape", [(61, 47), (5, 90), (1, 1), (30, 3)])
+def test_shadow_projection_is_the_union_of_shifted_clouds(shape):
+    rng = np.random.default_rng(shape[0])
+    cloud = rng.random(shape) < 0.02
+    cloud[0, -1] = cloud[-1, 0] = True  # clouds on the edges
+    for az in (0.0, 12.5, 45.0, 90.0, 135.0, 158.3, 180.0, 231.0, 270.0, 333.3):
+        for dist in (0, 0.4, 1, 7.5, 25, 100):
+            got = project_cloud(cloud, az, dist)
+            np.testing.assert_array_equal(got, _project_cloud_loop(cloud, az, dist), err_msg=f"{az} {dist}")
+    assert not project_cloud(np.zeros(shape, bool), 45.0, 10).any()
+
+
+@pytest.mark.parametrize("dtype", [bool, np.uint8, np.uint16, np.int16, np.float32, np.int32])
+def test_upsample2_is_a_plain_repeat(dtype):
+    a = (np.random.default_rng(3).random((7, 5)) * 100).astype(dtype)
+    np.testing.assert_array_equal(upsample2(a), np.repeat(np.repeat(a, 2, axis=0), 2, axis=1))
+    assert upsample2(a).dtype == a.dtype
+    stacked = np.stack([a, a])  # more than two dimensions: the last two are upsampled
+    np.testing.assert_array_equal(upsample2(stacked)[1], upsample2(a))
+
+
+def test_integer_thresholds_equal_float_comparisons():
+    from lakepaper.composite.masks import _greater, _less
+
+    for dtype in (np.uint8, np.uint16, np.int16):
+        info = np.iinfo(dtype)
+        values = [info.min, info.min + 1, -1, 0, 1, 49, 50, 51, 254, 255, 1499, 1500, 1501, info.max - 1, info.max]
+        a = np.array([v for v in values if info.min <= v <= info.max], dtype)
+        for t in (50.0, 50.5, 49.999, 0.15 * 10000, 1500.0000001, -0.5, -1e9, 1e9, float(info.max), float(info.min)):
+            np.testing.assert_array_equal(_greater(a, t), a.astype(float) > t, err_msg=f"{dtype} > {t}")
+            np.testing.assert_array_equal(_less(a, t), a.astype(float) < t, err_msg=f"{dtype} < {t}")
+
+
+def test_serial_kernel_and_row_offsets_give_the_same_bits():
+    rng = np.random.default_rng(2)
+    bands = rng.integers(1, 12000, (6, 5, 40, 19), dtype=np.uint16)
+    clear = rng.random((6, 40, 19)) < 0.6
+    whole = Accumulator((40, 19))
+    whole.add(bands, clear)
+    for r0, r1 in ((0, 8), (8, 40), (13, 14)):
+        part = Accumulator((r1 - r0, 19), parallel=False)
+        part.add(bands, clear, row0=r0)
+        np.testing.assert_array_equal(part.sums, whole.sums[:, r0:r1])
+        np.testing.assert_array_equal(part.count, whole.count[r0:r1])
+    with pytest.raises(ValueError, match="do not fit"):
+        Accumulator((10, 19)).add(bands, clear, row0=31)
+
+
+def test_halo_and_default_block_rows(p):
+    from lakepaper.composite.local import default_block_rows, halo_rows
+
+    assert halo_rows(p) == 112  # 1 km / 10 m + 50 m / 10 m = 105 rows, up to a multiple of 8
+    assert halo_rows({**p, "cloud_proj_dist_km": 0.3}) == 40 and halo_rows({**p, "cloud_proj_dist_km": 0}) == 8
+    assert default_block_rows((768, 768), 8, 112) == 768  # a demo tile fits in one block
+    rows = default_block_rows((10980, 10980), 8, 112)  # a Sentinel-2 tile does not
+    assert rows == 224 and rows % 8 == 0  # the floor of 2 x halo: the halo read is at most the block's
+    assert default_block_rows((10980, 10980), 2, 112) == 768  # 256 MiB >= 2 x 11 B x (768 + 2 x 112) x 10980
+    assert 2 * 11 * (768 + 2 * 112) * 10980 <= 256 * 2**20 < 2 * 11 * (1024 + 2 * 112) * 10980
+
+
+def _data(path):
+    with rasterio.open(path) as src:
+        return src.read(), src.tags(), src.descriptions
+
+
+@pytest.mark.parametrize(("block_rows", "num_workers", "batch"), [(32, 2, 8), (48, 1, 8), (8, 3, 3), (256, 2, 3)])
+def test_blocks_give_the_bits_of_the_whole_tile(world, p, composites, tmp_path, block_rows, num_workers, batch):
+    if batch == 8:
+        whole = composites["T03"]["path"]  # default: one block of 256 rows
+    else:
+        whole = composite_tile(world, "T03", tmp_path / "whole.tif", p=p, batch=batch, block_rows=256)["path"]
+    got = composite_tile(world, "T03", tmp_path / "blocks.tif", p=p, batch=batch, block_rows=block_rows,
+                         num_workers=num_workers)  # fmt: skip
+    a, b = _data(got["path"]), _data(whole)
+    assert np.array_equal(a[0], b[0]) and a[1:] == b[1:]
+    ref = composites["T03"] if batch == 8 else got
+    assert got["clear_share"] == ref["clear_share"] and got["mean_count"] == ref["mean_count"]
+
+
+def test_threads_do_not_change_the_bytes(world, p, composites, tmp_path):
+    """One worker or three (GDAL then compresses the file's blocks on three threads too): the same file."""
+    for workers in (1, 3):
+        again = composite_tile(world, "T11", tmp_path / f"w{workers}.tif", p=p, num_workers=workers)
+        assert io.sha256_file(again["path"]) == io.sha256_file(composites["T11"]["path"])
+
+
+def test_blocks_need_their_halo(world, p, tmp_path, monkeypatch):
+    """With a halo shorter than the block (0.3 km projection: 40 rows, blocks of 32), inner blocks read
+    context on both sides; the bits are those of the whole tile, and without the halo they are not."""
+    import lakepaper.composite.local as local
+
+    q = {**p, "cloud_proj_dist_km": 0.3}
+    whole = _data(composite_tile(world, "T13", tmp_path / "whole.tif", p=q)["path"])[0]
+    blocks = _data(composite_tile(world, "T13", tmp_path / "blocks.tif", p=q, block_rows=32)["path"])[0]
+    np.testing.assert_array_equal(blocks, whole)
+    monkeypatch.setattr(local, "halo_rows", lambda *a: 0)
+    blind = _data(composite_tile(world, "T13", tmp_path / "blind.tif", p=q, block_rows=32)["path"])[0]
+    assert not np.array_equal(blind, whole)  # shadows and buffers cut at the block edges
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    ("override", "name"),
+    [({"batch": 0}, "batch"), ({"block_rows": 20}, "block_rows"), ({"block_rows": -8}, "block_rows"),
+     ({"num_workers": 0}, "num_workers"), ({"batch": 2.5}, "batch")],
+)  # fmt: skip
+def test_bad_block_arguments_raise_before_writing(world, p, tmp_path, override, name):
+    with pytest.raises(ParameterError) as err:
+        composite_tile(world, "T11", tmp_path / "T11.tif", p=p, **override)
+    assert err.value.name == name and not (tmp_path / "T11.tif").exists()
+
+
+def _tiles_of_16_rows(path):
+    """Rewrite a GeoTIFF in tiles of 16 rows (the same data), so that its rows can be damaged separately."""
+    with rasterio.open(path) as src:
+        arr, profile, names, tags = src.read(), dict(src.profile), src.descriptions, src.tags()
+    profile.update(blockysize=16, blockxsize=256)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(arr)
+        dst.descriptions = names
+        dst.update_tags(**tags)
+
+
+@pytest.mark.bad_input
+def test_a_damaged_late_block_leaves_no_file(world, p, tmp_path):
+    """The file passes every check (bands, CRS, grid) but its last 16 rows do not decode. With blocks of
+    32 rows (halo 112), only the 5th block on needs them: the error names the file and the rows, and
+    nothing is written, neither the tile nor a partial file."""
+    w = _copy_world(world, tmp_path / "w")
+    bad = w.scene_path("T11", select_scenes(w, "T11", p).system_index.iloc[-1], "L2A_10m")
+    _tiles_of_16_rows(bad)
+    with rasterio.open(bad) as src:
+        offset = int(src.get_tag_item("BLOCK_OFFSET_0_15", "TIFF", bidx=1))
+        size = int(src.get_tag_item("BLOCK_SIZE_0_15", "TIFF", bidx=1))
+    data = bytearray(bad.read_bytes())
+    data[offset : offset + size] = bytes(size)
+    bad.write_bytes(bytes(data))
+    out = tmp_path / "out" / "T11.tif"
+    for block_rows in (32, None):  # blocks; the whole tile in one block
+        with pytest.raises(InputError, match=f"{bad.name}: rows .* are not readable") as err:
+            composite_tile(w, "T11", out, p=p, block_rows=block_rows)
+        assert "Y offset 15" in str(err.value)  # GDAL's own words: which tile of the file
+        assert not out.exists() and not (out.parent.exists() and any(out.parent.iterdir()))
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    ("product", "fn"),
+    [
+        ("L2A_20m", lambda a, kw: (a[:1], kw)),  # a missing band
+        ("CLDPRB", lambda a, kw: (a, {**kw, "crs": "EPSG:3857"})),  # another CRS
+        ("CLDPRB", lambda a, kw: (a[:, ::2, ::2], {**kw, "transform": kw["transform"] * Affine.scale(2)})),  # 20 m
+    ],
+)
+def test_bad_last_scene_is_found_before_any_block_runs(world, p, tmp_path, monkeypatch, product, fn):
+    import lakepaper.composite.local as local
+
+    w = _copy_world(world, tmp_path / "w")
+    bad = w.scene_path("T11", select_scenes(w, "T11", p).system_index.iloc[-1], product)
+    _rewrite(bad, fn)
+    reads = []
+    monkeypatch.setattr(local, "_read", lambda *a, **k: reads.append(a) or pytest.fail("a block ran"))
+    out = tmp_path / "out" / "T11.tif"
+    with pytest.raises(InputError, match=bad.name):
+        composite_tile(w, "T11", out, p=p, block_rows=32)
+    assert reads == [] and not out.parent.exists()
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("block_rows", [32, None])
+def test_nothing_seen_gives_all_nodata_in_blocks(world, p, tmp_path, block_rows):
+    w = _copy_world(world, tmp_path / "w")
+    for sid in select_scenes(w, "T11", p).system_index:
+        _rewrite(w.scene_path("T11", sid, "CLDPRB"), lambda a, kw: (np.full_like(a, 100), kw))
+    cloudy = composite_tile(w, "T11", tmp_path / "cloudy.tif", p=p, block_rows=block_rows)
+    none_kept = composite_tile(world, "T11", tmp_path / "none.tif", p={**p, "max_scene_cloud_pct": 0.0},
+                               block_rows=block_rows)  # fmt: skip
+    assert none_kept["scenes"] == []
+    for summary in (cloudy, none_kept):
+        data, count, _ = read_composite(summary["path"])
+        assert summary["clear_share"] == 0 and summary["mean_count"] == 0
+        assert (count == 0).all() and np.isnan(data).all()
+    before = {**p, "start_date": "2016-01-01", "end_date": "2016-02-01"}
+    with pytest.raises(ParameterError, match="empty selection"):  # an empty date range is an error, not nodata
+        composite_tile(world, "T11", tmp_path / "empty.tif", p=before, block_rows=block_rows)
+    assert not (tmp_path / "empty.tif").exists()

@@ -74,8 +74,9 @@ def project_cloud(cloud: np.ndarray, azimuth_deg: float, max_dist_px: float) -> 
     The shadow direction: the sun stands at ``azimuth`` clockwise from north; shadows fall the
     other way, east component ``-sin(az)``, north component ``-cos(az)``; rows grow southwards,
     so the shift is ``drow = +cos(az) d``, ``dcol = -sin(az) d``. The offsets follow a digital line
-    stepping one pixel along the dominant axis (no gaps), ``max_dist_px`` cheap boolean ORs of
-    shifted views.
+    stepping one pixel along the dominant axis (no gaps); their union is one binary dilation with
+    a line-shaped structuring element (OpenCV: ~10x faster than OR-ing ``max_dist_px`` shifted
+    views, same set; ``tests/test_composite.py`` checks it against the plain loop).
 
     Args:
         cloud: (rows, cols) bool cloud mask.
@@ -85,29 +86,60 @@ def project_cloud(cloud: np.ndarray, azimuth_deg: float, max_dist_px: float) -> 
     Returns:
         (rows, cols) bool, the cloud mask included (offset 0).
     """
-    out = cloud.copy()
     if max_dist_px <= 0 or not cloud.any():
-        return out
+        return cloud.copy()
+    offsets = projection_offsets(azimuth_deg, max_dist_px, cloud.shape)
+    reach = max(max(abs(sr), abs(sc)) for sr, sc in offsets)
+    if reach == 0:
+        return cloud.copy()
+    # One dilation whose structuring element holds every offset: out[r, c] = OR of cloud[r - sr, c - sc]
+    # (OpenCV reads the element mirrored about its anchor); outside the array counts as no cloud.
+    element = np.zeros((2 * reach + 1, 2 * reach + 1), np.uint8)
+    for sr, sc in offsets:
+        element[reach - sr, reach - sc] = 1
+    out = cv2.dilate(
+        np.ascontiguousarray(cloud).view(np.uint8),
+        element,
+        anchor=(reach, reach),
+        borderType=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+    return out.view(bool)
+
+
+def projection_offsets(azimuth_deg: float, max_dist_px: float, shape: tuple[int, int]) -> list[tuple[int, int]]:
+    """The (row, col) shifts of :func:`project_cloud`: a digital line from (0, 0) away from the sun.
+
+    Offsets that move a whole array of ``shape`` out of itself are left out (they add nothing).
+    """
     az = math.radians(azimuth_deg)
     dr, dc = math.cos(az), -math.sin(az)
     steps = max(1, int(math.ceil(max_dist_px * max(abs(dr), abs(dc)))))
     scale = max_dist_px / steps
-    rows, cols = cloud.shape
+    rows, cols = shape
     seen = {(0, 0)}
+    offsets = [(0, 0)]
     for k in range(1, steps + 1):
         sr, scol = int(round(k * scale * dr)), int(round(k * scale * dc))
         if (sr, scol) in seen or abs(sr) >= rows or abs(scol) >= cols:
             continue
         seen.add((sr, scol))
-        dst = out[max(sr, 0) : rows + min(sr, 0), max(scol, 0) : cols + min(scol, 0)]
-        src = cloud[max(-sr, 0) : rows + min(-sr, 0), max(-scol, 0) : cols + min(-scol, 0)]
-        dst |= src
-    return out
+        offsets.append((sr, scol))
+    return offsets
 
 
 def upsample2(a: np.ndarray) -> np.ndarray:
     """Nearest-neighbour 20 m -> 10 m (each 20 m pixel covers 2 x 2 pixels at 10 m)."""
+    if a.ndim == 2 and min(a.shape) > 0 and a.dtype in _RESIZABLE:
+        # OpenCV's nearest neighbour at an exact factor 2 reads pixel floor(x / 2): the same values, ~5x faster
+        src = np.ascontiguousarray(a).view(np.uint8) if a.dtype == bool else np.ascontiguousarray(a)
+        out = cv2.resize(src, (2 * a.shape[1], 2 * a.shape[0]), interpolation=cv2.INTER_NEAREST)
+        return out.view(bool) if a.dtype == bool else out
     return np.repeat(np.repeat(a, 2, axis=-2), 2, axis=-1)
+
+
+#: dtypes that :func:`upsample2` hands to OpenCV.
+_RESIZABLE = tuple(np.dtype(t) for t in (bool, np.uint8, np.uint16, np.int16, np.float32))
 
 
 def scene_mask(
@@ -135,10 +167,14 @@ def scene_mask(
     Returns:
         The masks.
     """
-    scl = upsample2(scl_20m)
-    nodata = (l2a_10m == 0).any(axis=0) | (b11_10m == 0) | (probability == PROB_NODATA) | (scl == 0)
-    cloud = (probability > p["cloud_prob_threshold"]) & ~nodata
-    dark = (l2a_10m[3] < p["nir_dark_threshold"] * REFLECTANCE_SCALE) & (scl != SCL_WATER) & ~nodata
+    # Same sets as upsampling SCL first and comparing at 10 m, with 4x fewer comparisons; integer
+    # thresholds instead of float ones (exact for integer data, no float copy of the band).
+    scl_nodata, scl_water, snow = (upsample2(scl_20m == v) for v in (0, SCL_WATER, p["scl_snow_class"]))
+    nodata = (b11_10m == 0) | (probability == PROB_NODATA) | scl_nodata
+    for band in l2a_10m:
+        nodata |= band == 0
+    cloud = _greater(probability, p["cloud_prob_threshold"]) & ~nodata
+    dark = _less(l2a_10m[3], p["nir_dark_threshold"] * REFLECTANCE_SCALE) & ~scl_water & ~nodata
     proj = project_cloud(cloud, azimuth_deg, p["cloud_proj_dist_km"] * 1000.0 / resolution_m)
     shadow = dark & proj
     masked = cloud | shadow
@@ -146,6 +182,25 @@ def scene_mask(
     if radius >= 1 and masked.any():
         # OpenCV's dilation gives the same set as scipy.ndimage.binary_dilation, 5-20x faster
         masked = cv2.dilate(masked.view(np.uint8), disk(radius).astype(np.uint8)).view(bool)
-    snow = scl == p["scl_snow_class"]
     clear = ~(masked | snow | nodata)
     return SceneMask(clear=clear, cloud=cloud, shadow=shadow, snow=snow, nodata=nodata)
+
+
+def _greater(a: np.ndarray, threshold: float) -> np.ndarray:
+    """``a > threshold`` for an integer array (``a > floor(threshold)``), without a float copy of ``a``."""
+    if a.dtype.kind not in "ui" or not math.isfinite(threshold):
+        return a > threshold
+    info, k = np.iinfo(a.dtype), math.floor(threshold)
+    if k < info.min or k >= info.max:
+        return np.full(a.shape, k < info.min)
+    return a > a.dtype.type(k)
+
+
+def _less(a: np.ndarray, threshold: float) -> np.ndarray:
+    """``a < threshold`` for an integer array (``a < ceil(threshold)``), without a float copy of ``a``."""
+    if a.dtype.kind not in "ui" or not math.isfinite(threshold):
+        return a < threshold
+    info, k = np.iinfo(a.dtype), math.ceil(threshold)
+    if k <= info.min or k > info.max:
+        return np.full(a.shape, k > info.max)
+    return a < a.dtype.type(k)
