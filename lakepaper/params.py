@@ -9,6 +9,8 @@ Sources:
          section given per entry.
     [A]  The authors' released code (MIT), read for facts, not copied.
     [EE] Earth Engine's s2cloudless tutorial (cloud-shadow recipe).
+    [Q]  The QTP lake dataset's description (``shared/seeds/qtp_lake_dataset.txt``).
+    [C]  The Jilin-1 check-dam dataset's description (``shared/seeds/checkdam_gully_dataset.txt``).
 
 Example:
     >>> from lakepaper import params
@@ -74,6 +76,7 @@ PAPER: dict[str, Param] = {
     "optimizer": _p("adadelta", "[A] AdaDelta"),
     "learning_rate": _p(1.0, "[A] AdaDelta learning rate"),
     "adadelta_rho": _p(0.95, "[A]"),
+    "adadelta_eps": _p(1e-7, "Keras' AdaDelta default epsilon (the authors' framework; torch's is 1e-6)"),
     "l2_output": _p(1e-4, "[A] L2 on the 1x1 output layer only"),
     "loss": _p("dice", "[P] 2.3 as Pi et al.; [A] 1 - Dice over the batch"),
     "flip_probability": _p(0.5, "[A] horizontal and vertical flips, the only augmentation"),
@@ -83,10 +86,37 @@ PAPER: dict[str, Param] = {
     "edge_px": _p(100, "[P] 2.3, outer 100 px of each window's prediction discarded", scale=True),
     "prob_threshold": _p(0.5, "[A] sigmoid output > 0.5 is lake"),
     "predict_precision": _p("fp32", "inference arithmetic: fp32 or bf16 autocast (benchmarks/predict.py)", scale=True),
+    "unet_upsample": _p(
+        "bilinear", "[A] decoder upsampling by interpolation (bilinear or nearest), no transposed conv"
+    ),
+    "dice_smooth": _p(1.0, "smoothing s of Dice = (2|PY| + s) / (|P| + |Y| + s); the usual Keras recipe, not in [P]"),
+    "pad_value": _p(0.0, "[A] regions smaller than a patch padded with 0; padded pixels left out of loss and metrics"),
+    "val_patches_per_epoch": _p(
+        333,
+        "validation patches per epoch, drawn like training ones unflipped; [P]/[A] give no count: 1000 x 20/60",
+        scale=True,
+    ),
+    "val_resample": _p(True, "[A] validation patches drawn afresh each epoch (a generator); False: one fixed set"),
+    "train_seed": _p(20240503, "seed of weight initialisation and patch draws (the authors set none)", scale=True),
+    "train_precision_cpu": _p(
+        "fp32",
+        "training arithmetic on CPU: fp32 or bf16 autocast (bf16 measured slower here; benchmarks/train.py)",
+        scale=True,
+    ),
+    "train_precision_cuda": _p(
+        "fp16", "[A] mixed precision on GPU: fp16 autocast with loss scaling (or bf16, fp32)", scale=True
+    ),
+    "train_channels_last": _p(
+        True, "channels-last memory layout in training: 1.2-2.5x fp32 on CPU (benchmarks/train.py)", scale=True
+    ),
     # --- 2.4 Post-processing -----------------------------------------------------------
     "coast_distance_m": _p(10.0, "[A] polygons within 10 m of the coastline count as ocean"),
     "area_ratio_threshold": _p(0.8, "[P] 2.4, Area Ratio = area after / before river mask"),
     "min_lake_area_km2": _p(0.005, "[P] 2.4, smaller polygons deleted"),
+    "reservoir_distance_m": _p(
+        30.0,
+        "not in [P]: a polygon within 30 m (3 px) of a GeoDAR dam is a reservoir; the river mask spares reservoir polygons grown by 30 m",
+    ),
     "glakes_completion_min_km2": _p(1.0, "[P] 2.4, GLAKES natural lakes > 1 km2 merged"),
     "aridity_threshold": _p(0.2, "[P] 2.4, arid where aridity index < 0.2"),
     "aridity_scale": _p(10000, "Global Aridity Index v3 stores AI x 10000"),
@@ -99,6 +129,36 @@ PAPER: dict[str, Param] = {
     ),
     "grid_deg": _p(1.0, "[P] Fig. 6, 1x1 degree cells"),
     "high_latitude_deg": _p(57.0, "[P] 3.2, share of lakes north of 57 N"),
+    # --- notebooks 09-10: the QTP lake and Jilin-1 check-dam datasets (lakepaper.datasets) ----
+    "qtp_image_px": _p(256, "[Q] RGB images of 256 x 256 pixels"),
+    "qtp_resolution_m": _p(17.0, "[Q] Google Earth level 14, 17 m"),
+    "qtp_split_fractions": _p((0.6, 0.2, 0.2), "[Q] publishes no split; the paper's 60/20/20 ([P] 2.2), by image"),
+    "qtp_split_seed": _p(20240509, "seed of the QTP split (none is published)", scale=True),
+    "qtp_replica_chips": _p(300, "replica only: 256 x 256 chips rendered from the world's plateau tiles", scale=True),
+    "checkdam_chip_px": _p(256, "[C] (1) grid cells of 256 x 256 pixels"),
+    "checkdam_resolution_m": _p(0.75, "[C] Jilin-1 Wideband 01A PMS-02, 0.75 m"),
+    "checkdam_epsg": _p(
+        32606, "[C] WGS 1984 UTM zone 6N, as published (replica only; the reader takes the file's CRS)"
+    ),
+    "checkdam_class": _p("gully", "[C] (3) the one Labelme class, 'gully'"),
+    "checkdam_augment_factor": _p(5, "[C] (5) 584 -> 2920 samples: the original and 4 copies"),
+    "checkdam_augmentations": _p(
+        ("hflip", "vflip", "rot", "brightness"),
+        "[C] (5) names mirror flips, rotation, brightness; this cycle of copies is ours",
+    ),
+    "checkdam_brightness_range": _p((0.8, 1.2), "brightness factor range of the brightness copies; [C] gives none"),
+    "checkdam_split_fractions": _p((0.6, 0.2, 0.2), "[C] (6) 6:2:2; here by source cell, copies together"),
+    "checkdam_split_seed": _p(20240510, "seed of the augmentation draws and the split (none is published)", scale=True),
+    "checkdam_replica_px": _p(2048, "replica only: side of the drawn 0.75 m image, pixels", scale=True),
+    "dataset_max_epochs": _p(
+        1000, "epochs of the notebook 09-10 trainings, early stopping as in 03; as max_epochs [A]", scale=True
+    ),
+    "dataset_patches_per_epoch": _p(
+        1000, "training patches per epoch in notebooks 09-10; as patches_per_epoch [A]", scale=True
+    ),
+    "dataset_val_patches": _p(
+        333, "validation patches per epoch in notebooks 09-10; as val_patches_per_epoch", scale=True
+    ),
     # --- demo world (the embedded default; see lakepaper.world) ---------------------------
     "world_seed": _p(20240501, "demo world seed", scale=True),
     "world_tile_px": _p(768, "demo world: tile side in 10 m pixels", scale=True),
@@ -128,6 +188,12 @@ PUBLISHED: dict[str, tuple[float, str]] = {
     "share_count_below_0_01km2": (32.6, "[P] 3.2 (%)"),
     "share_count_north_57": (49.0, "[P] 3.2 (%)"),
     "share_area_north_57": (30.0, "[P] 3.2 (%)"),
+    "qtp_images": (6774, "[Q] RGB images, and as many ground truths"),
+    "checkdam_cells": (3689, "[C] (1) grid cells"),
+    "checkdam_kept": (584, "[C] (2) cells with dam land"),
+    "checkdam_samples": (2920, "[C] (5) samples after augmentation"),
+    "checkdam_miou_min": (80.0, "[C] mIoU exceeding 80 % (%)"),
+    "checkdam_oa_min": (89.0, "[C] OA surpassing 89 % (%)"),
 }
 
 #: Profiles override scale only. ``demo`` runs on the simulated world on 2 CPU cores in minutes.
@@ -138,10 +204,14 @@ PROFILES: dict[str, dict[str, Any]] = {
         "patch_size": 128,
         "unet_widths": (8, 16, 32, 64, 128),
         "batch_size": 8,
-        "patience": 6,
-        "max_epochs": 30,
-        "patches_per_epoch": 64,
+        "patience": 10,
+        "max_epochs": 50,
+        "patches_per_epoch": 256,
+        "val_patches_per_epoch": 64,
         "edge_px": 24,
+        "dataset_max_epochs": 8,
+        "dataset_patches_per_epoch": 64,
+        "dataset_val_patches": 48,
     },
     # The smallest world that still exercises every code path; used by the tests.
     "tiny": {
@@ -152,9 +222,15 @@ PROFILES: dict[str, dict[str, Any]] = {
         "patience": 2,
         "max_epochs": 3,
         "patches_per_epoch": 8,
+        "val_patches_per_epoch": 4,
         "edge_px": 8,
         "world_tile_px": 256,
         "world_scenes_per_tile": 4,
+        "qtp_replica_chips": 24,
+        "checkdam_replica_px": 768,
+        "dataset_max_epochs": 2,
+        "dataset_patches_per_epoch": 8,
+        "dataset_val_patches": 8,
     },
 }
 

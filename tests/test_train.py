@@ -1,0 +1,487 @@
+"""Stage 03: Dice loss, the area-proportional sampler, the loop (determinism, resume), checkpoints, bad inputs."""
+
+from __future__ import annotations
+
+import math
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from rasterio.transform import Affine
+from shapely.geometry import box
+
+from lakepaper import io, params
+from lakepaper.errors import InputError, ParameterError
+from lakepaper.samples.chips import BANDS, Chip, chip_paths, write_chip
+from lakepaper.train.checkpoint import load_model, read_checkpoint
+from lakepaper.train.evaluate import evaluate, pooled, region_counts
+from lakepaper.train.loop import load_splits, train
+from lakepaper.train.loss import confusion, dice_loss, scores
+from lakepaper.train.sampler import PatchSampler, sequential_patches
+from lakepaper.train.table import supplementary_table1, write_table
+
+CRS = "EPSG:32633"
+
+
+# --- a synthetic training set: lakes are blobs of high NDWI and dark SWIR ------------------------
+
+
+def synthetic_chip(region_id: str, h: int, w: int, rng: np.random.Generator, split: str = "train") -> Chip:
+    yy, xx = np.mgrid[:h, :w]
+    label = np.zeros((h, w), np.uint8)
+    for _ in range(int(rng.integers(1, 4))):
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        ry, rx = rng.uniform(3, max(4, h / 3)), rng.uniform(3, max(4, w / 3))
+        label[((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1] = 1
+    noise = rng.normal(0, 0.02, (5, h, w)).astype(np.float32)
+    land = np.array([0.08, 0.1, 0.12, 0.25, -0.3], np.float32)[:, None, None]
+    water = np.array([0.06, 0.07, 0.05, 0.02, 0.45], np.float32)[:, None, None]
+    image = np.where(label[None] == 1, water, land) + noise
+    return Chip(region_id, ["NR", "AR", "SL"][int(rng.integers(3))], split, h * w * 1e-4, image.astype(np.float32),
+                label)  # fmt: skip
+
+
+def synthetic_set(seed: int = 0, n=(6, 3, 3), sizes=(20, 90)) -> dict[str, list[Chip]]:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for split, k in zip(("train", "val", "test"), n, strict=True):
+        out[split] = [synthetic_chip(f"{split[0].upper()}{i:03d}", *rng.integers(*sizes, size=2), rng, split)
+                      for i in range(k)]  # fmt: skip
+    return out
+
+
+def write_set(folder, chips: list[Chip]) -> None:
+    """Write chips and a regions.gpkg the way stage 02 does."""
+    rows = []
+    for i, c in enumerate(chips):
+        t = Affine(10, 0, 500000 + 5000 * i, 0, -10, 4000000)
+        image, label = write_chip(folder, c.region_id, c.image, c.label, crs=CRS, transform=t)
+        rows.append({"region_id": c.region_id, "region_type": c.region_type, "split": c.split,
+                     "area_km2": c.area_km2, "image": image, "label": label,
+                     "geometry": box(500000 + 5000 * i, 3990000, 500100 + 5000 * i, 4000000)})  # fmt: skip
+    io.write_vector(gpd.GeoDataFrame(rows, crs=CRS), folder / "regions.gpkg", "Polygon")
+
+
+def tiny(**over):
+    base = {"patch_size": 32, "batch_size": 4, "patches_per_epoch": 8, "val_patches_per_epoch": 4, "max_epochs": 3,
+            "patience": 10}  # fmt: skip
+    return params.resolve("tiny", **{**base, **over})
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one torch thread is faster, and immune to OpenMP spin-waits on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_set()
+
+
+def _weights(path):
+    return read_checkpoint(path)["state"]
+
+
+def _same_weights(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _history(result):
+    return result["history"].drop(columns="seconds")
+
+
+# --- loss and metrics ----------------------------------------------------------------------------
+
+
+def test_dice_loss_on_hand_made_cases():
+    y = torch.tensor([1.0, 1, 0, 0])
+    assert float(dice_loss(y.clone(), y)) == pytest.approx(0.0)  # perfect
+    assert float(dice_loss(torch.zeros(4), y)) == pytest.approx(1 - 1 / 3)  # (0 + 1) / (0 + 2 + 1)
+    assert float(dice_loss(torch.full((4,), 0.5), y)) == pytest.approx(1 - 3 / 5)  # (2*1 + 1) / (2 + 2 + 1)
+    assert float(dice_loss(torch.zeros(4), torch.zeros(4))) == pytest.approx(0.0)  # nothing to find, nothing found
+    assert float(dice_loss(torch.full((4,), 0.5), y, smooth=0.0)) == pytest.approx(0.5)
+
+
+def test_dice_is_over_the_whole_batch_not_averaged_per_patch():
+    p = torch.tensor([[1.0, 1, 1, 1], [0.0, 0, 0, 0]])
+    y = torch.tensor([[1.0, 1, 1, 1], [1.0, 0, 0, 0]])
+    pooled_loss = float(dice_loss(p, y, smooth=0.0))
+    assert pooled_loss == pytest.approx(1 - 8 / 9)  # 2*4 / (4 + 5)
+    per_patch = (float(dice_loss(p[0], y[0], smooth=0.0)) + float(dice_loss(p[1], y[1], smooth=0.0))) / 2
+    assert per_patch == pytest.approx(0.5) and per_patch != pytest.approx(pooled_loss)
+
+
+def test_padding_is_left_out_of_loss_and_counts():
+    p = torch.tensor([0.9, 0.9, 0.9, 0.9])
+    y = torch.tensor([1.0, 1, 0, 0])
+    valid = torch.tensor([1.0, 1, 0, 0])  # the last two pixels are padding
+    assert float(dice_loss(p, y, valid, smooth=0.0)) == pytest.approx(1 - 2 * 1.8 / (1.8 + 2))
+    assert confusion(p, y, valid) == {"tp": 2, "fp": 0, "fn": 0, "tn": 0}
+    assert confusion(p, y) == {"tp": 2, "fp": 2, "fn": 0, "tn": 0}
+
+
+def test_scores_from_pooled_counts():
+    s = scores({"tp": 8, "fp": 2, "fn": 2, "tn": 100})
+    assert s == pytest.approx({"recall": 0.8, "precision": 0.8, "f1": 0.8, "iou": 8 / 12})
+    s = scores({"tp": 0, "fp": 0, "fn": 5, "tn": 1})
+    assert s["recall"] == 0 and math.isnan(s["precision"]) and s["iou"] == 0
+
+
+# --- sampler -------------------------------------------------------------------------------------
+
+
+def _plain_chip(rid, h, w, area, value=1.0):
+    image = np.full((5, h, w), value, np.float32)
+    return Chip(rid, "NR", "train", area, image, np.ones((h, w), np.uint8))
+
+
+def test_regions_are_drawn_in_proportion_to_their_area():
+    areas = np.array([1.0, 2.0, 7.0])
+    chips = [_plain_chip(f"R{i}", 8, 8, a) for i, a in enumerate(areas)]
+    draws = PatchSampler(chips, 8).draw(np.random.default_rng(1), 20000, augment=False).region
+    observed = np.bincount(draws, minlength=3)
+    expected = 20000 * areas / areas.sum()
+    chi2 = (((observed - expected) ** 2) / expected).sum()
+    assert chi2 < 13.8  # chi-square, 2 degrees of freedom, p = 0.001
+
+
+def test_positions_are_uniform_inside_large_regions():
+    h, w, s = 40, 12, 8
+    chip = Chip("R", "NR", "train", 1.0, np.arange(h * w, dtype=np.float32).reshape(1, h, w).repeat(5, 0),
+                np.zeros((h, w), np.uint8))  # fmt: skip
+    patches = PatchSampler([chip], s).draw(np.random.default_rng(2), 4000, augment=False)
+    top = (patches.image[:, 0, 0, 0] // w).astype(int)
+    left = (patches.image[:, 0, 0, 0] % w).astype(int)
+    assert set(top) == set(range(h - s + 1)) and set(left) == set(range(w - s + 1))
+    counts = np.bincount(top)
+    assert counts.min() > 0.6 * counts.mean() and counts.max() < 1.4 * counts.mean()
+    assert patches.valid.all()
+
+
+def test_small_regions_are_padded_and_the_padding_is_marked_invalid():
+    chip = _plain_chip("S", 10, 12, 1.0, value=0.7)
+    patches = PatchSampler([chip], 16, pad_value=0.0).draw(np.random.default_rng(3), 300, augment=True)
+    assert (patches.valid.sum(axis=(1, 2)) == 120).all()
+    assert (patches.label[~patches.valid] == 0).all() and (patches.label[patches.valid] == 1).all()
+    inside = patches.image.transpose(1, 0, 2, 3)[:, patches.valid]
+    outside = patches.image.transpose(1, 0, 2, 3)[:, ~patches.valid]
+    assert (inside == 0.7).all() and (outside == 0.0).all()
+    rows = {int(np.argmax(v.any(axis=1))) for v in patches.valid}  # the region's offset in the patch varies
+    assert rows == set(range(16 - 10 + 1))
+
+
+def test_flips_only_when_training():
+    rng = np.random.default_rng(4)
+    image = rng.random((5, 8, 8)).astype(np.float32)
+    chip = Chip("F", "NR", "train", 1.0, image, (image[4] > 0.5).astype(np.uint8))
+    sampler = PatchSampler([chip], 8, flip_probability=0.5)
+    val = sampler.draw(np.random.default_rng(5), 200, augment=False)
+    assert (val.image == image).all()
+    tr = sampler.draw(np.random.default_rng(5), 2000, augment=True)
+    variants = {
+        "none": image, "h": image[:, :, ::-1], "v": image[:, ::-1, :], "hv": image[:, ::-1, ::-1],
+    }  # fmt: skip
+    seen = {k: int(sum((p == v).all() for p in tr.image)) for k, v in variants.items()}
+    assert sum(seen.values()) == 2000
+    assert all(400 < n < 600 for n in seen.values()), seen  # each about 1/4
+    for p, lab in zip(tr.image, tr.label, strict=True):  # label flipped with its image
+        assert (lab == (p[4] > 0.5)).all()
+    assert (sampler.draw(np.random.default_rng(9), 50, augment=True).image
+            == sampler.draw(np.random.default_rng(9), 50, augment=True).image).all()  # fmt: skip
+
+
+def test_sequential_patches_score_every_pixel_once():
+    rng = np.random.default_rng(6)
+    chips = [synthetic_chip(f"Q{i}", h, w, rng) for i, (h, w) in enumerate([(20, 70), (33, 33), (16, 16), (50, 9)])]
+    size = 16
+    batches = list(sequential_patches(chips, size, batch=3))
+    assert all(len(b) <= 3 and b.image.shape[1:] == (5, size, size) for b in batches)
+    valid = np.concatenate([b.valid for b in batches])
+    label = np.concatenate([b.label for b in batches])
+    region = np.concatenate([b.region for b in batches])
+
+    def starts(n):  # from the top-left corner; the last patch shifted back to end at the border
+        return [0] if n <= size else [*range(0, n - size, size), n - size]
+
+    k = 0
+    for r, c in enumerate(chips):
+        h, w = c.label.shape
+        seen = np.zeros((h, w), int)
+        for r0 in starts(h):
+            for c0 in starts(w):
+                hh, ww = min(size, h - r0), min(size, w - c0)
+                assert region[k] == r
+                assert (label[k][:hh, :ww] == c.label[r0 : r0 + hh, c0 : c0 + ww]).all()
+                assert not valid[k][hh:].any() and not valid[k][:, ww:].any()  # padding is never scored
+                seen[r0 : r0 + hh, c0 : c0 + ww] += valid[k][:hh, :ww]
+                k += 1
+        assert (seen == 1).all(), c.region_id
+    assert k == len(valid)
+
+
+# --- the loop ------------------------------------------------------------------------------------
+
+
+def test_same_seed_gives_identical_history_and_weights(data, tmp_path):
+    p = tiny()
+    a = train(data["train"], data["val"], tmp_path / "a", p, progress=False)
+    b = train(data["train"], data["val"], tmp_path / "b", p, progress=False)
+    pd.testing.assert_frame_equal(_history(a), _history(b))
+    assert _same_weights(_weights(a["best"]), _weights(b["best"]))
+    assert _same_weights(_weights(a["last"]), _weights(b["last"]))
+    c = train(data["train"], data["val"], tmp_path / "c", tiny(train_seed=1), progress=False)
+    assert not _same_weights(_weights(a["last"]), _weights(c["last"]))
+    for f in ("best.pt", "last.pt", "history.csv", "train.log"):
+        assert (tmp_path / "a" / f).exists()
+    assert pd.read_csv(tmp_path / "a" / "history.csv").shape[0] == 3
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_an_interrupted_run_resumes_to_the_same_end(data, tmp_path):
+    p = tiny(max_epochs=4)
+    whole = train(data["train"], data["val"], tmp_path / "whole", p, progress=False)
+
+    def stop_after_2(epoch, row):
+        if epoch == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(data["train"], data["val"], tmp_path / "cut", p, progress=False, on_epoch_end=stop_after_2)
+    assert read_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 2
+    again = train(data["train"], data["val"], tmp_path / "cut", p, progress=False)
+    assert again["resumed_from"] == 2 and whole["resumed_from"] == 0
+    pd.testing.assert_frame_equal(_history(whole), _history(again))
+    assert _same_weights(_weights(whole["last"]), _weights(again["last"]))
+    assert _same_weights(_weights(whole["best"]), _weights(again["best"]))
+    assert read_checkpoint(whole["best"])["epoch"] == read_checkpoint(again["best"])["epoch"] == whole["best_epoch"]
+    assert "resuming after epoch 2" in (tmp_path / "cut" / "train.log").read_text()
+    # a finished run is not trained again; raising max_epochs extends it
+    done = train(data["train"], data["val"], tmp_path / "cut", p, progress=False)
+    assert done["resumed_from"] == 4 and len(done["history"]) == 4
+    more = train(data["train"], data["val"], tmp_path / "cut", tiny(max_epochs=5), progress=False)
+    assert more["resumed_from"] == 4 and len(more["history"]) == 5
+
+
+def test_other_parameters_or_data_start_over(data, tmp_path):
+    train(data["train"], data["val"], tmp_path, tiny(max_epochs=2), progress=False)
+    r = train(data["train"], data["val"], tmp_path, tiny(max_epochs=2, learning_rate=0.5), progress=False)
+    assert r["resumed_from"] == 0
+    r = train(data["train"][:-1], data["val"], tmp_path, tiny(max_epochs=2, learning_rate=0.5), progress=False)
+    assert r["resumed_from"] == 0
+    assert "other parameters or data: starting over" in (tmp_path / "train.log").read_text()
+    r = train(data["train"][:-1], data["val"], tmp_path, tiny(max_epochs=2, learning_rate=0.5), progress=False,
+              resume=False)  # fmt: skip
+    assert r["resumed_from"] == 0
+    (tmp_path / "last.pt").write_bytes(b"damaged")
+    r = train(data["train"][:-1], data["val"], tmp_path, tiny(max_epochs=2, learning_rate=0.5), progress=False)
+    assert r["resumed_from"] == 0 and "cannot resume" in (tmp_path / "train.log").read_text()
+
+
+def test_training_can_start_from_given_weights(data, tmp_path):
+    a = train(data["train"], data["val"], tmp_path / "a", tiny(max_epochs=1), progress=False)
+    start = _weights(a["last"])
+    b = train(data["train"], data["val"], tmp_path / "b", tiny(max_epochs=1), progress=False, init_state=start)
+    assert not _same_weights(_weights(b["last"]), start)  # trained on from there
+    c = train(data["train"], data["val"], tmp_path / "a", tiny(max_epochs=1), progress=False, init_state=start)
+    assert c["resumed_from"] == 0  # other initial weights: a new run, not a-resumed
+    pd.testing.assert_frame_equal(_history(b), _history(c))
+
+
+def test_early_stopping_and_best_checkpoint(data, tmp_path):
+    r = train(data["train"], data["val"], tmp_path, tiny(max_epochs=30, patience=2), progress=False)
+    h = r["history"]
+    best = h.best.tolist()
+    assert best[0] and best == [v < h.val_loss[:i].min() if i else True for i, v in enumerate(h.val_loss)]
+    # stopped at the first run of `patience` epochs without a lower validation loss
+    runs = [i for i in range(1, len(best)) if not best[i] and not best[i - 1]]
+    if r["stopped"] == "early stopping":
+        assert runs == [len(best) - 1]
+    else:
+        assert not runs and len(h) == 30
+    assert r["best_epoch"] == int(h.loc[h.val_loss.idxmin(), "epoch"])
+    assert read_checkpoint(r["best"])["epoch"] == r["best_epoch"]
+    assert read_checkpoint(r["best"])["val_loss"] == pytest.approx(h.val_loss.min())
+
+
+@pytest.mark.parametrize(("precision", "channels_last"), [("fp32", False), ("bf16", True)])
+def test_other_arithmetic_paths_train_and_are_recorded(data, tmp_path, precision, channels_last):
+    p = tiny(max_epochs=1, train_precision_cpu=precision, train_channels_last=channels_last)
+    r = train(data["train"], data["val"], tmp_path, p, device="cpu", progress=False)
+    assert r["precision"] == precision and r["channels_last"] is channels_last
+    assert np.isfinite(r["history"][["loss", "val_loss"]].to_numpy()).all()
+    assert read_checkpoint(r["best"])["params"]["train_precision_cpu"] == precision
+
+
+def test_the_loop_learns_lakes(data, tmp_path):
+    """Synthetic lakes (high NDWI, dark SWIR): a tiny U-Net finds them within a few seconds of training."""
+    p = tiny(patch_size=64, patches_per_epoch=32, val_patches_per_epoch=8, max_epochs=12, batch_size=8)
+    r = train(data["train"], data["val"], tmp_path, p, progress=False)
+    model, _ = load_model(r["best"])
+    table = evaluate(model, data["test"], p)
+    assert table.loc["all", "iou"] > 0.8, table
+    assert r["history"].loss.iloc[-1] < r["history"].loss.iloc[0]
+
+
+# --- checkpoints ---------------------------------------------------------------------------------
+
+
+def test_checkpoint_carries_parameters_and_band_order(data, tmp_path):
+    r = train(data["train"], data["val"], tmp_path, tiny(max_epochs=1), progress=False)
+    model, meta = load_model(r["best"], bands=BANDS)
+    assert meta["bands"] == list(BANDS) and meta["patch_size"] == 32
+    assert meta["params"]["unet_widths"] == [4, 8, 16, 32, 64] and meta["params"]["train_seed"] == tiny()["train_seed"]
+    assert meta["model"] == model.config() and not model.training
+    assert "resume" not in meta and "state" not in meta
+
+
+@pytest.mark.bad_input
+def test_a_model_refuses_other_band_orders(data, tmp_path):
+    r = train(data["train"], data["val"], tmp_path, tiny(max_epochs=1), progress=False)
+    swapped = ("B3", "B2", "B4", "B11", "NDWI")
+    with pytest.raises(InputError, match="trained on bands") as err:
+        load_model(r["best"], bands=swapped)
+    assert "best.pt" in str(err.value) and "'B3', 'B2'" in str(err.value)
+    with pytest.raises(InputError, match="trained on bands"):
+        load_model(r["best"], bands=BANDS[:4])
+
+
+@pytest.mark.bad_input
+def test_unreadable_checkpoints_are_named(tmp_path):
+    with pytest.raises(InputError, match="no checkpoint"):
+        load_model(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="junk.pt"):
+        load_model(tmp_path / "junk.pt")
+
+
+# --- bad inputs: clear errors before training -------------------------------------------------------
+
+
+def _replace(chips, i, **kw):
+    c = chips[i]
+    new = Chip(**{**{f: getattr(c, f) for f in Chip.__dataclass_fields__}, **kw})
+    return [*chips[:i], new, *chips[i + 1 :]]
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("nan", "NaN"),
+        ("label", "not binary"),
+        ("bands4", "takes 5 bands"),
+        ("order", "in that order"),
+        ("area", "area_km2"),
+    ],
+)
+def test_bad_chips_are_refused_before_training(data, tmp_path, change, message):
+    c = data["train"][2]
+    if change == "nan":
+        image = c.image.copy()
+        image[1, 3, 3] = np.nan
+        bad = _replace(data["train"], 2, image=image)
+    elif change == "label":
+        label = c.label.copy()
+        label[0, 0] = 255
+        bad = _replace(data["train"], 2, label=label)
+    elif change == "bands4":
+        bad = _replace(data["train"], 2, image=c.image[:4], bands=BANDS[:4])
+    elif change == "order":
+        bad = _replace(data["train"], 2, bands=("B3", "B2", "B4", "B11", "NDWI"))
+    else:
+        bad = _replace(data["train"], 2, area_km2=0.0)
+    with pytest.raises(InputError, match=message) as err:
+        train(bad, data["val"], tmp_path / "out", tiny(), progress=False)
+    assert c.region_id in str(err.value)
+    assert not (tmp_path / "out").exists()  # nothing trained, nothing written
+
+
+@pytest.mark.bad_input
+def test_bad_chip_files_are_named(data, tmp_path):
+    chips = data["train"] + data["val"]
+    write_set(tmp_path, chips)
+    victim = data["train"][1]
+    image = victim.image.copy()
+    image[0, 2, 2] = np.nan
+    io.write_raster(tmp_path / chip_paths(victim.region_id)[0], image, crs=CRS, transform=Affine(10, 0, 0, 0, -10, 0),
+                    band_names=list(BANDS))  # fmt: skip
+    with pytest.raises(InputError, match=f"{victim.region_id}_image.tif.*NaN"):
+        load_splits(tmp_path, BANDS)
+
+
+@pytest.mark.bad_input
+def test_band_count_of_the_files_must_match_the_model(data, tmp_path):
+    write_set(tmp_path, data["train"] + data["val"])
+    p = tiny()
+    with pytest.raises(InputError, match="takes 6 bands"):
+        load_splits(tmp_path, (*BANDS, "B8"))
+    splits = load_splits(tmp_path, p["composite_bands"])
+    assert [c.region_id for c in splits["train"]] == [c.region_id for c in data["train"]]
+    with pytest.raises(InputError, match="'test' split has no regions"):
+        load_splits(tmp_path, BANDS, splits=("test",))
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("optimizer", "adam"), ("loss", "bce"), ("patch_size", 40), ("train_precision_cpu", "fp16"),
+     ("batch_size", 0)],
+)  # fmt: skip
+def test_unsupported_training_parameters_are_named(data, tmp_path, name, value):
+    p = {**tiny(), name: value}
+    with pytest.raises(ParameterError) as err:
+        train(data["train"], data["val"], tmp_path, p, progress=False)
+    assert err.value.name == name
+
+
+# --- evaluation, table, figure --------------------------------------------------------------------
+
+
+class NdwiModel(torch.nn.Module):
+    """A 'model' that calls lake where NDWI > 0: perfect on the synthetic lakes."""
+
+    def forward(self, x):
+        return torch.sigmoid(50 * x[:, 4:5])
+
+
+def test_evaluation_pools_every_test_pixel_once(data):
+    counts = region_counts(NdwiModel(), data["test"], patch_size=32, batch=5)
+    assert (counts[["tp", "fp", "fn", "tn"]].sum(axis=1).to_numpy() == [c.label.size for c in data["test"]]).all()
+    table = pooled(counts)
+    assert table.loc["all", "iou"] == 1.0 and table.loc["all", "tp"] == sum(int(c.label.sum()) for c in data["test"])
+    assert table.loc["all", "regions"] == len(data["test"])
+
+
+def test_supplementary_table_comes_from_the_parameters(tmp_path):
+    t = supplementary_table1(params.resolve("paper"))
+    v = dict(zip(t.hyperparameter, t.value, strict=True))
+    assert v["Input size"] == "576 x 576 x 5" and v["Batch size"] == "16"
+    assert v["Trainable parameters"] == "31,385,857"
+    assert "AdaDelta (learning rate 1.0, rho 0.95" in v["Optimizer"] and "L2 0.0001" in v["Output layer"]
+    assert "50 epochs" in v["Early stopping"] and "p = 0.5" in v["Augmentation"]
+    assert t.source.str.len().min() > 0
+    demo = dict(zip(*supplementary_table1(params.resolve("demo"), device="cpu", precision="fp32").T.values[:2],
+                    strict=True))  # fmt: skip
+    assert demo["Input size"] == "128 x 128 x 5" and demo["Arithmetic"] == "fp32 on cpu"
+    csv, md = write_table(t, tmp_path / "supplementary_table1")
+    assert pd.read_csv(csv).shape == t.shape and md.read_text().count("\n|") == len(t) + 2
+
+
+def test_training_curves_figure(data, tmp_path):
+    from lakepaper.figures import save
+    from lakepaper.figures.train import training_curves
+
+    r = train(data["train"], data["val"], tmp_path, tiny(max_epochs=2), progress=False)
+    fig = training_curves(r["history"], title="tiny")
+    assert [ax.get_title() for ax in fig.axes][:5] == ["loss (1 - Dice + L2)", "recall", "precision", "F1", "IoU"]
+    save(fig, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 1000
