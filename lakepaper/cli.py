@@ -5,6 +5,8 @@ Examples:
     lakepaper world --profile demo --out build/demo/00_world
     lakepaper stages
     lakepaper predict composite.tif --model build/demo/03_train/best.pt --out lakes.tif
+    lakepaper paper --profile demo
+    lakepaper prereqs --profile paper
 """
 
 from __future__ import annotations
@@ -77,6 +79,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_paper(args: argparse.Namespace) -> int:
+    from lakepaper.paper.build import main as paper_main
+
+    return paper_main(args.profile, out=args.out, browser=args.browser)
+
+
+def _cmd_prereqs(args: argparse.Namespace) -> int:
+    from lakepaper.paper.prereqs import main as prereqs_main
+
+    return prereqs_main(args.profile, references=args.references, record=args.record, verify=not args.quick)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lakepaper",
@@ -130,6 +144,26 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="fp32 (default) or bf16 autocast")
     pred.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     pred.set_defaults(func=_cmd_predict)
+
+    paper = sub.add_parser("paper", help="assemble build/<profile>/paper.html from the stages' outputs")
+    paper.add_argument("--profile", default="demo", help="demo (default), tiny or paper")
+    paper.add_argument("--out", default=None, help="HTML file (default build/<profile>/paper.html)")
+    paper.add_argument(
+        "--browser",
+        default="auto",
+        choices=["auto", "require", "off"],
+        help="check the page in headless Chromium, save a screenshot (auto: when installed)",
+    )
+    paper.set_defaults(func=_cmd_paper)
+
+    pre = sub.add_parser("prereqs", help="check what a profile needs before it runs (paper: Earth Engine, GPU, files)")
+    pre.add_argument("--profile", default="paper", help="profile to check (default paper)")
+    pre.add_argument(
+        "--references", default=None, help="reference folder (default $LAKEPAPER_REFERENCES or references/)"
+    )
+    pre.add_argument("--record", action="store_true", help="record the sha256 of the reference files present first")
+    pre.add_argument("--quick", action="store_true", help="check presence only, no checksums")
+    pre.set_defaults(func=_cmd_prereqs)
     return parser
 
 

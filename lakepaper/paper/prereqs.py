@@ -1,0 +1,353 @@
+"""What ``make all PROFILE=paper`` needs before it starts, checked up front in one list.
+
+The real run needs things the simulated world does not: the Earth Engine client and credentials
+(stage 01 composites Sentinel-2 on Earth Engine), a CUDA GPU (stage 03 trains the full-size
+U-Net), and the reference datasets of the post-processing and comparison stages. Each is checked
+here in seconds, and everything missing is reported together, with where to get it, instead of a
+traceback an hour into the run.
+
+Reference files live under one folder, ``$LAKEPAPER_REFERENCES`` (default ``<repo>/references``),
+at the paths of :data:`REFERENCES`; ``LAKEPAPER_REF_<NAME>`` (e.g. ``LAKEPAPER_REF_GLAKES``) points
+one of them elsewhere. Checksums are verified with :func:`pooch.file_hash`. We do not publish
+checksums we have not measured: where none is known, the entry says "to be recorded on first
+download", and ``lakepaper prereqs --record`` writes the sha256 of the files present into
+``<references>/checksums.txt`` (pooch registry format); from then on they are verified against it.
+A folder (the tiled rasters) is fingerprinted by the sha256 of its file listing (names and sizes),
+which is cheap; its files are not hashed one by one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from lakepaper import paths
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One reference dataset of the real run."""
+
+    name: str  # the stage parameter it is passed as (05_postprocess, 08_comparison)
+    title: str
+    default: str  # path under the references folder
+    url: str  # where to get it
+    how: str  # what to download and how to lay it out
+    cite: str
+    sha256: str | None = None  # of the file as laid out here; None: not known to us, recorded on first download
+    folder: bool = False  # a folder of tiles rather than one file
+
+
+REFERENCES: tuple[Reference, ...] = (
+    Reference(
+        "osm_land",
+        "OSM land polygons (split, WGS84)",
+        "osm/land-polygons-split-4326/land_polygons.shp",
+        "https://osmdata.openstreetmap.de/data/land-polygons.html",
+        "download land-polygons-split-4326.zip and unzip it here",
+        "OpenStreetMap contributors (ODbL)",
+    ),
+    Reference(
+        "osm_ocean",
+        "OSM water polygons (the ocean, split, WGS84)",
+        "osm/water-polygons-split-4326/water_polygons.shp",
+        "https://osmdata.openstreetmap.de/data/water-polygons.html",
+        "download water-polygons-split-4326.zip and unzip it here",
+        "OpenStreetMap contributors (ODbL)",
+    ),
+    Reference(
+        "osm_rivers",
+        "OSM river areas",
+        "osm/osm_rivers.gpkg",
+        "https://planet.openstreetmap.org/",
+        "extract river-area polygons (water=river, waterway=riverbank) from the planet file, e.g. with "
+        "`osmium tags-filter` then `ogr2ogr`, into one GeoPackage",
+        "OpenStreetMap contributors (ODbL)",
+    ),
+    Reference(
+        "osm_reservoirs",
+        "OSM reservoirs",
+        "osm/osm_reservoirs.gpkg",
+        "https://planet.openstreetmap.org/",
+        "extract reservoir polygons (water=reservoir, landuse=reservoir) from the planet file into one GeoPackage",
+        "OpenStreetMap contributors (ODbL)",
+    ),
+    Reference(
+        "grwl",
+        "GRWL river centre lines v01.01 (with width_m)",
+        "grwl/grwl_centerlines.gpkg",
+        "https://doi.org/10.5281/zenodo.1297434",
+        "download the GRWL vector archive and merge its tile shapefiles into one GeoPackage (ogr2ogr -append)",
+        "Allen & Pavelsky (2018), Science 361, 585-588",
+    ),
+    Reference(
+        "geodar_reservoirs",
+        "GeoDAR v1.1 reservoir polygons",
+        "geodar/GeoDAR_v11_reservoirs.shp",
+        "https://doi.org/10.5281/zenodo.6163413",
+        "download GeoDAR v1.0/v1.1 and unzip the v1.1 reservoirs shapefile here",
+        "Wang et al. (2022), ESSD 14, 1869-1899",
+    ),
+    Reference(
+        "geodar_dams",
+        "GeoDAR v1.1 dam points",
+        "geodar/GeoDAR_v11_dams.shp",
+        "https://doi.org/10.5281/zenodo.6163413",
+        "from the same GeoDAR archive, the v1.1 dams shapefile",
+        "Wang et al. (2022), ESSD 14, 1869-1899",
+    ),
+    Reference(
+        "glakes",
+        "GLAKES lakes (Lake_id, Lake_type)",
+        "glakes/glakes.gpkg",
+        "https://doi.org/10.1038/s41467-022-33239-3",
+        "follow the paper's Data availability statement to the GLAKES polygons; merge them into one file that "
+        "keeps Lake_id and Lake_type",
+        "Pi et al. (2022), Nature Communications 13",
+    ),
+    Reference(
+        "pld",
+        "SWOT Prior Lake Database (lake_id)",
+        "pld/pld.gpkg",
+        "https://hydroweb.next.theia-land.fr/",
+        "download the PLD (free account) and merge its polygons into one file that keeps lake_id",
+        "Wang et al. (2023), SWOT Prior Lake Database",
+    ),
+    Reference(
+        "aridity",
+        "Global Aridity Index v3 (annual, AI x 10000)",
+        "aridity/ai_v3_yr.tif",
+        "https://doi.org/10.6084/m9.figshare.7504448",
+        "download the annual Global-AI archive and unzip the annual aridity index GeoTIFF here",
+        "Zomer, Xu & Trabucco (2022), Scientific Data 9, 409",
+    ),
+    Reference(
+        "floodplain",
+        "SHIFT geomorphic floodplain, 90 m",
+        "shift",
+        "https://doi.org/10.5281/zenodo.10440608",
+        "download the SHIFT 90 m GeoTIFF(s) into this folder (1 floodplain, 0 not)",
+        "Zheng, Lin & Yin (2024), ESSD 16, 3873-3891",
+        folder=True,
+    ),
+    Reference(
+        "occurrence",
+        "Global Surface Water occurrence",
+        "gsw/occurrence",
+        "https://global-surface-water.appspot.com/download",
+        "download the occurrence tiles (10 x 10 degree GeoTIFFs) into this folder",
+        "Pekel et al. (2016), Nature 540, 418-422",
+        folder=True,
+    ),
+)
+
+REGISTRY_FILE = "checksums.txt"
+PENDING = "checksum: to be recorded on first download (`lakepaper prereqs --profile paper --record`)"
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    warning: bool = False  # not ok, but not blocking
+
+
+def references_dir(given: str | os.PathLike[str] | None = None) -> Path:
+    return Path(given or os.environ.get("LAKEPAPER_REFERENCES") or paths.ROOT / "references").expanduser()
+
+
+def reference_path(ref: Reference, folder: Path) -> Path:
+    override = os.environ.get(f"LAKEPAPER_REF_{ref.name.upper()}")
+    return Path(override).expanduser() if override else folder / ref.default
+
+
+def read_registry(folder: Path) -> dict[str, str]:
+    """name -> sha256 recorded in ``<references>/checksums.txt`` (pooch registry lines: ``name sha256:hex``)."""
+    out = {}
+    path = folder / REGISTRY_FILE
+    if path.exists():
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and not line.startswith("#"):
+                out[parts[0]] = parts[1].split(":", 1)[-1].lower()
+    return out
+
+
+def fingerprint(path: Path) -> str:
+    """sha256 of a file (pooch), or of a folder's listing (relative names and sizes)."""
+    import pooch
+
+    if path.is_file():
+        return pooch.file_hash(str(path), alg="sha256")
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(path).as_posix()} {f.stat().st_size}\n".encode())
+    return h.hexdigest()
+
+
+def check_references(folder: Path, *, verify: bool = True) -> list[Check]:
+    registry = read_registry(folder)
+    out = []
+    for ref in REFERENCES:
+        path = reference_path(ref, folder)
+        label = f"{ref.name}: {ref.title}"
+        get = f"get: {ref.url} — {ref.how}; cite {ref.cite}"
+        expected = ref.sha256 or registry.get(ref.name)
+        present = path.is_dir() and any(path.iterdir()) if ref.folder else path.is_file()
+        if not present:
+            checksum = f"expected sha256 {expected}" if expected else PENDING
+            out.append(Check(label, False, f"not found at {path}", f"{get}; {checksum}"))
+            continue
+        if not verify:
+            out.append(Check(label, True, f"{path} (checksum not verified: --quick)"))
+            continue
+        found = fingerprint(path)
+        what = "listing sha256" if ref.folder else "sha256"
+        if expected is None:
+            out.append(Check(label, True, f"{path}; {what} {found[:16]}… ({PENDING})", warning=False))
+        elif found == expected:
+            out.append(Check(label, True, f"{path}; {what} matches"))
+        else:
+            out.append(
+                Check(
+                    label,
+                    False,
+                    f"{path}: {what} {found} differs from the expected {expected}",
+                    f"re-download it ({ref.url}), or if the new release is intended, record it with --record",
+                )
+            )
+    return out
+
+
+def record_checksums(folder: Path) -> Path:
+    """Write the sha256 of every reference present into ``<references>/checksums.txt``."""
+    from lakepaper import io
+
+    lines = [
+        "# sha256 of the reference datasets as laid out here (pooch registry format), written by "
+        "`lakepaper prereqs --profile paper --record`; a folder: sha256 of its listing (names and sizes)"
+    ]
+    for ref in REFERENCES:
+        path = reference_path(ref, folder)
+        if path.is_file() or (ref.folder and path.is_dir()):
+            lines.append(f"{ref.name} sha256:{fingerprint(path)}")
+    return io.write_text(folder / REGISTRY_FILE, "\n".join(lines) + "\n")
+
+
+def check_earth_engine() -> list[Check]:
+    import importlib.util
+
+    if importlib.util.find_spec("ee") is None:
+        return [
+            Check("Earth Engine client", False, "earthengine-api is not installed", "pip install -e '.[gee]'"),
+            Check("Earth Engine credentials", False, "not checked (no client)", "earthengine authenticate"),
+        ]
+    from importlib import metadata
+
+    out = [Check("Earth Engine client", True, f"earthengine-api {metadata.version('earthengine-api')}")]
+    from lakepaper.composite import gee
+
+    where = [str(gee.EE_CREDENTIALS), str(gee.GCLOUD_CREDENTIALS), "$GOOGLE_APPLICATION_CREDENTIALS"]
+    if gee.credentials_available():
+        project = os.environ.get("EARTHENGINE_PROJECT")
+        out.append(Check("Earth Engine credentials", True, "found" + (f"; project {project}" if project else "")))
+    else:
+        out.append(
+            Check(
+                "Earth Engine credentials",
+                False,
+                f"none in {', '.join(where)}",
+                "run `earthengine authenticate` (or set up gcloud application-default credentials); "
+                "set EARTHENGINE_PROJECT to your Earth Engine Cloud project",
+            )
+        )
+    return out
+
+
+def check_gpu() -> Check:
+    allow_cpu = os.environ.get("LAKEPAPER_ALLOW_CPU") == "1"
+    try:
+        import torch
+    except ImportError:
+        return Check("CUDA GPU", False, "torch is not installed", "pip install -e .")
+    if torch.cuda.is_available():
+        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        return Check("CUDA GPU", True, f"{torch.cuda.device_count()} device(s): {names}")
+    return Check(
+        "CUDA GPU",
+        False,
+        f"torch {torch.__version__} sees no CUDA device; training the paper's U-Net (576 px patches, widths "
+        "64-1024, up to 1000 epochs) is not practical on CPU",
+        "run on a machine with an NVIDIA GPU and a CUDA build of torch"
+        + ("" if allow_cpu else " (LAKEPAPER_ALLOW_CPU=1 makes this a warning)"),
+        warning=allow_cpu,
+    )
+
+
+def check_disk(path: Path, need_gib: float = 1024) -> Check:
+    probe = path if path.exists() else next((p for p in path.parents if p.exists()), Path("/"))
+    free = shutil.disk_usage(probe).free / 2**30
+    ok = free >= need_gib
+    return Check(
+        "Free disk for build/",
+        ok,
+        f"{free:,.0f} GiB free at {probe}; the paper's composites alone are ~10 TB (exported tile by tile)",
+        "" if ok else "point LAKEPAPER_BUILD at a larger disk",
+        warning=True,
+    )
+
+
+def check(profile: str, *, references: str | None = None, verify: bool = True) -> list[Check]:
+    """Every prerequisite of ``profile`` (the simulated profiles need nothing external)."""
+    if profile != "paper":
+        return [Check(f"profile {profile}", True, "needs nothing external: stage 00 generates the simulated world")]
+    folder = references_dir(references)
+    return [
+        *check_earth_engine(),
+        check_gpu(),
+        check_disk(paths.build_root()),
+        *check_references(folder, verify=verify),
+    ]
+
+
+def report(checks: Sequence[Check], *, profile: str, references: str | None = None, seconds: float = 0.0) -> str:
+    lines = [f"PROFILE={profile} prerequisites ({seconds:.1f} s):"]
+    for c in checks:
+        tag = "ok     " if c.ok else "warning" if c.warning else "MISSING"
+        lines.append(f"  {tag}  {c.name} — {c.detail}")
+        if c.fix and not c.ok:
+            lines.append(f"           {c.fix}")
+    blocking = [c for c in checks if not c.ok and not c.warning]
+    if profile == "paper":
+        folder = references_dir(references)
+        lines.append(
+            f"Reference folder: {folder} (set LAKEPAPER_REFERENCES, or LAKEPAPER_REF_<NAME> for one file). "
+            "Stage 05 takes each as the parameter of the same name, e.g. "
+            "`lakepaper run 05_postprocess --profile paper -p glakes PATH`."
+        )
+    if blocking:
+        lines.append(f"{len(blocking)} of {len(checks)} prerequisites missing: nothing was run. Fix the list above.")
+    else:
+        lines.append(f"all {len(checks)} prerequisites present.")
+    return "\n".join(lines)
+
+
+def main(profile: str, *, references: str | None = None, record: bool = False, verify: bool = True) -> int:
+    """The ``lakepaper prereqs`` command: print the list; exit 1 when anything blocking is missing."""
+    t0 = time.perf_counter()
+    if record:
+        if profile != "paper":
+            print(f"profile {profile}: no reference files to record")
+            return 0
+        path = record_checksums(references_dir(references))
+        print(f"recorded checksums of the references present: {path}")
+    checks = check(profile, references=references, verify=verify)
+    print(report(checks, profile=profile, references=references, seconds=time.perf_counter() - t0))
+    return 1 if any(not c.ok and not c.warning for c in checks) else 0
