@@ -3,7 +3,7 @@
 #   make help                 list the targets
 #   make test                 fast test suite (bootstraps .venv on first use)
 #   make all                  run every notebook stage for $(PROFILE)
-#   make all PROFILE=tiny PARAMS="-p seed 7"
+#   make all PROFILE=tiny PARAMS="-p world_seed 7"   (each stage gets the names its notebook declares)
 #
 # Each stage is one notebook, notebooks/<stage>.ipynb, executed by papermill (through
 # `lakepaper run`, which first refuses parameters the notebook does not declare) into
@@ -29,12 +29,17 @@ PAPERMILL_OPTS ?= $(if $(CI),--no-progress-bar,)
 export LAKEPAPER_BUILD := $(CURDIR)/build
 
 # Notebook stages, in order. Adding a stage = appending its name here (and adding its notebook).
-STAGES = 00_world 01_composite 02_samples
+STAGES = 00_world 01_composite 02_samples 03_train 04_predict 05_postprocess \
+         06_accuracy 07_distribution 08_comparison 09_qtp 10_checkdam
 
-PKG_SOURCES := $(shell find lakepaper -name '*.py')
+# A stage reruns when the package changes; not for the code that only runs stages or reads their
+# results (the command line, the stage runner, the paper page).
+PKG_SOURCES := $(shell find lakepaper -name '*.py' -not -path 'lakepaper/paper/*' \
+                 -not -name cli.py -not -name stages.py -not -name __main__.py)
+PAPER = $(BUILD)/paper.html
 MANIFESTS = $(foreach s,$(STAGES),$(BUILD)/$(s)/manifest.json)
 
-.PHONY: help test test-all lint all world clean distclean lab venv bench $(STAGES)
+.PHONY: help test test-all lint all paper prereqs browser world clean distclean lab venv bench $(STAGES)
 
 help: ## show this list of targets
 	@echo "lakepaper: make [target] [PROFILE=demo|tiny|paper] [PARAMS=\"-p name value ...\"]"
@@ -54,17 +59,29 @@ $(VENV_STAMP): pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name lakepaper --display-name "lakepaper (Python 3)"
 	touch $@
 
-test: $(VENV_STAMP) ## fast test suite (skips tests marked slow)
+test: $(VENV_STAMP) browser ## fast test suite (skips tests marked slow)
 	$(PY) -m pytest -m "not slow" -q
 
-test-all: $(VENV_STAMP) ## every test, including the slow ones
+test-all: $(VENV_STAMP) browser ## every test, including the slow ones
 	$(PY) -m pytest -q
 
 lint: $(VENV_STAMP) ## ruff check and ruff format --check
 	$(PY) -m ruff check lakepaper tests
 	$(PY) -m ruff format --check lakepaper tests
 
-all: $(MANIFESTS) ## run every notebook stage for PROFILE
+all: $(MANIFESTS) $(PAPER) ## run every notebook stage for PROFILE, then assemble build/PROFILE/paper.html
+
+paper: $(PAPER) ## assemble build/PROFILE/paper.html from the finished stages
+
+# The page reads every stage's outputs; rebuilt when any stage (or the page's own code) changed.
+$(PAPER): $(MANIFESTS) $(shell find lakepaper/paper -name '*.py') | $(VENV_STAMP)
+	$(PY) -m lakepaper paper --profile $(PROFILE)
+
+prereqs: $(VENV_STAMP) ## check what PROFILE needs (paper: Earth Engine, GPU, reference files) in one list
+	$(PY) -m lakepaper prereqs --profile $(PROFILE)
+
+browser: ## install headless Chromium + chromedriver for the paper-page test (Debian; skips if not possible)
+	@.ci/install-browser
 
 world: $(BUILD)/00_world/manifest.json ## stage 00: the simulated world (alias)
 
@@ -74,14 +91,35 @@ world: $(BUILD)/00_world/manifest.json ## stage 00: the simulated world (alias)
 define stage_rule
 $(1): $(BUILD)/$(1)/manifest.json
 
-$(BUILD)/$(1)/manifest.json: notebooks/$(1).ipynb $(2) $(PKG_SOURCES) | $(VENV_STAMP)
+$(BUILD)/$(1)/manifest.json: notebooks/$(1).ipynb $(2) $(PKG_SOURCES) $(PARAM_DIR)/$(1).json | $(VENV_STAMP) $(PREREQS)
 	@mkdir -p $(BUILD)/notebooks
 	@rm -f $$@
-	$(PY) -m lakepaper run $(1) --profile $(PROFILE) $(PAPERMILL_OPTS) $(PARAMS)
+	$(PY) -m lakepaper run $(1) --profile $(PROFILE) $(PAPERMILL_OPTS) --params-file $(PARAM_DIR)/$(1).json
 	@test -f $$@ || { echo "make: error: notebook $(1) finished but did not write $$@;" \
 	  "its last step must write the stage manifest (lakepaper.io.write_manifest)." \
 	  "Executed copy: $(BUILD)/notebooks/$(1).ipynb" >&2; exit 1; }
 endef
+
+# Parameters per stage: `lakepaper stamps` gives each stage the names in PARAMS its notebook
+# declares (refusing names no stage takes) and rewrites build/PROFILE/.params/<stage>.json only when
+# they changed. Each stage depends on its file, so changing a parameter reruns the stage that takes
+# it and the ones after, nothing before. Done while the Makefile is read, when a stage is a goal.
+PARAM_DIR = $(BUILD)/.params
+STAGE_GOALS = all paper world $(STAGES)
+ifneq ($(filter $(STAGE_GOALS),$(MAKECMDGOALS)),)
+ifneq ($(wildcard $(VENV_STAMP)),)
+_stamps := $(shell LAKEPAPER_BUILD=$(CURDIR)/build $(PY) -m lakepaper stamps --profile $(PROFILE) $(PARAMS) 2>&1 || echo FAILED)
+ifneq ($(filter FAILED,$(_stamps)),)
+$(error $(filter-out FAILED,$(_stamps)))
+endif
+endif
+endif
+
+$(PARAM_DIR)/%.json: | $(VENV_STAMP)
+	$(PY) -m lakepaper stamps --profile $(PROFILE) $(PARAMS)
+
+# PROFILE=paper checks its prerequisites once, before the first stage, and stops with one list.
+PREREQS = $(if $(filter paper,$(PROFILE)),prereqs,)
 
 _prev :=
 $(foreach s,$(STAGES),\
@@ -91,8 +129,10 @@ $(foreach s,$(STAGES),\
 bench: $(VENV_STAMP) ## benchmark scripts: print measured throughputs (no pass/fail)
 	$(PY) benchmarks/composite.py --world $(BUILD)/00_world
 
-lab: $(VENV_STAMP) ## start JupyterLab on notebooks/ (kernel: lakepaper)
-	$(PY) -m jupyter lab notebooks
+# Root in containers needs --allow-root; the file browser opens in notebooks/, the whole project reachable.
+LAB_OPTS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
+lab: $(VENV_STAMP) ## start JupyterLab on the project (kernel: lakepaper), opening notebooks/
+	$(PY) -m jupyter lab --ServerApp.root_dir=$(CURDIR) --ServerApp.preferred_dir=$(CURDIR)/notebooks $(LAB_OPTS)
 
 clean: ## remove build/PROFILE
 	rm -rf $(BUILD)

@@ -18,11 +18,21 @@ from lakepaper.errors import LakepaperError
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from lakepaper.stages import parse_value, run_stage
+    from lakepaper.stages import parse_value, read_stamp, run_stage
 
-    params = {name: parse_value(value) for name, value in args.param}
+    params = read_stamp(args.params_file) if args.params_file else {}
+    params.update({name: parse_value(value) for name, value in args.param})
     out = run_stage(args.stage, profile=args.profile, parameters=params, progress=not args.no_progress_bar)
     print(f"executed notebook: {out}")
+    return 0
+
+
+def _cmd_stamps(args: argparse.Namespace) -> int:
+    from lakepaper.stages import parse_value, write_stamps
+
+    changed = write_stamps(args.profile, {name: parse_value(value) for name, value in args.param})
+    if changed:
+        print(f"parameters changed for: {', '.join(changed)}")
     return 0
 
 
@@ -111,8 +121,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("NAME", "VALUE"),
         help="notebook parameter, as with papermill -p (repeatable)",
     )
+    run.add_argument("--params-file", default=None, help="JSON object of parameters (as `lakepaper stamps` writes)")
     run.add_argument("--no-progress-bar", action="store_true", help="no cell progress bar (for CI logs)")
     run.set_defaults(func=_cmd_run)
+
+    stamps = sub.add_parser(
+        "stamps",
+        help="record per stage the parameters it takes (build/<profile>/.params/<stage>.json; used by make)",
+    )
+    stamps.add_argument("--profile", default="demo", help="demo (default), tiny or paper")
+    stamps.add_argument(
+        "-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+        help="parameter, given to every stage whose notebook declares it (repeatable)",
+    )  # fmt: skip
+    stamps.set_defaults(func=_cmd_stamps)
 
     stages = sub.add_parser("stages", help="list the stages and the parameters each notebook takes")
     stages.set_defaults(func=_cmd_stages)

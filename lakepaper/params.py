@@ -254,7 +254,8 @@ def resolve(profile: str = DEFAULT_PROFILE, **overrides: Any) -> dict[str, Any]:
 
     Args:
         profile: ``demo`` (default), ``paper`` or ``tiny``.
-        **overrides: values that replace the profile's, validated like papermill parameters.
+        **overrides: values that replace the profile's, validated like papermill parameters;
+            None leaves the profile's value (so a notebook can pass its ``None`` defaults through).
 
     Returns:
         A plain dict of name -> value.
@@ -266,7 +267,7 @@ def resolve(profile: str = DEFAULT_PROFILE, **overrides: Any) -> dict[str, Any]:
         raise ParameterError("profile", f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
     values = {name: p.value for name, p in PAPER.items()}
     values.update(PROFILES[profile])
-    values.update(validate(overrides))
+    values.update(validate({k: v for k, v in overrides.items() if v is not None}))
     return values
 
 

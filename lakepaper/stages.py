@@ -4,11 +4,18 @@ papermill only *warns* about a parameter the notebook does not declare and passe
 a typo would then silently run the default. :func:`run_stage` reads the notebook's
 ``parameters`` cell first (``papermill.inspect_notebook``) and refuses unknown names and
 values of the wrong type, naming them, before a single cell executes.
+
+``make all PARAMS="-p name value ..."`` hands each stage the parameters its notebook declares
+(:func:`split_parameters`; a name no stage declares is refused) and records them per stage in
+``build/<profile>/.params/<stage>.json`` (:func:`write_stamps`), rewritten only when they change.
+The stage's manifest depends on that file, so changing a parameter reruns the stage that takes it
+and the stages after it, and nothing before it.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -18,7 +25,19 @@ from lakepaper.errors import InputError, ParameterError
 from lakepaper.params import PAPER, PROFILES, validate
 
 #: The notebook stages, in the order data flows through them.
-STAGES: tuple[str, ...] = ("00_world", "01_composite", "02_samples")
+STAGES: tuple[str, ...] = (
+    "00_world",
+    "01_composite",
+    "02_samples",
+    "03_train",
+    "04_predict",
+    "05_postprocess",
+    "06_accuracy",
+    "07_distribution",
+    "08_comparison",
+    "09_qtp",
+    "10_checkdam",
+)
 
 
 def notebook_path(stage: str) -> Path:
@@ -112,3 +131,54 @@ def run_stage(
         progress_bar=progress,
     )
     return out
+
+
+def split_parameters(given: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Stage -> the given parameters its notebook declares (``profile`` excluded), each checked.
+
+    Raises:
+        ParameterError: a name that no stage's notebook declares, or a value of the wrong type.
+    """
+    declared = {stage: declared_parameters(stage) for stage in STAGES}
+    for name in given:
+        if not any(name in d for d in declared.values()):
+            raise ParameterError(name, "no stage takes this parameter; `lakepaper stages` lists what each one takes")
+    out = {}
+    for stage, names in declared.items():
+        mine = {k: v for k, v in given.items() if k in names and k != "profile"}
+        check_parameters(stage, mine)
+        out[stage] = mine
+    return out
+
+
+def stamp_path(profile: str, stage: str) -> Path:
+    """The file that records the parameters a stage was asked to run with."""
+    return paths.build_root() / profile / ".params" / f"{stage}.json"
+
+
+def write_stamps(profile: str, given: dict[str, Any]) -> list[str]:
+    """Write each stage's parameter file where its content changed; return the stages whose file changed."""
+    from lakepaper import io
+
+    changed = []
+    for stage, mine in split_parameters(given).items():
+        text = json.dumps(mine, sort_keys=True) + "\n"
+        path = stamp_path(profile, stage)
+        if path.exists() and path.read_text() == text:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        io.write_text(path, text)
+        changed.append(stage)
+    return changed
+
+
+def read_stamp(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The parameters recorded in a stage's parameter file."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(path, f"not a readable parameter file ({e})") from e
+    if not isinstance(value, dict):
+        raise InputError(path, "a parameter file holds one JSON object of name -> value")
+    return value

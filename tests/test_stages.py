@@ -73,3 +73,32 @@ def test_corrupt_manifest_is_an_input_error(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(InputError, match="manifest.json"):
         io.read_manifest(tmp_path)
+
+
+def test_make_params_go_to_the_stages_that_declare_them():
+    split = stages.split_parameters({"prob_threshold": 0.6, "min_lake_area_km2": 0.01})
+    assert split["04_predict"] == {"prob_threshold": 0.6}
+    assert split["05_postprocess"] == {"min_lake_area_km2": 0.01}
+    assert all(v == {} for s, v in split.items() if s not in ("04_predict", "05_postprocess"))
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    ("given", "name"), [({"prob_treshold": 0.6}, "prob_treshold"), ({"edge_px": "wide"}, "edge_px")]
+)
+def test_make_params_no_stage_takes_or_of_the_wrong_type_are_named(given, name):
+    with pytest.raises(ParameterError) as e:
+        stages.split_parameters(given)
+    assert name in str(e.value)
+
+
+def test_stamps_change_only_for_the_stage_whose_parameter_changed(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAKEPAPER_BUILD", str(tmp_path))
+    assert stages.write_stamps("demo", {}) == list(stages.STAGES)  # first time: every stage's file
+    before = {s: stages.stamp_path("demo", s).stat().st_mtime_ns for s in stages.STAGES}
+    assert stages.write_stamps("demo", {}) == []  # nothing changed: no file touched
+    assert stages.write_stamps("demo", {"edge_px": 16}) == ["04_predict"]
+    after = {s: stages.stamp_path("demo", s).stat().st_mtime_ns for s in stages.STAGES}
+    assert [s for s in stages.STAGES if after[s] != before[s]] == ["04_predict"]
+    assert stages.read_stamp(stages.stamp_path("demo", "04_predict")) == {"edge_px": 16}
+    assert stages.write_stamps("demo", {}) == ["04_predict"]  # back to the default reruns it again
