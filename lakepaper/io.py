@@ -197,6 +197,20 @@ def begin_stage(stage_dir: str | os.PathLike[str]) -> Path:
     return stage_dir
 
 
+#: Files whose content records *when* or *how fast* something ran (logs, timings): hashed in a
+#: manifest under ``volatile``, apart from ``outputs``, so that two runs with the same seed have equal
+#: ``outputs`` (the determinism the tests and reviewers check).
+VOLATILE = ("*.log", "timing.csv")
+
+
+def split_volatile(hashes: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(outputs, volatile) of a ``hash_tree`` result, by the patterns of :data:`VOLATILE`."""
+    import fnmatch
+
+    volatile = {k: v for k, v in hashes.items() if any(fnmatch.fnmatch(Path(k).name, p) for p in VOLATILE)}
+    return {k: v for k, v in hashes.items() if k not in volatile}, volatile
+
+
 def write_manifest(
     stage_dir: str | os.PathLike[str],
     *,
@@ -208,14 +222,17 @@ def write_manifest(
 ) -> Path:
     """Write ``manifest.json`` last: parameters, input and output hashes, versions, wall time.
 
-    Its presence is what marks a stage as finished.
+    Its presence is what marks a stage as finished. Logs and timings are hashed under ``volatile``
+    (:data:`VOLATILE`), every other file under ``outputs``.
     """
     stage_dir = Path(stage_dir)
+    outputs, volatile = split_volatile(hash_tree(stage_dir))
     manifest = {
         "stage": stage,
         "parameters": dict(parameters),
         "inputs": dict(inputs or {}),
-        "outputs": hash_tree(stage_dir),
+        "outputs": outputs,
+        "volatile": volatile,
         "versions": versions(),
         "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count()},
         "wall_seconds": round(time.time() - started, 2),

@@ -208,6 +208,7 @@ def test_hash_tree_sees_a_changed_file(tmp_path):
 
 def test_write_and_read_manifest(tmp_path):
     stage = _stage_with_outputs(tmp_path / "00_world")
+    (stage / "run.log").write_text("12:00:01 started\n")
     started = time.time()
     path = io.write_manifest(
         stage,
@@ -223,8 +224,9 @@ def test_write_and_read_manifest(tmp_path):
     assert manifest["stage"] == "00_world"
     assert manifest["parameters"] == {"profile": "tiny", "patch_size": 64, "unet_widths": [4, 8], "seed": 7}
     assert manifest["inputs"] == {"world.yml": "abc123"}
-    assert manifest["outputs"] == io.hash_tree(stage)
+    assert {**manifest["outputs"], **manifest["volatile"]} == io.hash_tree(stage)
     assert set(manifest["outputs"]) == {"summary.csv", "tiles/t1.bin", "tiles/t2.bin"}
+    assert set(manifest["volatile"]) == {"run.log"}  # logs and timings: hashed, but apart
     assert manifest["versions"]["python"]
     assert manifest["versions"]["numpy"] == np.__version__
     assert 0 <= manifest["wall_seconds"] < 60
@@ -233,7 +235,7 @@ def test_write_and_read_manifest(tmp_path):
     # Writing it again does not list the old manifest among the outputs.
     io.write_manifest(stage, stage="00_world", parameters={}, started=started)
     assert "manifest.json" not in io.read_manifest(stage)["outputs"]
-    assert sorted(p.name for p in stage.iterdir()) == ["manifest.json", "summary.csv", "tiles"]
+    assert sorted(p.name for p in stage.iterdir()) == ["manifest.json", "run.log", "summary.csv", "tiles"]
 
 
 def test_read_manifest_of_an_unfinished_stage(tmp_path):

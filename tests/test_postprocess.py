@@ -10,14 +10,12 @@ it is joined to it.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
 import shapely
+from builders import TILES, UTM, truth_world, write_mask, write_standin
 from rasterio import features
 from rasterio.transform import from_origin
 from shapely.geometry import box
@@ -31,34 +29,6 @@ from lakepaper.postprocess.stage import read_tile_grid, run, write_outputs
 from lakepaper.postprocess.vectorize import burn, mask_tiles, merge_seams, vectorize, vectorize_tile
 from lakepaper.world.files import WorldFiles
 
-TILES = ("T07", "T09", "T13", "T15")  # river (AR), arid salt lakes (SL), coast with lagoons, reservoirs
-UTM = "EPSG:32633"
-
-
-# --- helpers -----------------------------------------------------------------------------------------
-
-
-def write_mask(path, mask: np.ndarray, transform, crs=UTM) -> None:
-    """A mask file in stage 04's format: uint8 1 lake, 0 not, 255 no data."""
-    io.write_raster(path, mask.astype(np.uint8), crs=crs, transform=transform, nodata=255, band_names=["lake"])
-
-
-def write_standin(world: WorldFiles, out, tiles=TILES, *, with_errors: bool = True) -> None:
-    """Stand-in prediction: truth lakes plus sea, lagoons and river; arid salt lakes missed (the U-Net's SL gap)."""
-    lakes = pd.read_parquet(world.lakes_path, columns=["lake_id", "type"])
-    salt = lakes.loc[lakes["type"] == "salt", "lake_id"].to_numpy()
-    lagoons = lakes.loc[lakes["type"] == "lagoon", "lake_id"].to_numpy()
-    for t in tiles:
-        ids, meta = io.read_raster(world.truth_path(t, "lake_id"))
-        masks, mm = io.read_raster(world.truth_path(t, "masks"))
-        band = {n: masks[i].astype(bool) for i, n in enumerate(mm["band_names"])}
-        pred = (ids[0] > 0) & ~np.isin(ids[0], salt)
-        if with_errors:
-            pred |= band["ocean"] | band["river"]
-            # lagoons with their tidal fringe: the world's inlets end at the lagoon's maximum shore
-            pred |= np.isin(io.read_raster(world.truth_path(t, "lake_id_max"))[0][0], lagoons)
-        write_mask(out / f"{t}_mask.tif", pred, meta["transform"], meta["crs"])
-
 
 @pytest.fixture(scope="module")
 def p():
@@ -68,21 +38,7 @@ def p():
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """Truths, lakes table, references and world.json of four tiny-profile tiles (no scenes)."""
-    from lakepaper.world.generate import _tile_record, _write_truth, build_truth, lakes_frame
-    from lakepaper.world.references import build_references
-    from lakepaper.world.sites import WorldConfig
-
-    out = tmp_path_factory.mktemp("world")
-    cfg = WorldConfig(tile_px=256, scenes_per_tile=1, tiles=TILES).validated()
-    truths = [build_truth(cfg, i, s) for i, s in enumerate(cfg.sites(), start=1)]
-    for t in truths:
-        _write_truth(t, out / "truth" / t.site.name)
-    lakes = pd.concat([lakes_frame(t) for t in truths], ignore_index=True)
-    gpd.GeoDataFrame(lakes, geometry="geometry", crs=4326).to_parquet(out / "truth" / "lakes.parquet", index=False)
-    build_references(truths, out / "references", seed=cfg.seed)
-    info = {"config": dataclasses.asdict(cfg), "tiles": [_tile_record(t) for t in truths]}
-    (out / "world.json").write_text(json.dumps(info, default=str))
-    return WorldFiles(out)
+    return truth_world(tmp_path_factory.mktemp("world"), TILES)
 
 
 @pytest.fixture(scope="module")

@@ -4,64 +4,22 @@ from __future__ import annotations
 
 import math
 
-import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from builders import CRS, synthetic_chip, synthetic_set, write_set
 from rasterio.transform import Affine
-from shapely.geometry import box
 
 from lakepaper import io, params
 from lakepaper.errors import InputError, ParameterError
-from lakepaper.samples.chips import BANDS, Chip, chip_paths, write_chip
+from lakepaper.samples.chips import BANDS, Chip, chip_paths
 from lakepaper.train.checkpoint import load_model, read_checkpoint
 from lakepaper.train.evaluate import evaluate, pooled, region_counts
 from lakepaper.train.loop import load_splits, train
 from lakepaper.train.loss import confusion, dice_loss, scores
 from lakepaper.train.sampler import PatchSampler, sequential_patches
 from lakepaper.train.table import supplementary_table1, write_table
-
-CRS = "EPSG:32633"
-
-
-# --- a synthetic training set: lakes are blobs of high NDWI and dark SWIR ------------------------
-
-
-def synthetic_chip(region_id: str, h: int, w: int, rng: np.random.Generator, split: str = "train") -> Chip:
-    yy, xx = np.mgrid[:h, :w]
-    label = np.zeros((h, w), np.uint8)
-    for _ in range(int(rng.integers(1, 4))):
-        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
-        ry, rx = rng.uniform(3, max(4, h / 3)), rng.uniform(3, max(4, w / 3))
-        label[((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1] = 1
-    noise = rng.normal(0, 0.02, (5, h, w)).astype(np.float32)
-    land = np.array([0.08, 0.1, 0.12, 0.25, -0.3], np.float32)[:, None, None]
-    water = np.array([0.06, 0.07, 0.05, 0.02, 0.45], np.float32)[:, None, None]
-    image = np.where(label[None] == 1, water, land) + noise
-    return Chip(region_id, ["NR", "AR", "SL"][int(rng.integers(3))], split, h * w * 1e-4, image.astype(np.float32),
-                label)  # fmt: skip
-
-
-def synthetic_set(seed: int = 0, n=(6, 3, 3), sizes=(20, 90)) -> dict[str, list[Chip]]:
-    rng = np.random.default_rng(seed)
-    out = {}
-    for split, k in zip(("train", "val", "test"), n, strict=True):
-        out[split] = [synthetic_chip(f"{split[0].upper()}{i:03d}", *rng.integers(*sizes, size=2), rng, split)
-                      for i in range(k)]  # fmt: skip
-    return out
-
-
-def write_set(folder, chips: list[Chip]) -> None:
-    """Write chips and a regions.gpkg the way stage 02 does."""
-    rows = []
-    for i, c in enumerate(chips):
-        t = Affine(10, 0, 500000 + 5000 * i, 0, -10, 4000000)
-        image, label = write_chip(folder, c.region_id, c.image, c.label, crs=CRS, transform=t)
-        rows.append({"region_id": c.region_id, "region_type": c.region_type, "split": c.split,
-                     "area_km2": c.area_km2, "image": image, "label": label,
-                     "geometry": box(500000 + 5000 * i, 3990000, 500100 + 5000 * i, 4000000)})  # fmt: skip
-    io.write_vector(gpd.GeoDataFrame(rows, crs=CRS), folder / "regions.gpkg", "Polygon")
 
 
 def tiny(**over):
@@ -93,7 +51,7 @@ def _same_weights(a, b):
 
 
 def _history(result):
-    return result["history"].drop(columns="seconds")
+    return result["history"].drop(columns="seconds", errors="ignore")
 
 
 # --- loss and metrics ----------------------------------------------------------------------------
@@ -269,6 +227,47 @@ def test_an_interrupted_run_resumes_to_the_same_end(data, tmp_path):
     assert done["resumed_from"] == 4 and len(done["history"]) == 4
     more = train(data["train"], data["val"], tmp_path / "cut", tiny(max_epochs=5), progress=False)
     assert more["resumed_from"] == 4 and len(more["history"]) == 5
+
+
+@pytest.mark.parametrize("stop_after", ["best.pt", "history.csv", "last.pt"])
+def test_a_run_stopped_after_any_write_of_its_final_epoch_ends_complete(data, tmp_path, monkeypatch, stop_after):
+    """Issue 11: a run that dies right after one of its final epoch's files is written (as a kill there would
+    leave it) and is rerun ends with every file of an uninterrupted run. Regression: last.pt was written
+    before history.csv, so a run killed between the two in its final epoch left a history.csv one epoch
+    short, and the rerun, finding nothing left to train, never rewrote it."""
+    from lakepaper.train import loop
+
+    p = tiny(max_epochs=3)
+    whole = train(data["train"], data["val"], tmp_path / "whole", p, progress=False)
+    assert whole["history"].best.iloc[-1]  # the final epoch writes best.pt too
+
+    real_save, real_history = loop.save_checkpoint, loop.write_history
+
+    def save(path, model, **kw):
+        done = real_save(path, model, **kw)
+        if path.name == stop_after and kw["epoch"] == 3:
+            raise Interrupt
+        return done
+
+    def history(rows, path):
+        done = real_history(rows, path)
+        if path.name == stop_after and len(rows) == 3:
+            raise Interrupt
+        return done
+
+    monkeypatch.setattr(loop, "save_checkpoint", save)
+    monkeypatch.setattr(loop, "write_history", history)
+    with pytest.raises(Interrupt):
+        train(data["train"], data["val"], tmp_path / "cut", p, progress=False)
+    monkeypatch.undo()
+    train(data["train"], data["val"], tmp_path / "cut", p, progress=False)
+    whole_dir, cut_dir = tmp_path / "whole", tmp_path / "cut"
+    assert {f.name for f in cut_dir.iterdir()} == {f.name for f in whole_dir.iterdir()}
+    on_disk = [pd.read_csv(d / "history.csv").drop(columns="seconds", errors="ignore") for d in (whole_dir, cut_dir)]
+    pd.testing.assert_frame_equal(*on_disk)
+    for f in ("best.pt", "last.pt"):
+        assert _same_weights(_weights(whole_dir / f), _weights(cut_dir / f)), f
+    assert io.sha256_file(whole_dir / "best.pt") == io.sha256_file(cut_dir / "best.pt")  # no wall time inside
 
 
 def test_other_parameters_or_data_start_over(data, tmp_path):

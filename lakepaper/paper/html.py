@@ -486,7 +486,7 @@ def colophon_html(parts: PageParts) -> str:
         m = run.manifests.get(s, {})
         wall = m.get("wall_seconds")
         total += float(wall) if isinstance(wall, int | float) else 0.0
-        outputs = m.get("outputs") or {}
+        outputs = {**(m.get("outputs") or {}), **(m.get("volatile") or {})}
         size = sum(col.file_bytes(run, s, r) or 0 for r in outputs) if outputs else None
         rows.append(
             f"<tr><td><code>{esc(s)}</code></td><td class='status-{cls}'>{esc(words)}</td>"
@@ -544,7 +544,7 @@ def colophon_html(parts: PageParts) -> str:
     )
     for s, m in run.manifests.items():
         inputs = m.get("inputs") or {}
-        outputs = m.get("outputs") or {}
+        outputs = {**(m.get("outputs") or {}), **(m.get("volatile") or {})}
         out.append(
             f"<details class='hashes' data-stage='{esc(s)}'><summary><code>{esc(s)}</code> — manifest "
             f"<span class='hash'>{esc(run.manifest_sha.get(s, ''))}</span>; {len(inputs)} inputs, "

@@ -108,8 +108,9 @@ class Run:
     # --- files ----------------------------------------------------------------------------------
 
     def outputs(self, stage: str) -> dict[str, str]:
-        """Relative path -> sha256 of the files the stage's manifest lists."""
-        return dict(self.manifest(stage).get("outputs") or {})
+        """Relative path -> sha256 of the files the stage's manifest lists (logs and timings included)."""
+        m = self.manifest(stage)
+        return {**(m.get("outputs") or {}), **(m.get("volatile") or {})}
 
     def file(self, stage: str, name: str) -> Path:
         """A file the stage wrote and listed in its manifest, or :class:`Missing`."""

@@ -67,8 +67,10 @@ def save_checkpoint(path: str | os.PathLike[str], model: UNet, *, bands: Sequenc
     if resume is not None:
         state["resume"] = resume
     path = Path(path)
-    with io.atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    # saved through a file object: torch.save names the archive inside after a path it is given, and
+    # the temporary path holds the process id, so equal checkpoints would differ in their bytes
+    with io.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(state, fh)
     return path
 
 

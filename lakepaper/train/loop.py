@@ -7,15 +7,17 @@ draws, random flips; :mod:`lakepaper.train.sampler`), one AdaDelta step per batc
 
 * ``best.pt`` is rewritten when the validation loss is lower than every earlier epoch's;
 * training stops when it has not been lower for ``patience`` epochs (or after ``max_epochs``);
-* ``last.pt`` (everything needed to continue), ``history.csv`` and ``train.log`` are written.
+* ``history.csv``, ``timing.csv`` (seconds per epoch), ``last.pt`` (everything needed to continue)
+  and ``train.log`` are written.
 
 Randomness: the weights are initialised from ``torch.manual_seed(train_seed)``; the patches of
 epoch ``k`` come from ``numpy.random.default_rng([train_seed, k, 0])`` (validation: ``[train_seed,
 k, 1]``, or ``[train_seed, 0, 1]`` every epoch when ``val_resample`` is False). Nothing else is
-random (no dropout), so on the CPU two runs with the same seed give identical weights and history
-(but for the ``seconds`` column), and a run continued from ``last.pt`` after an interruption ends
-exactly where an uninterrupted one does: epoch ``k``'s patches do not depend on how the run got
-there. On CUDA, cuDNN kernels are not bitwise reproducible; the run is statistically the same.
+random (no dropout), so on the CPU two runs with the same seed give byte-identical ``best.pt``,
+``last.pt`` and ``history.csv`` (wall times go to ``timing.csv`` and ``train.log`` only), and a
+run continued from ``last.pt`` after an interruption ends exactly where an uninterrupted one does:
+epoch ``k``'s patches do not depend on how the run got there. On CUDA, cuDNN kernels are not
+bitwise reproducible; the run is statistically the same.
 
 Arithmetic: on CUDA, ``train_precision_cuda`` (``fp16``: autocast with loss scaling, the authors'
 mixed precision; ``bf16``; ``fp32``); on the CPU, ``train_precision_cpu`` (``fp32`` or ``bf16``
@@ -65,6 +67,7 @@ TRAIN_PARAMS = (
 EXTENDABLE = ("max_epochs", "patience")
 PRECISIONS = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "fp16", "bf16")}
 HISTORY = "history.csv"
+TIMING = "timing.csv"
 LOG = "train.log"
 
 
@@ -227,6 +230,7 @@ def train(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     best_path, last_path, history_path = out_dir / "best.pt", out_dir / "last.pt", out_dir / HISTORY
+    timing_path = out_dir / TIMING
 
     torch.manual_seed(int(q["train_seed"]))
     model = UNet(q["in_channels"], q["unet_widths"], q["unet_upsample"])
@@ -243,6 +247,7 @@ def train(
     val_sampler = PatchSampler(val_chips, q["patch_size"], flip_probability=0.0, pad_value=q["pad_value"])
 
     history: list[dict] = []
+    timing: list[dict] = []  # wall time per epoch, kept out of the checkpoints and history.csv
     best_val, best_epoch, wait, start = math.inf, 0, 0, 1
     with _file_log(out_dir / LOG):
         if resume and last_path.exists():
@@ -259,12 +264,13 @@ def train(
                 history = list(r["history"])
                 best_val, best_epoch, wait = r["best_val"], r["best_epoch"], r["wait"]
                 start = state["epoch"] + 1
+                timing = read_timing(timing_path, before=start)
                 log.info("resuming after epoch %d of %s (best %.5f at epoch %d)", state["epoch"], last_path,
                          best_val, best_epoch)  # fmt: skip
             elif state:
                 log.warning("%s was written with other parameters or data: starting over", last_path)
         if start == 1:
-            for f in (best_path, last_path, history_path):
+            for f in (best_path, last_path, history_path, timing_path):
                 f.unlink(missing_ok=True)
             log.info("new run on %s (%s%s): %s", device, precision, ", channels-last" if channels_last else "",
                      json.dumps(plain(q)))  # fmt: skip
@@ -319,29 +325,36 @@ def train(
             else:
                 wait += 1
             row["best"] = improved
-            row["seconds"] = round(time.perf_counter() - t0, 3)
+            seconds = round(time.perf_counter() - t0, 3)
             history.append(plain(row))
-            # --- write: best first, then last (a run killed between the two redoes this epoch)
+            timing.append({"epoch": epoch, "seconds": seconds})
+            # --- write: best, then the history, then last.pt, which commits the epoch: a run killed before
+            # last.pt is written redoes this epoch (rewriting best and history identically); after it, the
+            # epoch's files are all complete (last.pt before history.csv left a short history.csv behind
+            # when the run was killed in its final epoch: a rerun finds nothing left to train)
+            # (no wall time in best.pt: equal runs give equal bytes, which stage 04's RUN_ID hashes)
+            metrics = {k: row[k] for k in row if k != "epoch"}
             meta = {"bands": bands, "patch_size": q["patch_size"], "params": q, "epoch": epoch,
-                    "val_loss": row["val_loss"], "metrics": {k: row[k] for k in row if k != "epoch"}}  # fmt: skip
+                    "val_loss": row["val_loss"], "metrics": metrics}  # fmt: skip
             if improved:
                 save_checkpoint(best_path, model, **meta)
+            write_history(history, history_path)
+            write_timing(timing, timing_path)
             resume_state = {"fingerprint": fingerprint, "optimizer": optimizer.state_dict(),
                             "scaler": scaler.state_dict(), "history": history, "best_val": best_val,
                             "best_epoch": best_epoch, "wait": wait}  # fmt: skip
             save_checkpoint(last_path, model, **meta, resume=resume_state)
-            write_history(history, history_path)
             msg = (f"epoch {epoch}: loss {row['loss']:.4f} val_loss {row['val_loss']:.4f} "
-                   f"val_iou {row['val_iou']:.4f} {'*' if improved else ''} ({row['seconds']:.1f} s)")  # fmt: skip
+                   f"val_iou {row['val_iou']:.4f} {'*' if improved else ''} ({seconds:.1f} s)")  # fmt: skip
             log.info(msg)
             if progress:
                 tqdm.write(msg)
             if on_epoch_end is not None:
-                on_epoch_end(epoch, row)
+                on_epoch_end(epoch, row | {"seconds": seconds})
         stopped = "early stopping" if wait >= q["patience"] else "max_epochs"
         log.info("stopped (%s) after epoch %d; best epoch %d, val_loss %.5f", stopped, epoch, best_epoch, best_val)
     return {
-        "history": history_frame(history),
+        "history": history_frame(history, timing),
         "best": best_path,
         "last": last_path,
         "best_epoch": best_epoch,
@@ -354,15 +367,39 @@ def train(
     }
 
 
-def history_frame(history: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """The history rows as a DataFrame with a fixed column order."""
-    cols = ["epoch", "loss", *METRICS, "val_loss", *(f"val_{m}" for m in METRICS), "best", "seconds"]
-    return pd.DataFrame(list(history), columns=cols)
+COLUMNS = ["epoch", "loss", *METRICS, "val_loss", *(f"val_{m}" for m in METRICS), "best"]
+
+
+def history_frame(history: Sequence[Mapping[str, Any]], timing: Sequence[Mapping[str, Any]] = ()) -> pd.DataFrame:
+    """The history rows as a DataFrame with a fixed column order, plus ``seconds`` from ``timing``."""
+    frame = pd.DataFrame(list(history), columns=COLUMNS)
+    seconds = {int(t["epoch"]): float(t["seconds"]) for t in timing}
+    frame["seconds"] = [seconds.get(int(e), math.nan) for e in frame["epoch"]]
+    return frame
 
 
 def write_history(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
-    """``history.csv`` (atomically), full float precision."""
-    frame = history_frame(history)
+    """``history.csv`` (atomically), full float precision, no wall times (equal runs, equal bytes)."""
+    frame = pd.DataFrame(list(history), columns=COLUMNS)
     with io.atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.10g")
     return Path(path)
+
+
+def write_timing(timing: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
+    """``timing.csv``: seconds per epoch (a volatile file: :data:`lakepaper.io.VOLATILE`)."""
+    with io.atomic_path(path) as tmp:
+        pd.DataFrame(list(timing), columns=["epoch", "seconds"]).to_csv(tmp, index=False)
+    return Path(path)
+
+
+def read_timing(path: str | os.PathLike[str], *, before: int) -> list[dict]:
+    """The timing rows of epochs before ``before`` (an unreadable or missing file: none)."""
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError):
+        return []
+    if list(frame.columns) != ["epoch", "seconds"]:
+        return []
+    rows = zip(frame.epoch, frame.seconds, strict=True)
+    return [{"epoch": int(e), "seconds": float(t)} for e, t in rows if e < before]

@@ -1,0 +1,202 @@
+"""Tiny inputs shared by the stage tests and the issue-11 reliability tests.
+
+Import as ``from builders import ...`` (``tests/`` has no ``__init__.py``; pytest puts it on the path).
+
+* stage 03: :func:`synthetic_chip`, :func:`synthetic_set`, :func:`write_set` (chips and a regions table as
+  stage 02 writes them);
+* stage 04: :func:`write_input_tile` (a composite-like int16 GeoTIFF), :func:`tiny_checkpoint` (an untrained
+  tiny U-Net saved as stage 03 saves one);
+* stage 05: :func:`truth_world` (truths and references, no scenes), :func:`write_mask`, :func:`write_standin`;
+* stages 00-05 in a row: :func:`scene_world` (a one-tile world with scenes, regions and references) and
+  :func:`run_pipeline` (stages 01-05 on it, as the notebooks call them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from rasterio.transform import Affine
+from shapely.geometry import box
+
+from lakepaper import io, params
+from lakepaper.samples.chips import BANDS, Chip, write_chip
+from lakepaper.world.files import WorldFiles
+
+CRS = "EPSG:32633"
+UTM = CRS
+#: Tiles of :func:`truth_world`: river (AR), arid salt lakes (SL), coast with lagoons, reservoirs.
+TILES = ("T07", "T09", "T13", "T15")
+
+
+# --- stage 03: a synthetic training set (lakes are blobs of high NDWI and dark SWIR) ---------------------
+
+
+def synthetic_chip(region_id: str, h: int, w: int, rng: np.random.Generator, split: str = "train") -> Chip:
+    yy, xx = np.mgrid[:h, :w]
+    label = np.zeros((h, w), np.uint8)
+    for _ in range(int(rng.integers(1, 4))):
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        ry, rx = rng.uniform(3, max(4, h / 3)), rng.uniform(3, max(4, w / 3))
+        label[((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1] = 1
+    noise = rng.normal(0, 0.02, (5, h, w)).astype(np.float32)
+    land = np.array([0.08, 0.1, 0.12, 0.25, -0.3], np.float32)[:, None, None]
+    water = np.array([0.06, 0.07, 0.05, 0.02, 0.45], np.float32)[:, None, None]
+    image = np.where(label[None] == 1, water, land) + noise
+    return Chip(region_id, ["NR", "AR", "SL"][int(rng.integers(3))], split, h * w * 1e-4, image.astype(np.float32),
+                label)  # fmt: skip
+
+
+def synthetic_set(seed: int = 0, n=(6, 3, 3), sizes=(20, 90)) -> dict[str, list[Chip]]:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for split, k in zip(("train", "val", "test"), n, strict=True):
+        out[split] = [synthetic_chip(f"{split[0].upper()}{i:03d}", *rng.integers(*sizes, size=2), rng, split)
+                      for i in range(k)]  # fmt: skip
+    return out
+
+
+def write_set(folder, chips: list[Chip]) -> None:
+    """Write chips and a regions.gpkg the way stage 02 does."""
+    rows = []
+    for i, c in enumerate(chips):
+        t = Affine(10, 0, 500000 + 5000 * i, 0, -10, 4000000)
+        image, label = write_chip(folder, c.region_id, c.image, c.label, crs=CRS, transform=t)
+        rows.append({"region_id": c.region_id, "region_type": c.region_type, "split": c.split,
+                     "area_km2": c.area_km2, "image": image, "label": label,
+                     "geometry": box(500000 + 5000 * i, 3990000, 500100 + 5000 * i, 4000000)})  # fmt: skip
+    io.write_vector(gpd.GeoDataFrame(rows, crs=CRS), Path(folder) / "regions.gpkg", "Polygon")
+
+
+# --- stage 04: input tiles and a checkpoint ----------------------------------------------------------------
+
+
+def write_input_tile(path, shape=(150, 170), seed=0, hole=True) -> np.ndarray:
+    """An int16 composite-like tile (bands ``BANDS``, SCALE 1000, nodata -32768); ``hole``: a block of no data
+    and one pixel missing one band. Returns the array written."""
+    data = (np.random.default_rng(seed).random((5, *shape)) * 1000).astype(np.int16)
+    if hole:
+        data[:, 10:20, 30:40] = -32768
+        data[2, 100, 100] = -32768  # one band missing at one pixel is no data too
+    io.write_raster(path, data, crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 4000000), nodata=-32768,
+                    band_names=list(BANDS), tags={"SCALE": 1000})  # fmt: skip
+    return data
+
+
+def tiny_checkpoint(path, seed: int = 0, **over) -> Path:
+    """An untrained U-Net of the ``tiny`` profile (``over`` overrides parameters), saved as stage 03 does."""
+    import torch
+
+    from lakepaper.train.checkpoint import save_checkpoint
+    from lakepaper.unet import UNet
+
+    p = params.resolve("tiny", **over)
+    torch.manual_seed(seed)
+    model = UNet(p["in_channels"], p["unet_widths"], p["unet_upsample"])
+    return save_checkpoint(path, model, bands=p["composite_bands"], patch_size=p["patch_size"], params={}, epoch=0,
+                           val_loss=1.0, metrics={})  # fmt: skip
+
+
+# --- stage 05: truths and references, prediction masks --------------------------------------------------------
+
+
+def truth_world(out, tiles=TILES, tile_px: int = 256) -> WorldFiles:
+    """Truths, lakes table, references and world.json of the given tiles (no scenes: ~2 s for four)."""
+    from lakepaper.world.generate import _tile_record, _write_truth, build_truth, lakes_frame
+    from lakepaper.world.references import build_references
+    from lakepaper.world.sites import WorldConfig
+
+    out = Path(out)
+    cfg = WorldConfig(tile_px=tile_px, scenes_per_tile=1, tiles=tuple(tiles)).validated()
+    truths = [build_truth(cfg, i, s) for i, s in enumerate(cfg.sites(), start=1)]
+    for t in truths:
+        _write_truth(t, out / "truth" / t.site.name)
+    lakes = pd.concat([lakes_frame(t) for t in truths], ignore_index=True)
+    gpd.GeoDataFrame(lakes, geometry="geometry", crs=4326).to_parquet(out / "truth" / "lakes.parquet", index=False)
+    build_references(truths, out / "references", seed=cfg.seed)
+    info = {"config": dataclasses.asdict(cfg), "tiles": [_tile_record(t) for t in truths]}
+    (out / "world.json").write_text(json.dumps(info, default=str))
+    return WorldFiles(out)
+
+
+def write_mask(path, mask: np.ndarray, transform, crs=UTM) -> None:
+    """A mask file in stage 04's format: uint8 1 lake, 0 not, 255 no data."""
+    io.write_raster(path, mask.astype(np.uint8), crs=crs, transform=transform, nodata=255, band_names=["lake"])
+
+
+def write_standin(world: WorldFiles, out, tiles=TILES, *, with_errors: bool = True) -> None:
+    """Stand-in prediction: truth lakes plus sea, lagoons and river; arid salt lakes missed (the U-Net's SL gap)."""
+    out = Path(out)
+    lakes = pd.read_parquet(world.lakes_path, columns=["lake_id", "type"])
+    salt = lakes.loc[lakes["type"] == "salt", "lake_id"].to_numpy()
+    lagoons = lakes.loc[lakes["type"] == "lagoon", "lake_id"].to_numpy()
+    for t in tiles:
+        ids, meta = io.read_raster(world.truth_path(t, "lake_id"))
+        masks, mm = io.read_raster(world.truth_path(t, "masks"))
+        band = {n: masks[i].astype(bool) for i, n in enumerate(mm["band_names"])}
+        pred = (ids[0] > 0) & ~np.isin(ids[0], salt)
+        if with_errors:
+            pred |= band["ocean"] | band["river"]
+            # lagoons with their tidal fringe: the world's inlets end at the lagoon's maximum shore
+            pred |= np.isin(io.read_raster(world.truth_path(t, "lake_id_max"))[0][0], lagoons)
+        write_mask(out / f"{t}_mask.tif", pred, meta["transform"], meta["crs"])
+
+
+# --- stages 00-05 in a row ---------------------------------------------------------------------------------
+
+
+def scene_world(out, tiles=("T07",), tile_px: int = 128, scenes: int = 2, regions: int = 3) -> WorldFiles:
+    """A small simulated world with scenes (stage 00): ~2 s for one 128-px tile of two scenes."""
+    from lakepaper.world.generate import generate_world
+    from lakepaper.world.sites import WorldConfig
+
+    cfg = WorldConfig(tile_px=tile_px, scenes_per_tile=scenes, tiles=tuple(tiles)).validated()
+    generate_world(cfg, Path(out), workers=1, progress=False, parameters={"n_sample_regions": regions})
+    return WorldFiles(out)
+
+
+def run_pipeline(world_root, out, **over) -> Path:
+    """Stages 01 to 05 on a world as the notebooks call them (``tiny`` profile, ``over`` overrides; one torch
+    thread, Dask off), each stage into ``out/<stage>``. Returns ``out``."""
+    import warnings
+
+    import torch
+
+    from lakepaper.composite.stage import composite_world
+    from lakepaper.postprocess.references import ReferenceSet, resolve_paths
+    from lakepaper.postprocess.stage import read_tile_grid, run, write_outputs
+    from lakepaper.predict.run import predict_tiles
+    from lakepaper.samples.stage import build_samples
+    from lakepaper.train.loop import load_splits, train
+
+    out, world, p = Path(out), WorldFiles(world_root), params.resolve("tiny", **over)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # gaps filled with the median, and the like
+            composite_world(world, out / "01_composite", p, progress=False)
+            build_samples(world, out / "01_composite", out / "02_samples", p, progress=False)
+        splits = load_splits(out / "02_samples", p["composite_bands"])
+        train(splits["train"], splits["val"], out / "03_train", p, device="cpu", progress=False)
+        tiles = sorted((out / "01_composite" / "tiles").glob("*.tif"))
+        predict_tiles(
+            tiles,
+            out / "03_train" / "best.pt",
+            out / "04_predict" / "tiles",
+            edge=p["edge_px"],
+            threshold=p["prob_threshold"],
+            batch=p["batch_size"],
+            scheduler="sync",
+            progress=False,
+        )
+        refs = ReferenceSet(resolve_paths({}, world.references))
+        grid = read_tile_grid(out / "01_composite" / "tile_grid.gpkg")
+        write_outputs(run(out / "04_predict" / "tiles", p, references=refs, tile_grid=grid), out / "05_postprocess")
+    finally:
+        torch.set_num_threads(threads)
+    return out
