@@ -163,7 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--profile", default="demo", help="where --edge comes from when not given (default demo)")
     pred.add_argument("--batch", type=int, default=4, help="windows per model call (default 4)")
     pred.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is lake (0.5)")
-    pred.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="fp32 (default) or bf16 autocast")
+    pred.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16"],
+        help="auto (default: bf16 where the CPU/GPU computes it natively, else fp32), fp32 or bf16 autocast",
+    )
     pred.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     pred.set_defaults(func=_cmd_predict)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from builders import write_input_tile as _tile
 from rasterio.transform import Affine
 
 from lakepaper import io
@@ -31,16 +32,6 @@ def _forward(net):
             return net(torch.from_numpy(x))[:, 0].numpy()
 
     return f
-
-
-def _tile(path, shape=(150, 170), seed=0, hole=True):
-    data = (np.random.default_rng(seed).random((5, *shape)) * 1000).astype(np.int16)
-    if hole:
-        data[:, 10:20, 30:40] = -32768
-        data[2, 100, 100] = -32768  # one band missing at one pixel is no data too
-    io.write_raster(path, data, crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 4000000), nodata=-32768,
-                    band_names=list(BANDS), tags={"SCALE": 1000})  # fmt: skip
-    return data
 
 
 def test_windows_cover_every_pixel_once_with_context():
@@ -158,3 +149,28 @@ def test_finished_tiles_are_skipped(tmp_path, monkeypatch):
     second = run.predict_tiles(tiles, "x.pt", tmp_path / "out", edge=EDGE, scheduler="sync", progress=False)
     assert second.skipped.tolist() == [True, True, False]
     assert (tmp_path / "out" / "T00_mask.tif").stat().st_mtime_ns == stamp
+
+
+def test_tiles_of_another_model_or_setting_are_predicted_again(tmp_path, monkeypatch):
+    _tile(tmp_path / "T00.tif", seed=0)
+    monkeypatch.setattr(run, "load_forward", lambda path, precision: (_forward(_net()), BANDS, SIZE))
+    tiles = [tmp_path / "T00.tif"]
+    model_a, model_b = tmp_path / "a.pt", tmp_path / "b.pt"
+    model_a.write_bytes(b"model a")
+    model_b.write_bytes(b"model b")
+    kw = {"edge": EDGE, "scheduler": "sync", "progress": False}
+    assert not run.predict_tiles(tiles, model_a, tmp_path / "out", **kw).skipped.any()
+    assert run.predict_tiles(tiles, model_a, tmp_path / "out", **kw).skipped.all()  # same run: kept
+    assert not run.predict_tiles(tiles, model_b, tmp_path / "out", **kw).skipped.any()  # another model
+    assert not run.predict_tiles(tiles, model_b, tmp_path / "out", **kw, threshold=0.7).skipped.any()
+    _tile(tmp_path / "T00.tif", seed=1)  # the composite changed
+    assert not run.predict_tiles(tiles, model_b, tmp_path / "out", **kw, threshold=0.7).skipped.any()
+
+
+def test_precision_auto_is_a_concrete_choice_and_bad_ones_are_named():
+    from lakepaper.predict.model import resolve_precision
+
+    assert resolve_precision("fp32") == "fp32" and resolve_precision("bf16") == "bf16"
+    assert resolve_precision("auto", "cpu") in ("fp32", "bf16")
+    with pytest.raises(ParameterError, match="precision"):
+        resolve_precision("fp16")

@@ -182,7 +182,7 @@ def fig9(
     extent=(-180, 180, -60, 85),
     diff_label: str = "0.01-0.1 km²",
 ) -> Figure:
-    """Fig. 9: ``a`` against ``b``: (a, d) count and area by longitude, (b, e) by latitude, (c) per-cell differences.
+    """Fig. 9: ``a`` against ``b``: (a, d) count and area by longitude, (b, e) by latitude, (c, f) per-cell differences.
 
     In (a, b, d, e) size ranges whose lower bound is at least ``split_km2`` are drawn upwards and the
     others downwards (mirrored), on a square-root axis ("stretched" as in the paper); ``a`` as stacked
@@ -248,7 +248,8 @@ def fig9(
         mesh.colorbar.set_ticks([*(-decades[::-1]), 0.0, *decades])
         mesh.colorbar.ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda x, _: f"{x:g}"))
         add_coastlines(ax, scale="110m")
-        ax.set_title(f"(c) {diff_label}: {'count' if r == 0 else 'area'} difference per {g.deg:g}° cell", fontsize=10)
+        letter, what = ("c", "count") if r == 0 else ("f", "area")
+        ax.set_title(f"({letter}) {diff_label}: {what} difference per {g.deg:g}° cell", fontsize=10)
     return fig
 
 

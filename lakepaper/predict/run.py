@@ -2,8 +2,11 @@
 
 Each tile is one task: the worker loads the checkpoint once (cached per process), predicts the
 tile strip by strip (:func:`lakepaper.predict.tiled.predict_tile`) and writes its two COGs
-atomically. A tile whose outputs both exist is skipped, so a killed run continues where it
-stopped and never trusts a half-written file (there is none: outputs are renamed into place).
+atomically. A tile whose outputs both exist *and* carry this run's ``RUN_ID`` tag (a hash of the
+checkpoint's bytes, the input tile's bytes and the settings) is skipped, so a killed run continues
+where it stopped, never trusts a half-written file (there is none: outputs are renamed into place),
+and a tile predicted by another model, from another composite or with another threshold is
+predicted again rather than kept.
 
 Where it runs: ``scheduler`` = the address of any running Dask scheduler (``tcp://host:8786``:
 a cluster of GPU or CPU machines), else a ``LocalCluster`` of ``n_workers`` processes with
@@ -13,6 +16,8 @@ debugging and tests).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from lakepaper import io
 from lakepaper.errors import ParameterError
 from lakepaper.predict.model import load_forward
 from lakepaper.predict.tiled import InputTile, predict_tile
@@ -30,6 +36,28 @@ _CACHE: dict[tuple, Any] = {}
 def output_paths(out_dir: str | os.PathLike[str], name: str) -> tuple[Path, Path]:
     """The probability and mask files of a tile: ``<out_dir>/<name>_prob.tif``, ``<name>_mask.tif``."""
     return Path(out_dir) / f"{name}_prob.tif", Path(out_dir) / f"{name}_mask.tif"
+
+
+def run_id(tile_path: str | os.PathLike[str], checkpoint_hash: str, settings: dict) -> str:
+    """What makes a tile's outputs: the checkpoint, the input tile's bytes, the settings (threads aside)."""
+    h = hashlib.sha256(checkpoint_hash.encode())
+    h.update(io.sha256_file(tile_path).encode())
+    h.update(json.dumps({k: v for k, v in sorted(settings.items()) if k not in ("threads", "run_id")}).encode())
+    return h.hexdigest()[:32]
+
+
+def is_done(out_dir: str | os.PathLike[str], name: str, rid: str) -> bool:
+    """Both outputs of a tile exist and were written by the run ``rid``."""
+    import rasterio
+
+    for path in output_paths(out_dir, name):
+        try:
+            with rasterio.open(path) as src:
+                if src.tags().get("RUN_ID") != rid:
+                    return False
+        except rasterio.errors.RasterioIOError:  # missing or unreadable: not done
+            return False
+    return True
 
 
 def predict_one(tile_path: str, checkpoint: str, out_dir: str, settings: dict) -> dict:
@@ -44,7 +72,8 @@ def predict_one(tile_path: str, checkpoint: str, out_dir: str, settings: dict) -
     tile = InputTile.open(tile_path, bands, scale=settings.get("scale"))
     prob, mask = output_paths(out_dir, Path(tile_path).stem)
     return predict_tile(forward, tile, prob, mask, size=settings.get("size") or size, edge=settings["edge"],
-                        batch=settings["batch"], threshold=settings["threshold"])  # fmt: skip
+                        batch=settings["batch"], threshold=settings["threshold"],
+                        run_id=settings.get("run_id", ""))  # fmt: skip
 
 
 def predict_tiles(
@@ -81,13 +110,15 @@ def predict_tiles(
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = {"edge": edge, "threshold": threshold, "batch": batch, "precision": precision, "size": size,
                 "threads": threads}  # fmt: skip
+    model_hash = io.sha256_file(checkpoint) if Path(checkpoint).is_file() else str(checkpoint)
     todo, rows = [], []
     for t in map(Path, tiles):
-        if all(p.exists() for p in output_paths(out_dir, t.stem)):
+        rid = run_id(t, model_hash, settings)
+        if is_done(out_dir, t.stem, rid):
             rows.append({"tile": t.stem, "skipped": True})
         else:
-            todo.append(str(t))
-    args = [(t, str(checkpoint), str(out_dir), settings) for t in todo]
+            todo.append((str(t), rid))
+    args = [(t, str(checkpoint), str(out_dir), settings | {"run_id": rid}) for t, rid in todo]
     bar = tqdm(total=len(todo), desc="tiles", unit="tile", disable=not progress)
     if scheduler == "sync":
         for a in args:

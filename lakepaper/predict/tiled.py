@@ -132,6 +132,7 @@ def predict_tile(
     batch: int = 4,
     threshold: float = 0.5,
     progress: bool = False,
+    run_id: str = "",
 ) -> dict:
     """Predict every pixel of ``tile`` once; write the probability and mask COGs.
 
@@ -142,6 +143,8 @@ def predict_tile(
         size: window side (the model's patch size); edge: pixels discarded at each window border.
         batch: windows per model call.
         threshold: probability above which a pixel is lake (the paper's 0.5).
+        run_id: written into both files as the ``RUN_ID`` tag (:func:`lakepaper.predict.run.run_id`: which
+            model, input and settings made them); empty: no tag.
 
     Returns:
         tile, pixels, windows, lake share, no-data share, seconds (total and in the model).
@@ -191,6 +194,8 @@ def predict_tile(
                     lake += int((mask8 == 1).sum())
                     nodata += int((~ok).sum())
                 common = {"THRESHOLD": threshold, "WINDOW": size, "EDGE": edge, "SOURCE": tile.path.name}
+                if run_id:
+                    common["RUN_ID"] = run_id
                 dst_p.update_tags(SCALE=PROB_SCALE, CONTENT=f"lake probability x {PROB_SCALE}", **common)
                 dst_m.update_tags(SCALE=1, CONTENT="lake mask: 1 lake, 0 not lake", **common)
                 dst_p.set_band_description(1, "lake_probability")
