@@ -32,14 +32,10 @@ def resolve_precision(precision: str, device: str | None = None) -> str:
         raise ParameterError("precision", f"expected one of {PRECISIONS}, got {precision!r}")
     if precision != "auto":
         return precision
+    from lakepaper.hardware import native_bf16
+
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        if device.startswith("cuda"):
-            native = torch.cuda.is_bf16_supported()
-        else:
-            native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # an older or other build of torch: take the safe path
-        native = False
+    native = native_bf16(device)
     return "bf16" if native else "fp32"
 
 

@@ -20,8 +20,9 @@ epoch ``k``'s patches do not depend on how the run got there. On CUDA, cuDNN ker
 bitwise reproducible; the run is statistically the same.
 
 Arithmetic: on CUDA, ``train_precision_cuda`` (``fp16``: autocast with loss scaling, the authors'
-mixed precision; ``bf16``; ``fp32``); on the CPU, ``train_precision_cpu`` (``fp32`` or ``bf16``
-autocast), and ``train_channels_last`` for the memory layout. The loss is always summed in fp32.
+mixed precision; ``bf16``; ``fp32``); on the CPU, ``train_precision_cpu`` (``auto``: ``bf16`` where
+the CPU computes it natively, else ``fp32``; or either), and ``train_channels_last`` for the memory
+layout. The loss is always summed in fp32.
 
 Resuming: ``train(..., resume=True)`` (default) continues from ``last.pt`` when it was written
 with the same parameters and the same training data (a fingerprint); ``max_epochs`` and
@@ -65,7 +66,7 @@ TRAIN_PARAMS = (
 )  # fmt: skip
 #: Parameters a resumed run may change (to extend a run); every other one must be the same.
 EXTENDABLE = ("max_epochs", "patience")
-PRECISIONS = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "fp16", "bf16")}
+PRECISIONS = {"cpu": ("auto", "fp32", "bf16"), "cuda": ("fp32", "fp16", "bf16")}
 HISTORY = "history.csv"
 TIMING = "timing.csv"
 LOG = "train.log"
@@ -106,8 +107,15 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def precision_of(q: Mapping[str, Any], device: torch.device) -> str:
-    """The arithmetic used on ``device``: fp32, bf16 or fp16."""
-    return q["train_precision_cuda"] if device.type == "cuda" else q["train_precision_cpu"]
+    """The arithmetic used on ``device``: fp32, bf16 or fp16 (``auto`` resolved for this CPU)."""
+    from lakepaper.hardware import native_bf16
+
+    if device.type == "cuda":
+        return q["train_precision_cuda"]
+    chosen = q["train_precision_cpu"]
+    if chosen == "auto":
+        return "bf16" if native_bf16("cpu") else "fp32"
+    return chosen
 
 
 def autocast(device: torch.device, precision: str):
