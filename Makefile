@@ -126,8 +126,12 @@ $(foreach s,$(STAGES),\
   $(eval $(call stage_rule,$(s),$(if $(_prev),$(BUILD)/$(_prev)/manifest.json)))\
   $(eval _prev := $(s)))
 
-bench: $(VENV_STAMP) ## benchmark scripts: print measured throughputs (no pass/fail)
-	$(PY) benchmarks/composite.py --world $(BUILD)/00_world
+bench: $(VENV_STAMP) ## benchmark scripts: print measured throughputs and ratios (no pass/fail; ~15 min)
+	$(PY) benchmarks/composite.py --world $(BUILD)/00_world --memory
+	$(PY) benchmarks/train.py
+	$(PY) benchmarks/predict.py --profile $(PROFILE) $(if $(wildcard $(BUILD)/03_train/best.pt),--checkpoint $(BUILD)/03_train/best.pt,)
+	$(PY) benchmarks/postprocess.py
+	$(PY) benchmarks/stats.py
 
 # Root in containers needs --allow-root; the file browser opens in notebooks/, the whole project reachable.
 LAB_OPTS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
