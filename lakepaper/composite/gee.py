@@ -56,25 +56,13 @@ import rasterio
 
 from lakepaper import io
 from lakepaper.composite.kernel import MEAN_BANDS
-from lakepaper.composite.local import COUNT_BAND, NODATA
+from lakepaper.composite.local import COUNT_BAND, NODATA, RECIPE_PARAMS  # noqa: F401  (one recipe, re-exported)
 from lakepaper.composite.masks import PROB_NODATA, SCL_WATER
 from lakepaper.errors import InputError, ParameterError
 from lakepaper.world.scenes import REFLECTANCE_SCALE
 
-#: Parameters of the recipe; ``local.RECIPE_PARAMS`` must be the same tuple (tests check both sources).
-RECIPE_PARAMS = (
-    "cloud_buffer_m",
-    "cloud_prob_threshold",
-    "cloud_proj_dist_km",
-    "composite_bands",
-    "composite_scale",
-    "end_date",
-    "max_scene_cloud_pct",
-    "nir_dark_threshold",
-    "resolution_m",
-    "scl_snow_class",
-    "start_date",
-)
+# RECIPE_PARAMS (imported from local): one tuple of recipe parameters for both backends; the tests
+# check that each backend reads exactly these (and this one GEE_PARAMS besides).
 #: Parameters only this backend reads: where the scenes come from and the tiles' inference margin.
 GEE_PARAMS = ("cloud_collection", "edge_px", "s2_collection")
 

@@ -57,7 +57,7 @@ from lakepaper.world.scenes import REFLECTANCE_SCALE
 COUNT_BAND = "clear_count"
 #: Nodata of the composite bands (never 0: 0 is a valid reflectance and NDWI).
 NODATA = -32768
-#: Parameters of the recipe read here and in masks.py; ``gee.RECIPE_PARAMS`` must be the same (tests check both).
+#: Parameters of the recipe read here and in masks.py; the Earth Engine backend (gee.py) reads the same.
 RECIPE_PARAMS = (
     "cloud_buffer_m",
     "cloud_prob_threshold",
