@@ -166,7 +166,9 @@ def write_qtp_replica(
         rows.append({"name": name, "tile": tile, "row": r, "col": c, "resolution_m": res, "gain": round(gain, 4),
                      "gamma": round(gamma, 4), "lake_share": round(float(lake.mean()), 6)})  # fmt: skip
     table = pd.DataFrame(rows)
-    io.write_json(out_dir / "replica.json", {"source": str(world.root), "tiles": tiles, "chips": rows})
+    # the world relative to the replica, so that the file does not depend on where the build lives
+    source = Path(os.path.relpath(Path(world.root).resolve(), Path(out_dir).resolve())).as_posix()
+    io.write_json(out_dir / "replica.json", {"source": source, "tiles": tiles, "chips": rows})
     io.write_text(out_dir / "README.txt", _QTP_README.format(n=n_chips, tiles=", ".join(tiles), px=chip_px))
     return table
 
