@@ -4,7 +4,8 @@ Writes a synthetic stack of scenes for one tile in the simulated world's layout 
 ``scenes.csv``, ``scenes/<tile>/<system_index>_<product>.tif``, same bands, grids, nodata and
 GeoTIFF settings; the values are fake: smooth fields, blobs of cloud, some water and snow) and runs
 :func:`lakepaper.composite.local.composite_tile` on it in a fresh subprocess per configuration,
-reading that process's peak resident memory (``getrusage(RUSAGE_SELF).ru_maxrss``):
+reading that process's peak resident memory (``VmHWM`` of /proc/self/status, reset when the
+child starts; ``ru_maxrss`` where there is no /proc):
 
 1. 10, 20, 40 scenes at a fixed block size: peak memory stays flat;
 2. block sizes up to the whole tile at 40 scenes: peak memory grows with the block.
@@ -22,6 +23,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -128,6 +130,27 @@ def _params(scenes: int) -> dict:
     }
 
 
+def _peak_rss() -> int:
+    """This process's peak resident memory, bytes: VmHWM from /proc (Linux), else ru_maxrss.
+
+    ru_maxrss alone misleads here: Linux carries it across fork and exec, so a child started by a
+    parent that once held gigabytes reports the parent's peak. :func:`_reset_peak` clears VmHWM.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _reset_peak() -> None:
+    """Reset the peak-RSS counter to the current RSS (Linux >= 4.0; elsewhere a no-op)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
 def child(folder: Path, scenes: int, block_rows: int | None, batch: int, workers: int) -> dict:
     """Run one configuration in this process; report its peak memory (call this in a fresh process)."""
     from lakepaper.composite.kernel import Accumulator
@@ -145,14 +168,15 @@ def child(folder: Path, scenes: int, block_rows: int | None, batch: int, workers
         azimuth_deg=150.0,
         p=p,
     )
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    _reset_peak()
+    base = _peak_rss()
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         info = composite_tile(
             WorldFiles(folder), TILE, Path(tmp) / "c.tif", p=p, batch=batch, block_rows=block_rows, num_workers=workers
         )
         seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _peak_rss()
     return {"scenes": len(info["scenes"]), "peak": peak, "base": base, "seconds": seconds}
 
 
