@@ -129,7 +129,7 @@ $(foreach s,$(STAGES),\
 bench: $(VENV_STAMP) ## benchmark scripts: print measured throughputs and ratios (no pass/fail; ~15 min)
 	$(PY) benchmarks/composite.py --world $(BUILD)/00_world --memory
 	$(PY) benchmarks/train.py
-	$(PY) benchmarks/predict.py --profile $(PROFILE) $(if $(wildcard $(BUILD)/03_train/best.pt),--checkpoint $(BUILD)/03_train/best.pt,)
+	$(PY) benchmarks/predict.py --profile $(PROFILE) $(if $(wildcard $(BUILD)/03_train/best.pt),--checkpoint $(BUILD)/03_train/best.pt --iou,)
 	$(PY) benchmarks/postprocess.py
 	$(PY) benchmarks/stats.py
 

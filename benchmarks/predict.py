@@ -11,7 +11,8 @@ Measured in one run, printed (nothing is asserted):
   ``raw x valid fraction`` (target >= 0.85 of it);
 * km2/hour and the projected cost of the paper's global run (about 1.5e12 land pixels at 10 m)
   on this CPU and, scaled by FLOP rate, on one modern GPU;
-* the change of IoU between fp32 and bf16 predictions of the same windows (target <= 0.002).
+* the share of pixels that change class between fp32 and bf16 on the same windows, and with
+  ``--iou`` the stitched test-region IoU of stage 04 predicted both ways (target: change <= 0.002).
 
 Usage: ``python benchmarks/predict.py [--profile demo] [--checkpoint build/demo/03_train/best.pt]``.
 Without a checkpoint, a randomly initialised U-Net of the profile's widths is timed (speed does
@@ -74,18 +75,42 @@ def build_model(profile: str, checkpoint: str | None):
     return UNet(p["in_channels"], p["unet_widths"]).eval(), int(p["patch_size"]), p
 
 
+def iou_change(profile: str, checkpoint: str, p: dict) -> None:
+    """Stage 04's stitched IoU over the test regions with fp32 and with bf16 (every tile, both ways)."""
+    from lakepaper import paths
+    from lakepaper.predict.evaluate import pooled, region_counts
+    from lakepaper.predict.run import predict_tiles
+
+    tiles = sorted((paths.stage_dir(profile, "01_composite") / "tiles").glob("*.tif"))
+    iou = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for precision in ("fp32", "bf16"):
+            out = Path(tmp) / precision
+            predict_tiles(tiles, checkpoint, out, edge=p["edge_px"], threshold=p["prob_threshold"],
+                          batch=p["batch_size"], precision=precision, scheduler="sync", progress=False)  # fmt: skip
+            counts = region_counts(out, paths.stage_dir(profile, "02_samples"), split="test")
+            iou[precision] = float(pooled(counts).loc["all", "iou"])
+    print(
+        f"stitched test IoU over {len(tiles)} tiles: fp32 {iou['fp32']:.5f}, bf16 {iou['bf16']:.5f}, "
+        f"change {iou['bf16'] - iou['fp32']:+.5f} (target: |change| <= 0.002)"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="demo")
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--tile-px", type=int, default=1024, help="side of the synthetic tile for the end-to-end run")
+    ap.add_argument("--iou", action="store_true", help="also stage 04's test IoU in fp32 and bf16 (needs the build)")
     args = ap.parse_args()
 
     torch.set_num_threads(torch.get_num_threads())
     fp32, bf16 = matmul_rate(torch.float32), matmul_rate(torch.bfloat16)
     print(f"threads {torch.get_num_threads()}; matmul fp32 {fp32 / 1e9:.1f} GFLOP/s, bf16 {bf16 / 1e9:.1f} GFLOP/s")
 
+    if args.iou and not args.checkpoint:
+        ap.error("--iou needs --checkpoint (a trained model of the build)")
     model, size, p = build_model(args.profile, args.checkpoint)
     edge = int(p["edge_px"])
     x = np.random.default_rng(0).random((args.batch, p["in_channels"], size, size)).astype(np.float32)
@@ -131,6 +156,8 @@ def main() -> None:
           f"{flop_per_map_px / 1e6:.2f} MFLOP each): {cpu_days:,.0f} days on this CPU; ~{gpu_hours:,.1f} hours of "
           f"model time on one H100 if it reached the same share ({share:.2f}) of its {H100_BF16_DENSE / 1e12:.0f} "
           "TFLOP/s bf16 peak (an estimate: reading and writing not included)")  # fmt: skip
+    if args.iou:
+        iou_change(args.profile, args.checkpoint, p)
 
 
 if __name__ == "__main__":
