@@ -52,8 +52,13 @@ def notebook_path(stage: str) -> Path:
 
 def declared_parameters(stage: str) -> dict[str, Any]:
     """Name -> default of the notebook's ``parameters`` cell."""
+    import logging
+
     import papermill
 
+    # papermill warns "Unable to parse line" for comments it cannot read as type hints (apostrophes):
+    # noise in every make run, not a problem with the parameters
+    logging.getLogger("papermill.translators").setLevel(logging.ERROR)
     declared = papermill.inspect_notebook(str(notebook_path(stage)))
     out = {}
     for name, info in declared.items():
