@@ -174,3 +174,26 @@ def test_precision_auto_is_a_concrete_choice_and_bad_ones_are_named():
     assert resolve_precision("auto", "cpu") in ("fp32", "bf16")
     with pytest.raises(ParameterError, match="precision"):
         resolve_precision("fp16")
+
+
+def _peak_numpy_bytes(tmp_path, shape, name) -> int:
+    """Peak bytes allocated through Python's allocators (numpy included) while predicting a tile."""
+    import tracemalloc
+
+    _tile(tmp_path / f"{name}.tif", shape=shape, hole=False)
+    tile = InputTile.open(tmp_path / f"{name}.tif", BANDS)
+    f = _forward(_net())
+    tracemalloc.start()
+    try:
+        predict_tile(f, tile, tmp_path / f"{name}_p.tif", tmp_path / f"{name}_m.tif", size=SIZE, edge=EDGE, batch=4)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_is_bounded_by_the_strip_not_the_tile(tmp_path):
+    base = _peak_numpy_bytes(tmp_path, (256, 512), "base")
+    taller = _peak_numpy_bytes(tmp_path, (1024, 512), "taller")  # 4x the pixels, same strip width
+    wider = _peak_numpy_bytes(tmp_path, (512, 1024), "wider")  # 4x the pixels, strips twice as wide
+    assert taller < 1.3 * base, (base, taller)
+    assert wider < 2.6 * base, (base, wider)
