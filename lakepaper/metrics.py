@@ -545,7 +545,7 @@ def read_test_regions(
     from rasterio.windows import transform as window_transform
 
     from lakepaper import io
-    from lakepaper.samples.chips import read_regions
+    from lakepaper.samples.chips import LABEL_NODATA, read_regions
 
     samples_dir, mask_dir = Path(samples_dir), Path(mask_dir)
     regions = read_regions(samples_dir)
@@ -560,6 +560,9 @@ def read_test_regions(
             label = io.read_raster(samples_dir / r.label)[0][0]
             if pred.shape != label.shape:
                 raise InputError(mask_dir / mask_name.format(tile=tile), f"region {r.region_id} is not inside the tile")
+            # never observed (LABEL_NODATA): left out like the prediction's no data
+            pred = np.where(label == LABEL_NODATA, NODATA, pred)
+            label = np.where(label == LABEL_NODATA, 0, label)
             grid = window_transform(Window(r.col_off, r.row_off, r.width, r.height), t)
             out.append(Region(r.region_id, r.region_type, label.astype(np.uint8), pred.astype(np.uint8), res,
                               meta["crs"], grid))  # fmt: skip

@@ -29,7 +29,7 @@ from lakepaper import io, params
 from lakepaper.composite.local import NODATA as COMPOSITE_NODATA
 from lakepaper.composite.local import composite_tile, read_composite
 from lakepaper.predict.tiled import NODATA as PREDICT_NODATA
-from lakepaper.samples.labels import initial_label
+from lakepaper.samples.chips import LABEL_NODATA, read_training_set
 
 TILE = "T11"  # no GLAKES or PLD lake on it: completion cannot put a reference lake on the pixel
 STAGES = ("01_composite", "02_samples", "03_train", "04_predict", "05_postprocess")
@@ -114,8 +114,8 @@ def test_a_pixel_without_observation_stays_no_data_to_the_product(world, runs):
     assert (count[r - 1 : r + 2, c - 1 : c + 2] > 0).sum() == 8  # no data is not a cloud: it is not buffered
 
     # stage 02: the image chip fills it with the region's median (documented in samples/stage.py: the model
-    # sees no NaN); the label calls it lake only where the analyst's edit layer adds it (NaN NDWI is never
-    # lake by threshold). Labels are binary: the chip format has no no-data value.
+    # sees no NaN); the label says LABEL_NODATA there, whatever the NDWI threshold or the analyst's edits
+    # said, and the chip read for training marks it unobserved, so the loss and the scores leave it out.
     regions = gpd.read_file(run / "02_samples" / "regions.gpkg")
     hit = regions[
         (regions.row_off <= r)
@@ -136,12 +136,12 @@ def test_a_pixel_without_observation_stays_no_data_to_the_product(world, runs):
         median = np.nanmedian(window[:, seen], axis=1)
     assert np.array_equal(image[:, rr, cc], median.astype(np.float32))
     assert np.array_equal(image[:, seen], window[:, seen])  # observed pixels are left as they are
-    assert initial_label(window[4], 0.0)[rr, cc] == 0
-    edits = gpd.read_file(run / "02_samples" / "edits.gpkg")
-    mine = edits[edits.region_id == reg.region_id].to_crs(meta["crs"])
+    assert label[rr, cc] == LABEL_NODATA
     centre = shapely.Point(meta["transform"] * (c + 0.5, r + 0.5))
-    covers = {a: bool(mine[mine.action == a].geometry.contains(centre).any()) for a in ("add", "remove")}
-    assert label[rr, cc] == int(covers["add"] and not covers["remove"])
+    assert set(np.unique(label[seen]).tolist()) <= {0, 1}  # observed pixels keep their 0/1 label
+    chip = next(ch for ch in read_training_set(run / "02_samples", reg.split) if ch.region_id == reg.region_id)
+    assert chip.observed is not None and not chip.observed[rr, cc] and chip.label[rr, cc] == 0
+    assert np.array_equal(chip.observed, seen)
     assert reg.split in ("train", "val", "test")
 
     # stage 04: 255 in probability and mask, exactly where the composite has no clear observation

@@ -487,3 +487,25 @@ def test_training_curves_figure(data, tmp_path):
     assert [ax.get_title() for ax in fig.axes][:5] == ["loss (1 - Dice + L2)", "recall", "precision", "F1", "IoU"]
     save(fig, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_pixels_never_observed_are_left_out_of_patches_and_scores(tmp_path):
+    from types import SimpleNamespace
+
+    from lakepaper.samples.chips import LABEL_NODATA, read_chip, write_chip
+
+    rng = np.random.default_rng(0)
+    image = rng.random((5, 40, 40)).astype(np.float32)
+    label = np.zeros((40, 40), np.uint8)
+    label[10:20, 10:20] = 1
+    label[:, :8] = LABEL_NODATA  # a strip the composite never saw
+    image_rel, label_rel = write_chip(tmp_path, "R1", image, label, crs=CRS, transform=Affine(10, 0, 0, 0, -10, 0))
+    row = SimpleNamespace(region_id="R1", region_type="NR", split="train", area_km2=0.16, image=image_rel,
+                          label=label_rel)  # fmt: skip
+    chip = read_chip(tmp_path, row)
+    assert set(np.unique(chip.label).tolist()) == {0, 1}  # in memory: binary label + observed mask
+    assert not chip.observed[:, :8].any() and chip.observed[:, 8:].all()
+    patches = PatchSampler([chip], 64).draw(np.random.default_rng(1), 3, augment=True)
+    assert patches.valid.sum(axis=(1, 2)).tolist() == [32 * 40] * 3  # padding and the unseen strip left out
+    seq = next(sequential_patches([chip], 32))
+    assert seq.valid.sum() == 32 * 40

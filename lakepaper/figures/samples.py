@@ -81,7 +81,7 @@ def label_gallery(samples_dir, regions: pd.DataFrame, iou: pd.DataFrame, *, per_
     scored = iou.set_index("region_id") if len(iou) else None
     for ax_row, r in zip(axes, picks.itertuples(), strict=True):
         image, meta = io.read_raster(f"{samples_dir}/{r.image}")
-        label = io.read_raster(f"{samples_dir}/{r.label}")[0][0]
+        label = io.read_raster(f"{samples_dir}/{r.label}")[0][0]  # 255 (never observed) is shown as neither
         names = list(meta["band_names"])
         rgb = np.stack([image[names.index(b)] for b in ("B4", "B3", "B2")], axis=-1)
         ax_row[0].imshow(np.clip(rgb * 3.5, 0, 1) ** (1 / 1.3))

@@ -39,6 +39,7 @@ import pandas as pd
 from lakepaper import io, metrics
 from lakepaper.errors import InputError
 from lakepaper.postprocess.vectorize import NODATA, MaskTile, Partition, burn, read_core
+from lakepaper.samples.chips import LABEL_NODATA
 from lakepaper.world.files import WorldFiles
 
 CLASSES = ("land", "lake", "lagoon", "ocean", "river", "paddy")
@@ -296,7 +297,10 @@ def step_scores_regions(
             label = truth[sl] if truth is not None else io.read_raster(samples_dir / r.label)[0][0]
             n += 1
             for s in steps:
-                c = metrics.confusion(label.astype(np.uint8), burnt[s][sl], nodata=NODATA)
+                pred = burnt[s][sl]
+                if truth is None:  # a label chip: pixels never observed (LABEL_NODATA) are left out
+                    pred = np.where(label == LABEL_NODATA, NODATA, pred)
+                c = metrics.confusion((label == 1).astype(np.uint8), pred, nodata=NODATA)
                 for k in ("tp", "fp", "fn"):
                     totals[s][k] += c[k]
     rows = []

@@ -16,7 +16,7 @@ import pandas as pd
 from lakepaper import io
 from lakepaper.predict.run import output_paths
 from lakepaper.predict.tiled import NODATA
-from lakepaper.samples.chips import read_regions
+from lakepaper.samples.chips import LABEL_NODATA, read_regions
 
 
 def region_counts(pred_dir: str | os.PathLike[str], samples_dir: str | os.PathLike[str], split: str = "test"):
@@ -28,8 +28,9 @@ def region_counts(pred_dir: str | os.PathLike[str], samples_dir: str | os.PathLi
         mask = io.read_raster(output_paths(pred_dir, tile)[1])[0][0]
         for r in group.itertuples():
             pred = mask[r.row_off : r.row_off + r.height, r.col_off : r.col_off + r.width]
-            label = io.read_raster(Path(samples_dir) / r.label)[0][0].astype(bool)
-            seen = pred != NODATA
+            raw = io.read_raster(Path(samples_dir) / r.label)[0][0]
+            label = raw == 1
+            seen = (pred != NODATA) & (raw != LABEL_NODATA)  # no prediction, or never observed: left out
             p = (pred == 1) & seen
             rows.append(
                 {

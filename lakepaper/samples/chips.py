@@ -7,7 +7,9 @@ Layout of ``build/<profile>/02_samples/`` (written by :func:`lakepaper.samples.s
                                  threshold, image, label (paths relative to the folder), ...
     chips/<region_id>_image.tif  float32, bands B2, B3, B4, B11, NDWI (``BANDS``): reflectance
                                  0..1 and NDWI -1..1, on the composite's 10 m grid, no NaN
-    chips/<region_id>_label.tif  uint8, 1 = lake, 0 = not lake (binary, nothing else)
+    chips/<region_id>_label.tif  uint8, 1 = lake, 0 = not lake, 255 = no clear observation in the
+                                 composite (``LABEL_NODATA``: the image chip holds the region's
+                                 median there; training and scoring leave these pixels out)
 
 Example:
     >>> chips = read_training_set("build/demo/02_samples", split="train")  # doctest: +SKIP
@@ -32,6 +34,8 @@ from lakepaper.errors import InputError, ParameterError
 BANDS = ("B2", "B3", "B4", "B11", "NDWI")
 SPLITS = ("train", "val", "test")
 REGIONS_FILE = "regions.gpkg"
+#: Label value of pixels the composite never saw clear: neither lake nor land, left out of the loss and the scores.
+LABEL_NODATA = 255
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class Chip:
     image: np.ndarray  # (bands, rows, cols) float32
     label: np.ndarray  # (rows, cols) uint8, 0/1
     bands: tuple[str, ...] = BANDS
+    observed: np.ndarray | None = None  # (rows, cols) bool: False where the label file says LABEL_NODATA; None: all
 
 
 def chip_paths(region_id: str) -> tuple[str, str]:
@@ -66,7 +71,8 @@ def write_chip(
     """Write a region's image and label chips (atomically); return their relative paths.
 
     Raises:
-        InputError: the image holds NaN, the label is not binary, or the shapes differ.
+        InputError: the image holds NaN, the label holds values other than 0, 1 and ``LABEL_NODATA``,
+            or the shapes differ.
     """
     image_rel, label_rel = chip_paths(region_id)
     folder = Path(folder)
@@ -76,7 +82,13 @@ def write_chip(
         folder / image_rel, image.astype(np.float32), crs=crs, transform=transform, band_names=list(bands), tags=tags
     )
     io.write_raster(
-        folder / label_rel, label.astype(np.uint8)[None], crs=crs, transform=transform, band_names=["lake"], tags=tags
+        folder / label_rel,
+        label.astype(np.uint8)[None],
+        crs=crs,
+        transform=transform,
+        nodata=LABEL_NODATA,
+        band_names=["lake"],
+        tags=tags,
     )
     return image_rel, label_rel
 
@@ -89,8 +101,10 @@ def _check(path: Path, image: np.ndarray, label: np.ndarray, bands: tuple[str, .
     if not np.isfinite(image).all():
         raise InputError(path, f"image holds {int((~np.isfinite(image)).sum())} NaN/inf values")
     values = np.unique(label)
-    if not set(values.tolist()) <= {0, 1}:
-        raise InputError(path, f"label is not binary: values {values[:10].tolist()}")
+    if not set(values.tolist()) <= {0, 1, LABEL_NODATA}:
+        raise InputError(
+            path, f"label is not binary: values {values[:10].tolist()} (0, 1, and {LABEL_NODATA} for no observation)"
+        )
 
 
 def read_chip(folder: str | os.PathLike[str], row) -> Chip:
@@ -104,14 +118,16 @@ def read_chip(folder: str | os.PathLike[str], row) -> Chip:
     label, _ = io.read_raster(folder / row.label)
     bands = tuple(meta["band_names"])
     _check(folder / row.image, image, label[0], bands)
+    unseen = label[0] == LABEL_NODATA
     return Chip(
         region_id=row.region_id,
         region_type=row.region_type,
         split=row.split,
         area_km2=float(row.area_km2),
         image=image.astype(np.float32),
-        label=label[0].astype(np.uint8),
+        label=(label[0] == 1).astype(np.uint8),
         bands=bands,
+        observed=~unseen if unseen.any() else None,
     )
 
 

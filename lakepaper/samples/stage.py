@@ -36,7 +36,7 @@ from lakepaper import io
 from lakepaper.composite.local import read_composite
 from lakepaper.errors import InputError
 from lakepaper.samples import analyst, labels
-from lakepaper.samples.chips import REGIONS_FILE, write_chip
+from lakepaper.samples.chips import LABEL_NODATA, REGIONS_FILE, write_chip
 from lakepaper.samples.split import stratified_split
 from lakepaper.world.files import WorldFiles
 
@@ -169,22 +169,25 @@ def build_samples(
             first = labels.initial_label(ndwi, t)
             mine = labels.edits_for_region(edit_layer, r.region_id, crs, transform, first.shape, source=edits or "")
             label = labels.apply_edits(first, mine, transform)
+            # never seen clear: the image gets the region's median (the model needs numbers), the label
+            # LABEL_NODATA (neither lake nor land: left out of training and scoring)
+            seen = np.isfinite(image).all(axis=0)
             image = _fill_gaps(image, r.region_id)
             image_rel, label_rel = write_chip(
-                staging, r.region_id, image, label, crs=crs, transform=transform, bands=tuple(meta["band_names"])
-            )
-            rows.append(
-                {"region_id": r.region_id, "threshold": t, "n_edits": len(mine), "lake_share": float(label.mean())}
-            )
+                staging, r.region_id, image, np.where(seen, label, LABEL_NODATA), crs=crs, transform=transform,
+                bands=tuple(meta["band_names"]),
+            )  # fmt: skip
+            share = float(label[seen].mean()) if seen.any() else 0.0
+            rows.append({"region_id": r.region_id, "threshold": t, "n_edits": len(mine), "lake_share": share})
             rows[-1] |= {"image": image_rel, "label": label_rel}
             if truth is not None:
-                t_win = truth[window(r)]
+                t_win = truth[window(r)][seen]  # scored where the composite saw the ground
                 default = labels.initial_label(ndwi, float(p["ndwi_threshold"]))
                 scores.append(
                     {"region_id": r.region_id, "region_type": r.region_type}
-                    | {f"default_{k}": v for k, v in labels.iou_counts(default, t_win).items()}
-                    | {f"ndwi_{k}": v for k, v in labels.iou_counts(first, t_win).items()}
-                    | {f"edited_{k}": v for k, v in labels.iou_counts(label, t_win).items()}
+                    | {f"default_{k}": v for k, v in labels.iou_counts(default[seen], t_win).items()}
+                    | {f"ndwi_{k}": v for k, v in labels.iou_counts(first[seen], t_win).items()}
+                    | {f"edited_{k}": v for k, v in labels.iou_counts(label[seen], t_win).items()}
                 )
         final = out / "chips"
         shutil.rmtree(final, ignore_errors=True)

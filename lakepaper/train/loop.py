@@ -134,6 +134,8 @@ def data_fingerprint(*splits: Sequence[Chip]) -> str:
             h.update(f"{c.region_id}:{c.area_km2!r}:{c.image.shape}".encode())
             h.update(np.ascontiguousarray(c.image, dtype=np.float32).tobytes())
             h.update(np.ascontiguousarray(c.label, dtype=np.uint8).tobytes())
+            if c.observed is not None:  # pixels left out of the loss change the training too
+                h.update(b"observed" + np.ascontiguousarray(c.observed, dtype=bool).tobytes())
     return h.hexdigest()
 
 

@@ -93,6 +93,8 @@ def check_chips(
             )
         if label.shape != image.shape[1:]:
             raise InputError(where, f"region {c.region_id}: label shape {label.shape} differs from the image's")
+        if c.observed is not None and np.shape(c.observed) != label.shape:
+            raise InputError(where, f"region {c.region_id}: observed mask shape differs from the label's")
         bad = ~np.isfinite(image)
         if bad.any():
             raise InputError(where, f"region {c.region_id}: image holds {int(bad.sum())} NaN/inf values")
@@ -147,7 +149,7 @@ class PatchSampler:
             (sr, tr), (sc, tc) = _place(chip.label.shape[0], s, rng), _place(chip.label.shape[1], s, rng)
             image[i, :, tr, tc] = chip.image[:, sr, sc]
             label[i, tr, tc] = chip.label[sr, sc]
-            valid[i, tr, tc] = True
+            valid[i, tr, tc] = True if chip.observed is None else chip.observed[sr, sc]
             if augment:
                 flips = rng.random(2) < self.flip_probability
                 axes = tuple(ax for ax, f in zip((-1, -2), flips, strict=True) if f)  # horizontal, vertical
@@ -193,5 +195,6 @@ def sequential_patches(
             hh, ww = min(size, chip.label.shape[0] - r0), min(size, chip.label.shape[1] - c0)
             image[i, :, :hh, :ww] = chip.image[:, r0 : r0 + hh, c0 : c0 + ww]
             label[i, :hh, :ww] = chip.label[r0 : r0 + hh, c0 : c0 + ww]
-            valid[i, top:hh, left:ww] = True
+            seen = True if chip.observed is None else chip.observed[r0 + top : r0 + hh, c0 + left : c0 + ww]
+            valid[i, top:hh, left:ww] = seen
         yield Patches(image, label, valid, np.array([p[0] for p in part], dtype=np.int64))
