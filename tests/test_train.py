@@ -222,6 +222,10 @@ def test_an_interrupted_run_resumes_to_the_same_end(data, tmp_path):
     assert _same_weights(_weights(whole["best"]), _weights(again["best"]))
     assert read_checkpoint(whole["best"])["epoch"] == read_checkpoint(again["best"])["epoch"] == whole["best_epoch"]
     assert "resuming after epoch 2" in (tmp_path / "cut" / "train.log").read_text()
+    # the same bytes, not only the same content (regression: a resumed run's history, pickled as objects
+    # partly loaded from the file, gave last.pt other bytes; stage 04 hashes checkpoints)
+    for name in ("last.pt", "best.pt", "history.csv"):
+        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "cut" / name).read_bytes(), name
     # a finished run is not trained again; raising max_epochs extends it
     done = train(data["train"], data["val"], tmp_path / "cut", p, progress=False)
     assert done["resumed_from"] == 4 and len(done["history"]) == 4

@@ -271,7 +271,7 @@ def train(
                 model.load_state_dict(state["state"])
                 optimizer.load_state_dict(r["optimizer"])
                 scaler.load_state_dict(r["scaler"])
-                history = list(r["history"])
+                history = json.loads(r["history"]) if isinstance(r["history"], str) else list(r["history"])
                 best_val, best_epoch, wait = r["best_val"], r["best_epoch"], r["wait"]
                 start = state["epoch"] + 1
                 timing = read_timing(timing_path, before=start)
@@ -350,8 +350,10 @@ def train(
                 save_checkpoint(best_path, model, **meta)
             write_history(history, history_path)
             write_timing(timing, timing_path)
+            # the history as JSON text: pickled as objects, a resumed run's rows (strings shared from the
+            # file it loaded) would pickle to other bytes than an uninterrupted run's, with equal content
             resume_state = {"fingerprint": fingerprint, "optimizer": optimizer.state_dict(),
-                            "scaler": scaler.state_dict(), "history": history, "best_val": best_val,
+                            "scaler": scaler.state_dict(), "history": json.dumps(history), "best_val": best_val,
                             "best_epoch": best_epoch, "wait": wait}  # fmt: skip
             save_checkpoint(last_path, model, **meta, resume=resume_state)
             msg = (f"epoch {epoch}: loss {row['loss']:.4f} val_loss {row['val_loss']:.4f} "
