@@ -542,6 +542,11 @@ def merge_seams(
             drop.setdefault(int(owner[m]), []).append(int(row[m]))
         info["joined_pieces"] += len(members)
         info["unions"] += 1
+    return _apply(parts, drop, add), info
+
+
+def _apply(parts: Sequence[Partition], drop: dict, add: dict) -> list[Partition]:
+    """Each partition with its rows ``drop[k]`` (positions) removed and the records ``add[k]`` appended."""
     out = []
     for k, p in enumerate(parts):
         frame = p.frame
@@ -554,7 +559,7 @@ def merge_seams(
             frame = pd.concat([frame, new], ignore_index=True)
             frame = gpd.GeoDataFrame(frame, geometry=p.frame.geometry.name, crs=p.crs)
         out.append(p.with_frame(frame))
-    return out, info
+    return out
 
 
 def split_to_cores(parts: Sequence[Partition]) -> list[Partition]:
@@ -588,16 +593,7 @@ def split_to_cores(parts: Sequence[Partition]) -> list[Partition]:
                 for sub in shapely.get_parts(piece):
                     if shapely.get_type_id(sub) == 3 and shapely.area(sub) > 0:
                         add.setdefault(int(n), []).append({**attrs.iloc[r].to_dict(), "geometry": sub})
-    result = []
-    for k, p in enumerate(parts):
-        frame = p.frame
-        if k in drop:
-            frame = frame.drop(index=frame.index[drop[k]])
-        if k in add:
-            new = gpd.GeoDataFrame(add[k], geometry="geometry", crs=p.crs)
-            frame = gpd.GeoDataFrame(pd.concat([frame, new], ignore_index=True), geometry="geometry", crs=p.crs)
-        result.append(p.with_frame(frame))
-    return result
+    return _apply(parts, drop, add)
 
 
 # --- back to pixels -------------------------------------------------------------------------------
