@@ -80,8 +80,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     out = Path(args.out)
     prob = out.with_name(f"{out.stem}_prob{out.suffix}")
     edge = args.edge if args.edge is not None else params.resolve(args.profile)["edge_px"]
-    info = predict_tile(forward, tile, prob, out, size=size, edge=edge, batch=args.batch, threshold=args.threshold,
-                        progress=True)  # fmt: skip
+    info = predict_tile(
+        forward, tile, prob, out, size=size, edge=edge, batch=args.batch, threshold=args.threshold, progress=True
+    )
     print(
         f"{out} (lake mask) and {prob} (probability x250): {info['pixels'] / 1e6:.2f} Mpixel, {info['windows']} "
         f"windows, {info['lake_share']:.1%} lake, {info['nodata_share']:.1%} no data, {info['seconds']:.1f} s"
@@ -131,9 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stamps.add_argument("--profile", default="demo", help="demo (default), tiny or paper")
     stamps.add_argument(
-        "-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
         help="parameter, given to every stage whose notebook declares it (repeatable)",
-    )  # fmt: skip
+    )
     stamps.set_defaults(func=_cmd_stamps)
 
     stages = sub.add_parser("stages", help="list the stages and the parameters each notebook takes")

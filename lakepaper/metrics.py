@@ -564,8 +564,11 @@ def read_test_regions(
             pred = np.where(label == LABEL_NODATA, NODATA, pred)
             label = np.where(label == LABEL_NODATA, 0, label)
             grid = window_transform(Window(r.col_off, r.row_off, r.width, r.height), t)
-            out.append(Region(r.region_id, r.region_type, label.astype(np.uint8), pred.astype(np.uint8), res,
-                              meta["crs"], grid))  # fmt: skip
+            out.append(
+                Region(
+                    r.region_id, r.region_type, label.astype(np.uint8), pred.astype(np.uint8), res, meta["crs"], grid
+                )
+            )
     return out
 
 
@@ -625,6 +628,7 @@ def burn(polygons, region: Region, *, values: str | None = None) -> np.ndarray:
     if not len(g):
         return np.zeros(shape, dtype if values else bool)
     vals = g[values].to_numpy() if values else np.ones(len(g), dtype)
-    burnt = features.rasterize(zip(g.geometry, vals, strict=True), out_shape=shape, transform=region.transform,
-                               fill=0, dtype=dtype)  # fmt: skip
+    burnt = features.rasterize(
+        zip(g.geometry, vals, strict=True), out_shape=shape, transform=region.transform, fill=0, dtype=dtype
+    )
     return burnt if values else burnt.astype(bool)

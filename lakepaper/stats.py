@@ -357,9 +357,13 @@ def grid_frame(lc: LakeCells) -> pd.DataFrame:
 
 
 def headline(
-    lc: LakeCells, *, high_latitude_deg: float = 57.0, small_km2: float = 1.0, large_km2: float = 100.0,
+    lc: LakeCells,
+    *,
+    high_latitude_deg: float = 57.0,
+    small_km2: float = 1.0,
+    large_km2: float = 100.0,
     tiny_km2: float = 0.01,
-) -> dict[str, float]:  # fmt: skip
+) -> dict[str, float]:
     """The numbers of section 3.2, named as in ``params.PUBLISHED`` (shares in %).
 
     n_lakes, total_area_km2, share_count_below_1km2, share_area_above_100km2, share_count_below_0_01km2,

@@ -47,16 +47,18 @@ def synthetic_chip(region_id: str, h: int, w: int, rng: np.random.Generator, spl
     land = np.array([0.08, 0.1, 0.12, 0.25, -0.3], np.float32)[:, None, None]
     water = np.array([0.06, 0.07, 0.05, 0.02, 0.45], np.float32)[:, None, None]
     image = np.where(label[None] == 1, water, land) + noise
-    return Chip(region_id, ["NR", "AR", "SL"][int(rng.integers(3))], split, h * w * 1e-4, image.astype(np.float32),
-                label)  # fmt: skip
+    return Chip(
+        region_id, ["NR", "AR", "SL"][int(rng.integers(3))], split, h * w * 1e-4, image.astype(np.float32), label
+    )
 
 
 def synthetic_set(seed: int = 0, n=(6, 3, 3), sizes=(20, 90)) -> dict[str, list[Chip]]:
     rng = np.random.default_rng(seed)
     out = {}
     for split, k in zip(("train", "val", "test"), n, strict=True):
-        out[split] = [synthetic_chip(f"{split[0].upper()}{i:03d}", *rng.integers(*sizes, size=2), rng, split)
-                      for i in range(k)]  # fmt: skip
+        out[split] = [
+            synthetic_chip(f"{split[0].upper()}{i:03d}", *rng.integers(*sizes, size=2), rng, split) for i in range(k)
+        ]
     return out
 
 
@@ -66,9 +68,17 @@ def write_set(folder, chips: list[Chip]) -> None:
     for i, c in enumerate(chips):
         t = Affine(10, 0, 500000 + 5000 * i, 0, -10, 4000000)
         image, label = write_chip(folder, c.region_id, c.image, c.label, crs=CRS, transform=t)
-        rows.append({"region_id": c.region_id, "region_type": c.region_type, "split": c.split,
-                     "area_km2": c.area_km2, "image": image, "label": label,
-                     "geometry": box(500000 + 5000 * i, 3990000, 500100 + 5000 * i, 4000000)})  # fmt: skip
+        rows.append(
+            {
+                "region_id": c.region_id,
+                "region_type": c.region_type,
+                "split": c.split,
+                "area_km2": c.area_km2,
+                "image": image,
+                "label": label,
+                "geometry": box(500000 + 5000 * i, 3990000, 500100 + 5000 * i, 4000000),
+            }
+        )
     io.write_vector(gpd.GeoDataFrame(rows, crs=CRS), Path(folder) / "regions.gpkg", "Polygon")
 
 
@@ -82,8 +92,15 @@ def write_input_tile(path, shape=(150, 170), seed=0, hole=True) -> np.ndarray:
     if hole:
         data[:, 10:20, 30:40] = -32768
         data[2, 100, 100] = -32768  # one band missing at one pixel is no data too
-    io.write_raster(path, data, crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 4000000), nodata=-32768,
-                    band_names=list(BANDS), tags={"SCALE": 1000})  # fmt: skip
+    io.write_raster(
+        path,
+        data,
+        crs="EPSG:32633",
+        transform=Affine(10, 0, 500000, 0, -10, 4000000),
+        nodata=-32768,
+        band_names=list(BANDS),
+        tags={"SCALE": 1000},
+    )
     return data
 
 
@@ -97,8 +114,16 @@ def tiny_checkpoint(path, seed: int = 0, **over) -> Path:
     p = params.resolve("tiny", **over)
     torch.manual_seed(seed)
     model = UNet(p["in_channels"], p["unet_widths"], p["unet_upsample"])
-    return save_checkpoint(path, model, bands=p["composite_bands"], patch_size=p["patch_size"], params={}, epoch=0,
-                           val_loss=1.0, metrics={})  # fmt: skip
+    return save_checkpoint(
+        path,
+        model,
+        bands=p["composite_bands"],
+        patch_size=p["patch_size"],
+        params={},
+        epoch=0,
+        val_loss=1.0,
+        metrics={},
+    )
 
 
 # --- stage 05: truths and references, prediction masks --------------------------------------------------------

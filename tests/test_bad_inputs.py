@@ -107,19 +107,27 @@ def test_truncated_predict_input_names_the_file(composite, tmp_path):
     _truncate(bad, 0.2)
     with pytest.raises(InputError, match="in.tif"):
         tile = InputTile.open(bad, BANDS)
-        predict_tile(lambda x: np.zeros((len(x), *x.shape[2:])), tile, tmp_path / "p.tif", tmp_path / "m.tif",
-                     size=64, edge=8)  # fmt: skip
+        predict_tile(
+            lambda x: np.zeros((len(x), *x.shape[2:])), tile, tmp_path / "p.tif", tmp_path / "m.tif", size=64, edge=8
+        )
     assert not (tmp_path / "p.tif").exists() and not (tmp_path / "m.tif").exists()
 
 
 def test_nan_values_in_a_predict_input_become_nodata(tmp_path):
     data = np.random.default_rng(0).random((5, 48, 48)).astype(np.float32)
     data[:, 5:9, 5:9] = np.nan
-    io.write_raster(tmp_path / "nan.tif", data, crs="EPSG:32633", transform=Affine(10, 0, 0, 0, -10, 0),
-                    band_names=list(BANDS))  # fmt: skip
+    io.write_raster(
+        tmp_path / "nan.tif", data, crs="EPSG:32633", transform=Affine(10, 0, 0, 0, -10, 0), band_names=list(BANDS)
+    )
     tile = InputTile.open(tmp_path / "nan.tif", BANDS)
-    predict_tile(lambda x: np.full((len(x), *x.shape[2:]), 0.9, np.float32), tile, tmp_path / "p.tif",
-                 tmp_path / "m.tif", size=64, edge=8)  # fmt: skip
+    predict_tile(
+        lambda x: np.full((len(x), *x.shape[2:]), 0.9, np.float32),
+        tile,
+        tmp_path / "p.tif",
+        tmp_path / "m.tif",
+        size=64,
+        edge=8,
+    )
     mask = io.read_raster(tmp_path / "m.tif")[0][0]
     assert (mask[5:9, 5:9] == 255).all() and (mask[10:, 10:] == 1).all()
 

@@ -45,16 +45,19 @@ def files(tmp_path):
     """Small look-alikes of GLAKES (Shapefile), PLD (Shapefile), a product (GeoParquet) and a plain GeoPackage."""
     glakes = gpd.GeoDataFrame(
         {"Lake_id": [1, 2], "Area_bound": [0.05, 2.0], "Lake_type": [1, 2]},
-        geometry=[lake(10, 60, 0.05), lake(10.5, 60.2, 2.0)], crs=4326,
-    )  # fmt: skip
+        geometry=[lake(10, 60, 0.05), lake(10.5, 60.2, 2.0)],
+        crs=4326,
+    )
     pld = gpd.GeoDataFrame(
         {"lake_id": [11, 12, 13], "ref_area": [0.012, 0.05, 1.8]},
-        geometry=[lake(11, 61, 0.012), lake(10, 60, 0.05), lake(10.5, 60.2, 1.8)], crs=4326,
-    )  # fmt: skip
+        geometry=[lake(11, 61, 0.012), lake(10, 60, 0.05), lake(10.5, 60.2, 1.8)],
+        crs=4326,
+    )
     product = gpd.GeoDataFrame(
         {"id": [1, 2, 3, 4], "area_km2": [0.006, 0.012, 0.05, 2.0]},
-        geometry=[lake(12, 62, 0.006), lake(11, 61, 0.012), lake(10, 60, 0.05), lake(10.5, 60.2, 2.0)], crs=4326,
-    )  # fmt: skip
+        geometry=[lake(12, 62, 0.006), lake(11, 61, 0.012), lake(10, 60, 0.05), lake(10.5, 60.2, 2.0)],
+        crs=4326,
+    )
     plain = gpd.GeoDataFrame({"name": ["a"]}, geometry=[lake(5, 5, 1.0)], crs=4326).to_crs(32631)
     io.write_vector(glakes, tmp_path / "glakes.shp", "Polygon")
     io.write_vector(pld, tmp_path / "pld.shp", "Polygon")
@@ -103,8 +106,10 @@ def test_standardise_refuses_missing_columns_and_keeps_ids():
 
 
 def test_size_group_comparison_by_hand(files):
-    cats = {n: compare.read_catalogue(files / f) for n, f in (("GLAKESplus", "lakes.parquet"), ("GLAKES", "glakes.shp"),
-                                                               ("PLD", "pld.shp"))}  # fmt: skip
+    cats = {
+        n: compare.read_catalogue(files / f)
+        for n, f in (("GLAKESplus", "lakes.parquet"), ("GLAKES", "glakes.shp"), ("PLD", "pld.shp"))
+    }
     t = compare.size_group_comparison(cats, EDGES)
     counts = compare.wide(t, "count")
     assert list(counts.columns) == ["GLAKESplus", "GLAKES", "PLD"]
@@ -204,8 +209,15 @@ def test_composite_basemap_reads_a_composite(tmp_path):
     bands[4] = 500  # NDWI 0.5
     bands[5] = 3  # clear observations
     names = ["B2", "B3", "B4", "B11", "NDWI", COUNT_BAND]
-    io.write_raster(tmp_path / "T01.tif", bands, crs="EPSG:32633", transform=from_origin(500000, 6000000, 10, 10),
-                    nodata=-32768, band_names=names, tags={"SCALE": 1000})  # fmt: skip
+    io.write_raster(
+        tmp_path / "T01.tif",
+        bands,
+        crs="EPSG:32633",
+        transform=from_origin(500000, 6000000, 10, 10),
+        nodata=-32768,
+        band_names=names,
+        tags={"SCALE": 1000},
+    )
     bm = composite_basemap(tmp_path / "T01.tif")
     assert bm["ndwi"].shape == (8, 10) and np.allclose(bm["ndwi"], 0.5)
     assert bm["rgb"].shape == (8, 10, 3) and bm["extent"] == (500000, 500100, 5999920, 6000000)

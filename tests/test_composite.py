@@ -469,8 +469,9 @@ def test_blocks_give_the_bits_of_the_whole_tile(world, p, composites, tmp_path, 
         whole = composites["T03"]["path"]  # default: one block of 256 rows
     else:
         whole = composite_tile(world, "T03", tmp_path / "whole.tif", p=p, batch=batch, block_rows=256)["path"]
-    got = composite_tile(world, "T03", tmp_path / "blocks.tif", p=p, batch=batch, block_rows=block_rows,
-                         num_workers=num_workers)  # fmt: skip
+    got = composite_tile(
+        world, "T03", tmp_path / "blocks.tif", p=p, batch=batch, block_rows=block_rows, num_workers=num_workers
+    )
     a, b = _data(got["path"]), _data(whole)
     assert np.array_equal(a[0], b[0]) and a[1:] == b[1:]
     ref = composites["T03"] if batch == 8 else got
@@ -501,9 +502,14 @@ def test_blocks_need_their_halo(world, p, tmp_path, monkeypatch):
 @pytest.mark.bad_input
 @pytest.mark.parametrize(
     ("override", "name"),
-    [({"batch": 0}, "batch"), ({"block_rows": 20}, "block_rows"), ({"block_rows": -8}, "block_rows"),
-     ({"num_workers": 0}, "num_workers"), ({"batch": 2.5}, "batch")],
-)  # fmt: skip
+    [
+        ({"batch": 0}, "batch"),
+        ({"block_rows": 20}, "block_rows"),
+        ({"block_rows": -8}, "block_rows"),
+        ({"num_workers": 0}, "num_workers"),
+        ({"batch": 2.5}, "batch"),
+    ],
+)
 def test_bad_block_arguments_raise_before_writing(world, p, tmp_path, override, name):
     with pytest.raises(ParameterError) as err:
         composite_tile(world, "T11", tmp_path / "T11.tif", p=p, **override)
@@ -573,8 +579,9 @@ def test_nothing_seen_gives_all_nodata_in_blocks(world, p, tmp_path, block_rows)
     for sid in select_scenes(w, "T11", p).system_index:
         _rewrite(w.scene_path("T11", sid, "CLDPRB"), lambda a, kw: (np.full_like(a, 100), kw))
     cloudy = composite_tile(w, "T11", tmp_path / "cloudy.tif", p=p, block_rows=block_rows)
-    none_kept = composite_tile(world, "T11", tmp_path / "none.tif", p={**p, "max_scene_cloud_pct": 0.0},
-                               block_rows=block_rows)  # fmt: skip
+    none_kept = composite_tile(
+        world, "T11", tmp_path / "none.tif", p={**p, "max_scene_cloud_pct": 0.0}, block_rows=block_rows
+    )
     assert none_kept["scenes"] == []
     for summary in (cloudy, none_kept):
         data, count, _ = read_composite(summary["path"])

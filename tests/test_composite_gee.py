@@ -280,9 +280,16 @@ def _fake_download(path: Path, bands: int, size: tuple[int, int]) -> None:
     data[-1] = 4
     data[-1, 0, 0] = 0
     with rasterio.open(
-        path, "w", driver="GTiff", count=bands, width=size[0], height=size[1], dtype="int16",
-        crs="EPSG:32633", transform=Affine(10, 0, 0, 0, -10, 0),
-    ) as dst:  # fmt: skip
+        path,
+        "w",
+        driver="GTiff",
+        count=bands,
+        width=size[0],
+        height=size[1],
+        dtype="int16",
+        crs="EPSG:32633",
+        transform=Affine(10, 0, 0, 0, -10, 0),
+    ) as dst:
         dst.write(data)
 
 

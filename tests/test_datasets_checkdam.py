@@ -220,18 +220,50 @@ def _write(tmp_path, doc, name="a.json"):
 
 def test_labelme_versions_and_shapes(tmp_path):
     _chip(tmp_path)
-    v3 = {"version": "3.6.1", "flags": {}, "lineColor": [0, 255, 0, 128], "fillColor": [255, 0, 0, 128],
-          "imagePath": "chip.jpg", "imageData": None,
-          "shapes": [{"label": "gully", "line_color": None, "fill_color": None,
-                      "points": [[10, 10], [30, 10], [30, 20], [10, 20]]}]}  # fmt: skip
-    v5 = {"version": "5.4.1", "flags": {}, "imagePath": "chip.jpg", "imageData": None, "imageHeight": 48,
-          "imageWidth": 64, "shapes": [
-              {"label": " Gully ", "points": [[40, 30], [20, 25]], "shape_type": "rectangle", "group_id": None,
-               "description": "", "flags": {}, "mask": None},
-              {"label": "gully", "points": [[50, 10], [50, 14]], "shape_type": "circle", "group_id": 1,
-               "description": "", "flags": {}},
-              {"label": "gully", "points": [[0, 0], [5, 5]], "shape_type": "line", "group_id": None, "flags": {}},
-          ]}  # fmt: skip
+    v3 = {
+        "version": "3.6.1",
+        "flags": {},
+        "lineColor": [0, 255, 0, 128],
+        "fillColor": [255, 0, 0, 128],
+        "imagePath": "chip.jpg",
+        "imageData": None,
+        "shapes": [
+            {
+                "label": "gully",
+                "line_color": None,
+                "fill_color": None,
+                "points": [[10, 10], [30, 10], [30, 20], [10, 20]],
+            }
+        ],
+    }
+    v5 = {
+        "version": "5.4.1",
+        "flags": {},
+        "imagePath": "chip.jpg",
+        "imageData": None,
+        "imageHeight": 48,
+        "imageWidth": 64,
+        "shapes": [
+            {
+                "label": " Gully ",
+                "points": [[40, 30], [20, 25]],
+                "shape_type": "rectangle",
+                "group_id": None,
+                "description": "",
+                "flags": {},
+                "mask": None,
+            },
+            {
+                "label": "gully",
+                "points": [[50, 10], [50, 14]],
+                "shape_type": "circle",
+                "group_id": 1,
+                "description": "",
+                "flags": {},
+            },
+            {"label": "gully", "points": [[0, 0], [5, 5]], "shape_type": "line", "group_id": None, "flags": {}},
+        ],
+    }
     a3 = labelme.read_labelme(_write(tmp_path, v3, "v3.json"))
     assert (a3.height, a3.width, a3.shapes[0].shape_type) == (48, 64, "polygon")  # size from the image
     mask, geom = labelme.rasterize(a3, "gully")
@@ -249,9 +281,19 @@ def test_mask_shape_of_labelme_5_3(tmp_path):
     patch[1:5, 2:7] = 255
     buf = __import__("io").BytesIO()
     Image.fromarray(patch).save(buf, format="PNG")
-    doc = {"version": "5.3.1", "imagePath": "chip.jpg", "imageData": None, "shapes": [
-        {"label": "gully", "points": [[10, 20], [17, 25]], "shape_type": "mask",
-         "mask": base64.b64encode(buf.getvalue()).decode()}]}  # fmt: skip
+    doc = {
+        "version": "5.3.1",
+        "imagePath": "chip.jpg",
+        "imageData": None,
+        "shapes": [
+            {
+                "label": "gully",
+                "points": [[10, 20], [17, 25]],
+                "shape_type": "mask",
+                "mask": base64.b64encode(buf.getvalue()).decode(),
+            }
+        ],
+    }
     mask, _ = labelme.rasterize(labelme.read_labelme(_write(tmp_path, doc)), "gully")
     assert mask.sum() == 4 * 5 and mask[21:25, 12:17].all()
 
@@ -314,8 +356,9 @@ def test_rasterize_with_exact_georeferencing(tmp_path):
     ann = labelme.read_labelme(_write(tmp_path, doc))
     t = from_origin(455_000 + 256 * 0.75, 7_050_000, 0.75, 0.75)  # cell r000_c001 of the replica's grid
     mask, geom = labelme.rasterize(ann, "gully", transform=t)
-    assert geom.bounds == pytest.approx((455_000 + (256 + 10) * 0.75, 7_050_000 - 60 * 0.75,
-                                         455_000 + (256 + 50) * 0.75, 7_050_000 - 20 * 0.75))  # fmt: skip
+    assert geom.bounds == pytest.approx(
+        (455_000 + (256 + 10) * 0.75, 7_050_000 - 60 * 0.75, 455_000 + (256 + 50) * 0.75, 7_050_000 - 20 * 0.75)
+    )
     expect = np.zeros((256, 256), np.uint8)
     expect[20:60, 10:50] = 1
     assert (mask == expect).all()

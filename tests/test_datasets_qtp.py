@@ -289,8 +289,16 @@ def test_two_class_scores():
 
 def _tiny_p():
     p = params.resolve("tiny")
-    return training.dataset_params(p, BANDS, chip_px=32, patches_per_epoch=4, dataset_max_epochs=1, max_epochs=1,
-                                   val_patches_per_epoch=4, batch_size=2)  # fmt: skip
+    return training.dataset_params(
+        p,
+        BANDS,
+        chip_px=32,
+        patches_per_epoch=4,
+        dataset_max_epochs=1,
+        max_epochs=1,
+        val_patches_per_epoch=4,
+        batch_size=2,
+    )
 
 
 def test_transfer_maps_rgb_filters_onto_b4_b3_b2():

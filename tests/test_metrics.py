@@ -78,7 +78,7 @@ def test_pooled_sums_counts_before_scoring():
             "tp": [10, 0, 5],
             "fp": [0, 10, 5],
             "fn": [0, 0, 5],
-        }  # fmt: skip
+        }
     )
     t = metrics.pooled(counts, order=("NR", "AR", "SL"))
     assert list(t.index) == ["NR", "AR", "SL", "all"]
@@ -121,9 +121,12 @@ def test_patch_ownership_covers_every_pixel_once():
 
 @settings(max_examples=40, deadline=None)
 @given(
-    h=st.integers(1, 70), w=st.integers(1, 70), size=st.integers(1, 40), seed=st.integers(0, 2**16),
+    h=st.integers(1, 70),
+    w=st.integers(1, 70),
+    size=st.integers(1, 40),
+    seed=st.integers(0, 2**16),
     partial=st.sampled_from(metrics.PARTIAL),
-)  # fmt: skip
+)
 def test_patch_counts_add_up_to_the_region(h, w, size, seed, partial):
     rng = np.random.default_rng(seed)
     label = (rng.random((h, w)) < 0.4).astype(np.uint8)
@@ -341,11 +344,22 @@ def test_read_test_regions_cuts_the_tile_mask(tmp_path):
     label[5:15, 0:10] = 1
     io.write_raster(samples / "chips/R1_label.tif", label, crs="EPSG:32633", transform=transform)
     regions = gpd.GeoDataFrame(
-        {"region_id": ["R1", "R2"], "tile": ["T01", "T01"], "region_type": ["NR", "SL"], "split": ["test", "train"],
-         "row_off": [5, 0], "col_off": [5, 0], "height": [15, 5], "width": [20, 5], "area_km2": [0.03, 0.0025],
-         "image": ["chips/R1_image.tif"] * 2, "label": ["chips/R1_label.tif"] * 2},
-        geometry=[shapely.box(0, 0, 1, 1)] * 2, crs=4326,
-    )  # fmt: skip
+        {
+            "region_id": ["R1", "R2"],
+            "tile": ["T01", "T01"],
+            "region_type": ["NR", "SL"],
+            "split": ["test", "train"],
+            "row_off": [5, 0],
+            "col_off": [5, 0],
+            "height": [15, 5],
+            "width": [20, 5],
+            "area_km2": [0.03, 0.0025],
+            "image": ["chips/R1_image.tif"] * 2,
+            "label": ["chips/R1_label.tif"] * 2,
+        },
+        geometry=[shapely.box(0, 0, 1, 1)] * 2,
+        crs=4326,
+    )
     io.write_vector(regions, samples / "regions.gpkg", "Polygon")
     (r,) = metrics.read_test_regions(samples, masks)
     assert r.region_id == "R1" and r.region_type == "NR" and r.pixel_km2 == pytest.approx(1e-4)

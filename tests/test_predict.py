@@ -86,8 +86,15 @@ def test_tile_smaller_than_a_window_is_predicted(tmp_path):
 @pytest.mark.bad_input
 def test_all_nodata_tile_gives_all_nodata_output(tmp_path):
     data = np.full((5, 40, 40), -32768, np.int16)
-    io.write_raster(tmp_path / "empty.tif", data, crs="EPSG:32633", transform=Affine(10, 0, 0, 0, -10, 0),
-                    nodata=-32768, band_names=list(BANDS), tags={"SCALE": 1000})  # fmt: skip
+    io.write_raster(
+        tmp_path / "empty.tif",
+        data,
+        crs="EPSG:32633",
+        transform=Affine(10, 0, 0, 0, -10, 0),
+        nodata=-32768,
+        band_names=list(BANDS),
+        tags={"SCALE": 1000},
+    )
     tile = InputTile.open(tmp_path / "empty.tif", BANDS)
     info = predict_tile(_forward(_net()), tile, tmp_path / "p.tif", tmp_path / "m.tif", size=SIZE, edge=EDGE)
     assert info["nodata_share"] == 1.0 and (io.read_raster(tmp_path / "m.tif")[0] == NODATA).all()
@@ -133,8 +140,15 @@ def test_a_failure_mid_tile_leaves_no_file(tmp_path):
         return f(x)
 
     with pytest.raises(RuntimeError):
-        predict_tile(failing, InputTile.open(tmp_path / "in.tif", BANDS), tmp_path / "o" / "p.tif",
-                     tmp_path / "o" / "m.tif", size=SIZE, edge=EDGE, batch=2)  # fmt: skip
+        predict_tile(
+            failing,
+            InputTile.open(tmp_path / "in.tif", BANDS),
+            tmp_path / "o" / "p.tif",
+            tmp_path / "o" / "m.tif",
+            size=SIZE,
+            edge=EDGE,
+            batch=2,
+        )
     assert not list((tmp_path / "o").iterdir())
 
 

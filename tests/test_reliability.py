@@ -83,8 +83,14 @@ def test_samples_survive_kills(world, composites, tmp_path):
 
 STAGE_FRACTIONS = [0.1, 0.35, 0.6, 0.85]
 #: Training long enough for kills between and inside epochs (~0.1 s an epoch).
-TRAIN_OVER = {"patch_size": 32, "batch_size": 4, "patches_per_epoch": 16, "val_patches_per_epoch": 8,
-              "max_epochs": 12, "patience": 50}  # fmt: skip
+TRAIN_OVER = {
+    "patch_size": 32,
+    "batch_size": 4,
+    "patches_per_epoch": 16,
+    "val_patches_per_epoch": 8,
+    "max_epochs": 12,
+    "patience": 50,
+}
 
 
 def _job(imports: str, body: str) -> str:
@@ -145,8 +151,15 @@ def _train_left(folder, ref) -> None:
 
 
 def test_train_survives_kills(samples, tmp_path):
-    counts = check_kill_points(_train_job(samples), tmp_path / "ref", tmp_path, STAGE_FRACTIONS, mark=True,
-                               digest=stage_digest, check_left=_train_left)  # fmt: skip
+    counts = check_kill_points(
+        _train_job(samples),
+        tmp_path / "ref",
+        tmp_path,
+        STAGE_FRACTIONS,
+        mark=True,
+        digest=stage_digest,
+        check_left=_train_left,
+    )
     print(f"kill points: {counts}")  # shown with -s
     assert counts["killed_mid_run"] >= 3, counts
     assert len(pd.read_csv(tmp_path / "ref" / "history.csv")) == TRAIN_OVER["max_epochs"]
@@ -233,8 +246,9 @@ def test_a_worker_dying_mid_tile_loses_and_duplicates_no_tile(predict_inputs, tm
     ):
         client.register_plugin(die_once(str(flag), str(out)))
         before = set(client.run(os.getpid).values())
-        summary = predict_tiles(tiles, checkpoint, out, edge=8, batch=4, scheduler=cluster.scheduler_address,
-                                progress=False)  # fmt: skip
+        summary = predict_tiles(
+            tiles, checkpoint, out, edge=8, batch=4, scheduler=cluster.scheduler_address, progress=False
+        )
         client.wait_for_workers(2)
         after = set(client.run(os.getpid).values())
     assert flag.exists() and flag.read_text() in {str(p) for p in before}  # a worker did die, mid-tile

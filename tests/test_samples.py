@@ -236,8 +236,15 @@ def test_region_without_composite_coverage_is_left_out_with_a_warning(world, com
     copy = tmp_path / "composite"
     for t in TILES:
         arr, m = (data, meta) if t == r.tile else io.read_raster(composites / "tiles" / f"{t}.tif")
-        io.write_raster(copy / "tiles" / f"{t}.tif", arr, crs=m["crs"], transform=m["transform"], nodata=m["nodata"],
-                        band_names=m["band_names"], tags=m["tags"])  # fmt: skip
+        io.write_raster(
+            copy / "tiles" / f"{t}.tif",
+            arr,
+            crs=m["crs"],
+            transform=m["transform"],
+            nodata=m["nodata"],
+            band_names=m["band_names"],
+            tags=m["tags"],
+        )
     with pytest.warns(UserWarning, match=f"region {r.region_id}: no clear observation"):
         result = build_samples(world, copy, tmp_path / "s", p, progress=False)
     assert r.region_id in set(result["skipped"].region_id)

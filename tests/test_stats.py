@@ -113,8 +113,9 @@ def test_split_matches_an_independent_overlay():
     cells = [
         (r, c, shapely.box(g.lon_edges[c], g.lat_edges[r], g.lon_edges[c + 1], g.lat_edges[r + 1])) for r, c in near
     ]
-    grid = gpd.GeoDataFrame({"row": [x[0] for x in cells], "col": [x[1] for x in cells]},
-                            geometry=[x[2] for x in cells], crs=4326)  # fmt: skip
+    grid = gpd.GeoDataFrame(
+        {"row": [x[0] for x in cells], "col": [x[1] for x in cells]}, geometry=[x[2] for x in cells], crs=4326
+    )
     over = gpd.overlay(lakes[["geometry"]], grid, how="intersection", keep_geom_type=True)
     over["km2"] = stats.geodesic_area_km2(over.geometry.to_numpy())
     ref = over.groupby(["row", "col"]).km2.sum()
@@ -161,8 +162,9 @@ def test_empty_geometries_are_dropped_with_a_warning():
 
 def test_counts_use_a_point_inside_the_lake():
     # a C-shaped lake whose centroid lies outside it, in another cell
-    c_shape = shapely.Polygon([(0.5, 0.5), (2.5, 0.5), (2.5, 0.6), (0.6, 0.6), (0.6, 2.4), (2.5, 2.4), (2.5, 2.5),
-                               (0.5, 2.5)])  # fmt: skip
+    c_shape = shapely.Polygon(
+        [(0.5, 0.5), (2.5, 0.5), (2.5, 0.6), (0.6, 0.6), (0.6, 2.4), (2.5, 2.4), (2.5, 2.5), (0.5, 2.5)]
+    )
     assert not c_shape.contains(c_shape.centroid)
     lc = stats.locate(frame([c_shape]))
     assert shapely.Point(lc.lon[0], lc.lat[0]).within(c_shape)

@@ -23,8 +23,14 @@ from lakepaper.train.table import supplementary_table1, write_table
 
 
 def tiny(**over):
-    base = {"patch_size": 32, "batch_size": 4, "patches_per_epoch": 8, "val_patches_per_epoch": 4, "max_epochs": 3,
-            "patience": 10}  # fmt: skip
+    base = {
+        "patch_size": 32,
+        "batch_size": 4,
+        "patches_per_epoch": 8,
+        "val_patches_per_epoch": 4,
+        "max_epochs": 3,
+        "patience": 10,
+    }
     return params.resolve("tiny", **{**base, **over})
 
 
@@ -111,8 +117,14 @@ def test_regions_are_drawn_in_proportion_to_their_area():
 
 def test_positions_are_uniform_inside_large_regions():
     h, w, s = 40, 12, 8
-    chip = Chip("R", "NR", "train", 1.0, np.arange(h * w, dtype=np.float32).reshape(1, h, w).repeat(5, 0),
-                np.zeros((h, w), np.uint8))  # fmt: skip
+    chip = Chip(
+        "R",
+        "NR",
+        "train",
+        1.0,
+        np.arange(h * w, dtype=np.float32).reshape(1, h, w).repeat(5, 0),
+        np.zeros((h, w), np.uint8),
+    )
     patches = PatchSampler([chip], s).draw(np.random.default_rng(2), 4000, augment=False)
     top = (patches.image[:, 0, 0, 0] // w).astype(int)
     left = (patches.image[:, 0, 0, 0] % w).astype(int)
@@ -143,15 +155,20 @@ def test_flips_only_when_training():
     assert (val.image == image).all()
     tr = sampler.draw(np.random.default_rng(5), 2000, augment=True)
     variants = {
-        "none": image, "h": image[:, :, ::-1], "v": image[:, ::-1, :], "hv": image[:, ::-1, ::-1],
-    }  # fmt: skip
+        "none": image,
+        "h": image[:, :, ::-1],
+        "v": image[:, ::-1, :],
+        "hv": image[:, ::-1, ::-1],
+    }
     seen = {k: int(sum((p == v).all() for p in tr.image)) for k, v in variants.items()}
     assert sum(seen.values()) == 2000
     assert all(400 < n < 600 for n in seen.values()), seen  # each about 1/4
     for p, lab in zip(tr.image, tr.label, strict=True):  # label flipped with its image
         assert (lab == (p[4] > 0.5)).all()
-    assert (sampler.draw(np.random.default_rng(9), 50, augment=True).image
-            == sampler.draw(np.random.default_rng(9), 50, augment=True).image).all()  # fmt: skip
+    assert (
+        sampler.draw(np.random.default_rng(9), 50, augment=True).image
+        == sampler.draw(np.random.default_rng(9), 50, augment=True).image
+    ).all()
 
 
 def test_sequential_patches_score_every_pixel_once():
@@ -281,8 +298,9 @@ def test_other_parameters_or_data_start_over(data, tmp_path):
     r = train(data["train"][:-1], data["val"], tmp_path, tiny(max_epochs=2, learning_rate=0.5), progress=False)
     assert r["resumed_from"] == 0
     assert "other parameters or data: starting over" in (tmp_path / "train.log").read_text()
-    r = train(data["train"][:-1], data["val"], tmp_path, tiny(max_epochs=2, learning_rate=0.5), progress=False,
-              resume=False)  # fmt: skip
+    r = train(
+        data["train"][:-1], data["val"], tmp_path, tiny(max_epochs=2, learning_rate=0.5), progress=False, resume=False
+    )
     assert r["resumed_from"] == 0
     (tmp_path / "last.pt").write_bytes(b"damaged")
     r = train(data["train"][:-1], data["val"], tmp_path, tiny(max_epochs=2, learning_rate=0.5), progress=False)
@@ -328,8 +346,14 @@ def test_the_loop_learns_lakes(data, tmp_path):
     """Synthetic lakes (high NDWI, dark SWIR): a tiny U-Net finds them within a few seconds of training."""
     # fp32: this checks the loop; bf16 (the 'auto' choice on CPUs that compute it) is compared on the demo
     # by benchmarks/train.py --iou
-    p = tiny(patch_size=64, patches_per_epoch=32, val_patches_per_epoch=8, max_epochs=12, batch_size=8,
-             train_precision_cpu="fp32")  # fmt: skip
+    p = tiny(
+        patch_size=64,
+        patches_per_epoch=32,
+        val_patches_per_epoch=8,
+        max_epochs=12,
+        batch_size=8,
+        train_precision_cpu="fp32",
+    )
     r = train(data["train"], data["val"], tmp_path, p, progress=False)
     model, _ = load_model(r["best"])
     table = evaluate(model, data["test"], p)
@@ -418,8 +442,13 @@ def test_bad_chip_files_are_named(data, tmp_path):
     victim = data["train"][1]
     image = victim.image.copy()
     image[0, 2, 2] = np.nan
-    io.write_raster(tmp_path / chip_paths(victim.region_id)[0], image, crs=CRS, transform=Affine(10, 0, 0, 0, -10, 0),
-                    band_names=list(BANDS))  # fmt: skip
+    io.write_raster(
+        tmp_path / chip_paths(victim.region_id)[0],
+        image,
+        crs=CRS,
+        transform=Affine(10, 0, 0, 0, -10, 0),
+        band_names=list(BANDS),
+    )
     with pytest.raises(InputError, match=f"{victim.region_id}_image.tif.*NaN"):
         load_splits(tmp_path, BANDS)
 
@@ -439,9 +468,8 @@ def test_band_count_of_the_files_must_match_the_model(data, tmp_path):
 @pytest.mark.bad_input
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("optimizer", "adam"), ("loss", "bce"), ("patch_size", 40), ("train_precision_cpu", "fp16"),
-     ("batch_size", 0)],
-)  # fmt: skip
+    [("optimizer", "adam"), ("loss", "bce"), ("patch_size", 40), ("train_precision_cpu", "fp16"), ("batch_size", 0)],
+)
 def test_unsupported_training_parameters_are_named(data, tmp_path, name, value):
     p = {**tiny(), name: value}
     with pytest.raises(ParameterError) as err:
@@ -475,8 +503,9 @@ def test_supplementary_table_comes_from_the_parameters(tmp_path):
     assert "AdaDelta (learning rate 1.0, rho 0.95" in v["Optimizer"] and "L2 0.0001" in v["Output layer"]
     assert "50 epochs" in v["Early stopping"] and "p = 0.5" in v["Augmentation"]
     assert t.source.str.len().min() > 0
-    demo = dict(zip(*supplementary_table1(params.resolve("demo"), device="cpu", precision="fp32").T.values[:2],
-                    strict=True))  # fmt: skip
+    demo = dict(
+        zip(*supplementary_table1(params.resolve("demo"), device="cpu", precision="fp32").T.values[:2], strict=True)
+    )
     assert demo["Input size"] == "128 x 128 x 5" and demo["Arithmetic"] == "fp32 on cpu"
     csv, md = write_table(t, tmp_path / "supplementary_table1")
     assert pd.read_csv(csv).shape == t.shape and md.read_text().count("\n|") == len(t) + 2
@@ -504,8 +533,9 @@ def test_pixels_never_observed_are_left_out_of_patches_and_scores(tmp_path):
     label[10:20, 10:20] = 1
     label[:, :8] = LABEL_NODATA  # a strip the composite never saw
     image_rel, label_rel = write_chip(tmp_path, "R1", image, label, crs=CRS, transform=Affine(10, 0, 0, 0, -10, 0))
-    row = SimpleNamespace(region_id="R1", region_type="NR", split="train", area_km2=0.16, image=image_rel,
-                          label=label_rel)  # fmt: skip
+    row = SimpleNamespace(
+        region_id="R1", region_type="NR", split="train", area_km2=0.16, image=image_rel, label=label_rel
+    )
     chip = read_chip(tmp_path, row)
     assert set(np.unique(chip.label).tolist()) == {0, 1}  # in memory: binary label + observed mask
     assert not chip.observed[:, :8].any() and chip.observed[:, 8:].all()

@@ -35,9 +35,13 @@ def test_sides_not_divisible_by_16_are_refused(shape):
 @pytest.mark.bad_input
 @pytest.mark.parametrize(
     ("kwargs", "name"),
-    [({"widths": (4, 8, 16, 32)}, "unet_widths"), ({"widths": (4, 0, 16, 32, 64)}, "unet_widths"),
-     ({"upsample": "transposed"}, "unet_upsample"), ({"in_channels": 0}, "in_channels")],
-)  # fmt: skip
+    [
+        ({"widths": (4, 8, 16, 32)}, "unet_widths"),
+        ({"widths": (4, 0, 16, 32, 64)}, "unet_widths"),
+        ({"upsample": "transposed"}, "unet_upsample"),
+        ({"in_channels": 0}, "in_channels"),
+    ],
+)
 def test_bad_architecture_parameters_are_named(kwargs, name):
     with pytest.raises(ParameterError) as err:
         UNet(**{"in_channels": 5, "widths": TINY, **kwargs})

@@ -152,9 +152,22 @@ def grid(image: str | os.PathLike[str], size: int = 256) -> pd.DataFrame:
             ct = t * Affine.translation(c * size, r * size)
             x0, y0 = ct * (0, 0)
             x1, y1 = ct * (size, size)
-            rows.append({"name": cell_name(r, c), "row": r, "col": c, "row_off": r * size, "col_off": c * size,
-                         "a": ct.a, "b": ct.b, "c": ct.c, "d": ct.d, "e": ct.e, "f": ct.f,
-                         "geometry": box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))})  # fmt: skip
+            rows.append(
+                {
+                    "name": cell_name(r, c),
+                    "row": r,
+                    "col": c,
+                    "row_off": r * size,
+                    "col_off": c * size,
+                    "a": ct.a,
+                    "b": ct.b,
+                    "c": ct.c,
+                    "d": ct.d,
+                    "e": ct.e,
+                    "f": ct.f,
+                    "geometry": box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)),
+                }
+            )
     if not rows:
         raise InputError(image, f"image of {w} x {h} holds no complete {size} x {size} cell")
     return pd.DataFrame(rows)
@@ -353,8 +366,18 @@ def augment(
             tags = {"SOURCE_CELL": chip.name, "AUGMENTATION": aug.name}
             io.write_raster(folder / image_rel, im, crs=meta["crs"], transform=t, band_names=list(RGB_BANDS), tags=tags)
             io.write_raster(folder / mask_rel, mk, crs=meta["crs"], transform=t, band_names=["gully"], tags=tags)
-            rows.append({"name": name, "source": chip.name, "copy_no": k, "op": aug.op, "brightness": aug.factor,
-                         "image": image_rel, "mask": mask_rel, "gully_share": float(mk.mean())})  # fmt: skip
+            rows.append(
+                {
+                    "name": name,
+                    "source": chip.name,
+                    "copy_no": k,
+                    "op": aug.op,
+                    "brightness": aug.factor,
+                    "image": image_rel,
+                    "mask": mask_rel,
+                    "gully_share": float(mk.mean()),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -417,19 +440,35 @@ def build(root: str | os.PathLike[str], out_dir: str | os.PathLike[str], p: Mapp
         crs = src.crs
     chips, polys = write_chips(source, kept, by_path, out_dir, label=label, size=size)
     samples = augment(
-        chips, out_dir, factor=int(p["checkdam_augment_factor"]), kinds=p["checkdam_augmentations"],
-        brightness_range=tuple(p["checkdam_brightness_range"]), seed=int(p["checkdam_split_seed"]), progress=progress,
-    )  # fmt: skip
+        chips,
+        out_dir,
+        factor=int(p["checkdam_augment_factor"]),
+        kinds=p["checkdam_augmentations"],
+        brightness_range=tuple(p["checkdam_brightness_range"]),
+        seed=int(p["checkdam_split_seed"]),
+        progress=progress,
+    )
     samples = split(samples, p["checkdam_split_fractions"], int(p["checkdam_split_seed"]))
     g = gpd.GeoDataFrame(screened.drop(columns=["json"]).assign(json=screened.json.map(_name)), crs=crs)
     io.write_vector(g, out_dir / "grid.gpkg", "Polygon")
     io.write_vector(gpd.GeoDataFrame(polys, crs=crs), out_dir / "annotations.gpkg", "MultiPolygon")
     with io.atomic_path(out_dir / "samples.csv") as tmp:
         samples.to_csv(tmp, index=False)
-    counts = {"cells": len(cells), "kept": int(screened.kept.sum()), "samples": len(samples),
-              **{f"samples_{s}": int((samples.split == s).sum()) for s in ("train", "val", "test")}}  # fmt: skip
-    return {"source": source, "grid": screened, "matches": matches, "notes": notes, "chips": chips,
-            "samples": samples, "counts": counts}  # fmt: skip
+    counts = {
+        "cells": len(cells),
+        "kept": int(screened.kept.sum()),
+        "samples": len(samples),
+        **{f"samples_{s}": int((samples.split == s).sum()) for s in ("train", "val", "test")},
+    }
+    return {
+        "source": source,
+        "grid": screened,
+        "matches": matches,
+        "notes": notes,
+        "chips": chips,
+        "samples": samples,
+        "counts": counts,
+    }
 
 
 def _name(p) -> str | None:

@@ -61,9 +61,20 @@ from lakepaper.samples.chips import Chip
 
 IMAGE_FOLDERS = ("images", "image", "imgs", "img", "rgb", "jpegimages", "src", "data", "sat", "photos")
 TRUTH_FOLDERS = (
-    "groundtruth", "groundtruths", "gt", "gts", "labels", "label", "masks", "mask", "annotations",
-    "segmentationclass", "truth", "truths", "lab",
-)  # fmt: skip
+    "groundtruth",
+    "groundtruths",
+    "gt",
+    "gts",
+    "labels",
+    "label",
+    "masks",
+    "mask",
+    "annotations",
+    "segmentationclass",
+    "truth",
+    "truths",
+    "lab",
+)
 NAME_SUFFIX = re.compile(r"[_-](ground[_-]?truth|gt|label|labels|mask|lab)$", re.IGNORECASE)
 #: Band names of the RGB chips handed to the U-Net.
 RGB_BANDS = ("R", "G", "B")
@@ -242,10 +253,17 @@ def check_pair(image_path: Path, truth_path: Path, size: int | None = 256) -> tu
 def _kind(exc: InputError) -> str:
     text = exc.problem
     for key, kind in (
-        ("truncated", "unreadable"), ("not an image", "unreadable"), ("not found", "unreadable"),
-        ("ground truth is", "wrong size"), ("image is", "wrong size"), ("red/black", "not red/black"),
-        ("not binary", "not red/black"), ("RGB", "not RGB"), ("band", "not RGB"), ("8-bit", "not RGB"),
-    ):  # fmt: skip
+        ("truncated", "unreadable"),
+        ("not an image", "unreadable"),
+        ("not found", "unreadable"),
+        ("ground truth is", "wrong size"),
+        ("image is", "wrong size"),
+        ("red/black", "not red/black"),
+        ("not binary", "not red/black"),
+        ("RGB", "not RGB"),
+        ("band", "not RGB"),
+        ("8-bit", "not RGB"),
+    ):
         if key in text:
             return kind
     return "malformed"
@@ -312,8 +330,11 @@ def index(
     for col in ("image", "truth"):
         pairs[col] = [str(_rel(Path(p), root)) for p in pairs[col]]
     if pairs.empty:
-        raise InputError(root, f"no usable image/ground-truth pair ({len(table)} problem(s), first: "
-                               f"{table.iloc[0].to_dict() if len(table) else 'none'})")  # fmt: skip
+        raise InputError(
+            root,
+            f"no usable image/ground-truth pair ({len(table)} problem(s), first: "
+            f"{table.iloc[0].to_dict() if len(table) else 'none'})",
+        )
     n_images = sum(1 for f in image_dir.iterdir() if f.is_file() and is_image(f))
     n_truths = sum(1 for f in truth_dir.iterdir() if f.is_file() and is_image(f))
     return QTPIndex(root, image_dir, truth_dir, pairs, table, n_images, n_truths)

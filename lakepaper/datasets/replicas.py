@@ -163,8 +163,18 @@ def write_qtp_replica(
         name = f"{i + 1:04d}"
         _save_jpeg(out_dir / QTP_IMAGES / f"{name}.jpg", image, image_quality)
         _save_jpeg(out_dir / QTP_TRUTH / f"{name}.jpg", truth, truth_quality)
-        rows.append({"name": name, "tile": tile, "row": r, "col": c, "resolution_m": res, "gain": round(gain, 4),
-                     "gamma": round(gamma, 4), "lake_share": round(float(lake.mean()), 6)})  # fmt: skip
+        rows.append(
+            {
+                "name": name,
+                "tile": tile,
+                "row": r,
+                "col": c,
+                "resolution_m": res,
+                "gain": round(gain, 4),
+                "gamma": round(gamma, 4),
+                "lake_share": round(float(lake.mean()), 6),
+            }
+        )
     table = pd.DataFrame(rows)
     # the world relative to the replica, so that the file does not depend on where the build lives
     source = Path(os.path.relpath(Path(world.root).resolve(), Path(out_dir).resolve())).as_posix()
@@ -281,18 +291,38 @@ def _paint(rng: np.random.Generator, size: int, gullies, ditches, lands, walls) 
 def _labelme(name: str, chip: np.ndarray, shapes: list[dict], style: int, jpeg: bytes) -> dict:
     h, w = chip.shape[:2]
     if style == 0:  # Labelme 3.x: no shape_type, colours, the image embedded
-        return {"version": "3.16.7", "flags": {}, "lineColor": [0, 255, 0, 128], "fillColor": [255, 0, 0, 128],
-                "shapes": [{"label": s["label"], "line_color": None, "fill_color": None, "points": _as_polygon(s)}
-                           for s in shapes],
-                "imagePath": f"{name}.jpg", "imageData": base64.b64encode(jpeg).decode("ascii"),
-                "imageHeight": h, "imageWidth": w}  # fmt: skip
+        return {
+            "version": "3.16.7",
+            "flags": {},
+            "lineColor": [0, 255, 0, 128],
+            "fillColor": [255, 0, 0, 128],
+            "shapes": [
+                {"label": s["label"], "line_color": None, "fill_color": None, "points": _as_polygon(s)} for s in shapes
+            ],
+            "imagePath": f"{name}.jpg",
+            "imageData": base64.b64encode(jpeg).decode("ascii"),
+            "imageHeight": h,
+            "imageWidth": w,
+        }
     if style == 1:  # Labelme 4.x
-        return {"version": "4.5.13", "flags": {}, "shapes": [{**s, "group_id": None, "flags": {}} for s in shapes],
-                "imagePath": f"{name}.jpg", "imageData": None, "imageHeight": h, "imageWidth": w}  # fmt: skip
-    return {"version": "5.2.1", "flags": {},
-            "shapes": [{**s, "group_id": None, "description": "", "flags": {}} for s in shapes],
-            "imagePath": f"D:\\JL1_checkdam\\{LABELME_DIR}\\{name}.jpg", "imageData": None,
-            "imageHeight": h, "imageWidth": w}  # fmt: skip
+        return {
+            "version": "4.5.13",
+            "flags": {},
+            "shapes": [{**s, "group_id": None, "flags": {}} for s in shapes],
+            "imagePath": f"{name}.jpg",
+            "imageData": None,
+            "imageHeight": h,
+            "imageWidth": w,
+        }
+    return {
+        "version": "5.2.1",
+        "flags": {},
+        "shapes": [{**s, "group_id": None, "description": "", "flags": {}} for s in shapes],
+        "imagePath": f"D:\\JL1_checkdam\\{LABELME_DIR}\\{name}.jpg",
+        "imageData": None,
+        "imageHeight": h,
+        "imageWidth": w,
+    }
 
 
 def _as_polygon(shape: dict) -> list[list[float]]:
@@ -314,8 +344,13 @@ def _cell_shapes(lands: list[Polygon], rect: list[bool], cell: Polygon, x0: floa
             g = affinity.translate(g, -x0, -y0)
             if is_rect:
                 a, b, c, d = g.bounds
-                shapes.append({"label": "gully", "points": [[round(a, 3), round(b, 3)], [round(c, 3), round(d, 3)]],
-                               "shape_type": "rectangle"})  # fmt: skip
+                shapes.append(
+                    {
+                        "label": "gully",
+                        "points": [[round(a, 3), round(b, 3)], [round(c, 3), round(d, 3)]],
+                        "shape_type": "rectangle",
+                    }
+                )
             else:
                 pts = [[round(x, 3), round(y, 3)] for x, y in list(g.exterior.coords)[:-1]]
                 shapes.append({"label": "gully", "points": pts, "shape_type": "polygon"})
@@ -356,13 +391,18 @@ def write_checkdam_replica(
     image = _paint(rng, size_px, gullies, ditches, lands, walls)
     transform = from_origin(origin[0], origin[1], resolution_m, resolution_m)
     io.write_raster(
-        out_dir / CHECKDAM_IMAGE, image.transpose(2, 0, 1), crs=f"EPSG:{epsg}", transform=transform,
-        band_names=["red", "green", "blue"], tags={"SENSOR": "JL1KF01A PMS02 (replica)", "DATE": "2021-11-11"},
-    )  # fmt: skip
-    truth = gpd.GeoDataFrame(
-        {"kind": ["dam land"]}, geometry=[affinity.affine_transform(lands_union, _coeffs(transform))],
+        out_dir / CHECKDAM_IMAGE,
+        image.transpose(2, 0, 1),
         crs=f"EPSG:{epsg}",
-    )  # fmt: skip
+        transform=transform,
+        band_names=["red", "green", "blue"],
+        tags={"SENSOR": "JL1KF01A PMS02 (replica)", "DATE": "2021-11-11"},
+    )
+    truth = gpd.GeoDataFrame(
+        {"kind": ["dam land"]},
+        geometry=[affinity.affine_transform(lands_union, _coeffs(transform))],
+        crs=f"EPSG:{epsg}",
+    )
     io.write_vector(truth, out_dir / "truth_dam_land.gpkg", "MultiPolygon")
     rows = []
     n = 0
@@ -381,8 +421,10 @@ def write_checkdam_replica(
             share = float(_burn([affinity.translate(lands_union, -x0, -y0)], (chip_px, chip_px)).mean())
             rows.append({"name": name, "row": r, "col": c, "shapes": len(shapes), "dam_land_share": round(share, 6)})
             n += 1
-    io.write_text(out_dir / "README.txt", _CHECKDAM_README.format(size=size_px, res=resolution_m, epsg=epsg, n=n,
-                                                                  cells=(size_px // chip_px) ** 2))  # fmt: skip
+    io.write_text(
+        out_dir / "README.txt",
+        _CHECKDAM_README.format(size=size_px, res=resolution_m, epsg=epsg, n=n, cells=(size_px // chip_px) ** 2),
+    )
     return pd.DataFrame(rows)
 
 

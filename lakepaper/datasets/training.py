@@ -218,8 +218,14 @@ def score_split(
     Rows: one per group (``groups`` maps a chip's ``region_id`` to its group) and ``all``.
     """
     model, meta = load_model(checkpoint, bands=tuple(q["composite_bands"]))
-    counts = region_counts(model, chips, patch_size=int(meta["patch_size"]), batch=int(q["batch_size"]),
-                           threshold=float(q["prob_threshold"]), pad_value=float(q["pad_value"]))  # fmt: skip
+    counts = region_counts(
+        model,
+        chips,
+        patch_size=int(meta["patch_size"]),
+        batch=int(q["batch_size"]),
+        threshold=float(q["prob_threshold"]),
+        pad_value=float(q["pad_value"]),
+    )
     if groups is None:
         return score_table(counts)
     return score_table(counts.assign(group=counts.region_id.map(groups)), "group")
@@ -235,8 +241,10 @@ def score_kept_model(
     """
     best = Path(result["best"])
     bn = recalibrate_batchnorm(best, train_chips, q, best.with_name("best_bn.pt"))
-    rows = {"as trained": score_split(best, test_chips, q).loc["all"],
-            "statistics recomputed": score_split(bn, test_chips, q).loc["all"]}  # fmt: skip
+    rows = {
+        "as trained": score_split(best, test_chips, q).loc["all"],
+        "statistics recomputed": score_split(bn, test_chips, q).loc["all"],
+    }
     return pd.DataFrame(rows).T
 
 
@@ -269,9 +277,10 @@ def pretraining_comparison(
     state, mapping = transfer_rgb(rgb["state"], rgb["bands"], bands, q, gains=gains)
     results = {
         "scratch": train_model(train_chips, val_chips, out_dir / "scratch", q, progress=progress),
-        "pretrained": train_model(train_chips, val_chips, out_dir / "pretrained", q, init_state=state,
-                                  progress=progress),
-    }  # fmt: skip
+        "pretrained": train_model(
+            train_chips, val_chips, out_dir / "pretrained", q, init_state=state, progress=progress
+        ),
+    }
     history = pd.concat(
         [r["history"][["epoch", "val_loss", "val_iou"]].assign(run=name) for name, r in results.items()],
         ignore_index=True,

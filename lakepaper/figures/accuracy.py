@@ -56,22 +56,56 @@ def fig5(
 
     for kind, g in labelled.groupby("region_type"):
         colour, marker = TYPE_COLOURS.get(kind, "k"), TYPE_MARKERS.get(kind, "o")
-        _loglog(ax_l, g.area_km2, g.overlap_km2, floor, s=9, marker=marker, facecolor="none", edgecolor=colour,
-                lw=0.7, label=f"{kind} ({len(g)})")  # fmt: skip
+        _loglog(
+            ax_l,
+            g.area_km2,
+            g.overlap_km2,
+            floor,
+            s=9,
+            marker=marker,
+            facecolor="none",
+            edgecolor=colour,
+            lw=0.7,
+            label=f"{kind} ({len(g)})",
+        )
     kept = predicted[~predicted.river_residue.astype(bool)] if "river_residue" in predicted else predicted
     residue = predicted[predicted.river_residue.astype(bool)] if "river_residue" in predicted else predicted[:0]
-    _loglog(ax_p, kept.area_km2, kept.overlap_km2, floor, s=9, facecolor="none", edgecolor="tab:blue", lw=0.7,
-            label=f"predicted lakes ({len(kept)})")  # fmt: skip
+    _loglog(
+        ax_p,
+        kept.area_km2,
+        kept.overlap_km2,
+        floor,
+        s=9,
+        facecolor="none",
+        edgecolor="tab:blue",
+        lw=0.7,
+        label=f"predicted lakes ({len(kept)})",
+    )
     if len(residue):
-        _loglog(ax_p, residue.area_km2, residue.overlap_km2, floor, s=9, color="0.55", lw=0.7,
-                label=f"river residue ({len(residue)})")  # fmt: skip
+        _loglog(
+            ax_p,
+            residue.area_km2,
+            residue.overlap_km2,
+            floor,
+            s=9,
+            color="0.55",
+            lw=0.7,
+            label=f"river residue ({len(residue)})",
+        )
     for ax, t, what in ((ax_l, labelled, "labelled"), (ax_p, kept, "predicted")):
         ax.plot(line, line, "k--", lw=0.8, label="1:1")
         ax.set_xscale("log"), ax.set_yscale("log")
         ax.set_xlim(floor * 0.8, hi * 1.5), ax.set_ylim(floor * 0.8, hi * 1.5)
         ax.set_xlabel(f"{what} lake area (km²)"), ax.set_ylabel("true predicted area (km²)")
-        ax.text(0.03, 0.97, _fit_text(t), transform=ax.transAxes, va="top", fontsize=8,
-                bbox={"fc": "white", "ec": "0.8", "alpha": 0.9})  # fmt: skip
+        ax.text(
+            0.03,
+            0.97,
+            _fit_text(t),
+            transform=ax.transAxes,
+            va="top",
+            fontsize=8,
+            bbox={"fc": "white", "ec": "0.8", "alpha": 0.9},
+        )
         ax.legend(fontsize=7.5, loc="lower right")
         ax.grid(True, which="major", lw=0.3, alpha=0.6)
     ax_l.set_title("(a) per labelled lake, by region type")

@@ -148,8 +148,14 @@ def fig8(panels: Sequence[MapPanel]) -> Figure:
         box_crs = gpd.GeoSeries([shapely.box(*p.box)], crs=4326).to_crs(p.crs).total_bounds
         for ax, base, layer_names, cmap in ((row[0], p.ndwi, p.left, "gray"), (row[1], p.rgb, p.right, None)):
             if base is not None and p.extent is not None:
-                ax.imshow(base, extent=p.extent, cmap=cmap, vmin=-0.6 if cmap else None, vmax=0.6 if cmap else None,
-                          interpolation="nearest")  # fmt: skip
+                ax.imshow(
+                    base,
+                    extent=p.extent,
+                    cmap=cmap,
+                    vmin=-0.6 if cmap else None,
+                    vmax=0.6 if cmap else None,
+                    interpolation="nearest",
+                )
             for name in layer_names:
                 if name in p.catalogues:
                     _outline(ax, clip(p.catalogues[name], p.box), p.crs, colours[name], name, 0.7)
@@ -217,13 +223,19 @@ def fig9(
                 v = ta[value].to_numpy(float)
                 width = float(ta.hi.iloc[0] - ta.lo.iloc[0])
                 base = up if sign > 0 else down
-                ax.bar(ta.centre, sign * v, width, bottom=sign * base, color=colours[g], alpha=0.75,
-                       label=f"{a} {g}")  # fmt: skip
+                ax.bar(ta.centre, sign * v, width, bottom=sign * base, color=colours[g], alpha=0.75, label=f"{a} {g}")
                 base += v
             if len(tb):
                 halo = [patheffects.withStroke(linewidth=2.2, foreground="w")]
-                ax.plot(tb.centre, sign * tb[value].to_numpy(float), color=colours[g], lw=1.4 - 0.15 * names.index(g),
-                        label=f"{b} {g}", zorder=3, path_effects=halo)  # fmt: skip
+                ax.plot(
+                    tb.centre,
+                    sign * tb[value].to_numpy(float),
+                    color=colours[g],
+                    lw=1.4 - 0.15 * names.index(g),
+                    label=f"{b} {g}",
+                    zorder=3,
+                    path_effects=halo,
+                )
         ax.axhline(0, color="k", lw=0.5)
         ax.set_yscale("function", functions=(_signed_sqrt, _unsigned_sq))
         ax.set_title(title, fontsize=10)
@@ -242,8 +254,9 @@ def fig9(
         v = diff[key].astype(float)
         big = np.nanmax(np.abs(v)) if np.isfinite(v).any() and np.abs(v).max() > 0 else 1.0
         thresh = max(big / 100, 1e-4 if key == "area_diff" else 1)
-        mesh = grid_map(ax, g, v, norm=SymLogNorm(linthresh=thresh, vmin=-big, vmax=big), cmap="RdBu_r",
-                        label=f"{a} − {b}, {label}")  # fmt: skip
+        mesh = grid_map(
+            ax, g, v, norm=SymLogNorm(linthresh=thresh, vmin=-big, vmax=big), cmap="RdBu_r", label=f"{a} − {b}, {label}"
+        )
         decades = 10.0 ** np.arange(np.ceil(np.log10(thresh)), np.floor(np.log10(big)) + 1)
         mesh.colorbar.set_ticks([*(-decades[::-1]), 0.0, *decades])
         mesh.colorbar.ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda x, _: f"{x:g}"))

@@ -63,9 +63,16 @@ def predictions(model, chips: Sequence[Chip], *, threshold: float = 0.5, title: 
             _show_rgb(ax, c.image[:3], f"{c.region_id}: IoU {inter / union:.2f}" if union else c.region_id)
             _outline(ax, c.label, "yellow")
             _outline(ax, pred, "magenta")
-    fig.legend(handles=[plt.Line2D([], [], color="yellow", label="label"),
-                        plt.Line2D([], [], color="magenta", label="prediction")],
-               loc="lower center", ncol=2, fontsize=8, bbox_to_anchor=(0.5, -0.08))  # fmt: skip
+    fig.legend(
+        handles=[
+            plt.Line2D([], [], color="yellow", label="label"),
+            plt.Line2D([], [], color="magenta", label="prediction"),
+        ],
+        loc="lower center",
+        ncol=2,
+        fontsize=8,
+        bbox_to_anchor=(0.5, -0.08),
+    )
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
@@ -109,8 +116,17 @@ def checkdam_overview(image: str | os.PathLike[str], grid, annotations, *, max_p
     ax.imshow(np.moveaxis(arr, 0, -1), extent=(b.left, b.right, b.bottom, b.top), interpolation="nearest")
     for cell in grid.itertuples():
         x0, y0, x1, y1 = cell.geometry.bounds
-        ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=1.2 if cell.kept else 0.4,
-                                   ec="lime" if cell.kept else "white", alpha=0.9 if cell.kept else 0.5))  # fmt: skip
+        ax.add_patch(
+            plt.Rectangle(
+                (x0, y0),
+                x1 - x0,
+                y1 - y0,
+                fill=False,
+                lw=1.2 if cell.kept else 0.4,
+                ec="lime" if cell.kept else "white",
+                alpha=0.9 if cell.kept else 0.5,
+            )
+        )
     for geom in annotations.geometry:
         for g in getattr(geom, "geoms", [geom]):
             ax.plot(*g.exterior.xy, color="red", lw=0.7)

@@ -22,12 +22,31 @@ def grid_map(ax, grid, values: np.ndarray, *, norm=None, cmap: str = "viridis", 
 
     blank = ~np.isfinite(values) | (values == 0)
     v = np.ma.masked_where(blank, values)
-    mesh = ax.pcolormesh(grid.lon_edges, grid.lat_edges, v, transform=ccrs.PlateCarree(), cmap=cmap, norm=norm,
-                         shading="flat", rasterized=True)  # fmt: skip
+    mesh = ax.pcolormesh(
+        grid.lon_edges,
+        grid.lat_edges,
+        v,
+        transform=ccrs.PlateCarree(),
+        cmap=cmap,
+        norm=norm,
+        shading="flat",
+        rasterized=True,
+    )
     rows, cols = np.nonzero(~blank)
     if 0 < len(rows) < SPARSE_CELLS:
-        ax.scatter(grid.lon_centres[cols], grid.lat_centres[rows], c=values[rows, cols], cmap=cmap, norm=mesh.norm,
-                   s=14, marker="s", edgecolor="k", linewidth=0.3, transform=ccrs.PlateCarree(), zorder=5)  # fmt: skip
+        ax.scatter(
+            grid.lon_centres[cols],
+            grid.lat_centres[rows],
+            c=values[rows, cols],
+            cmap=cmap,
+            norm=mesh.norm,
+            s=14,
+            marker="s",
+            edgecolor="k",
+            linewidth=0.3,
+            transform=ccrs.PlateCarree(),
+            zorder=5,
+        )
     cb = plt.colorbar(mesh, ax=ax, orientation="horizontal", pad=0.04, fraction=0.05, shrink=0.8)
     if isinstance(norm, LogNorm):
         decades = np.log10(norm.vmax / norm.vmin) if norm.vmin > 0 else 10

@@ -36,12 +36,25 @@ def fig2(regions: gpd.GeoDataFrame, *, bins: int = 27) -> Figure:
         angle = 2 * np.pi * np.arange(len(idx)) / len(idx)
         xy[idx] = site + FAN_DEG * np.c_[np.cos(angle), np.sin(angle)]
         ax_map.plot(*site, "k.", ms=3)
-        ax_map.annotate(f"{tile} ({len(idx)})", site, xytext=(0, -12 - FAN_DEG * 2), textcoords="offset points",
-                        fontsize=6.5, ha="center")  # fmt: skip
+        ax_map.annotate(
+            f"{tile} ({len(idx)})",
+            site,
+            xytext=(0, -12 - FAN_DEG * 2),
+            textcoords="offset points",
+            fontsize=6.5,
+            ha="center",
+        )
     for (split, kind), g in regions.groupby(["split", "region_type"]):
         pos = regions.index.get_indexer(g.index)
-        ax_map.scatter(xy[pos, 0], xy[pos, 1], s=14, marker=TYPE_MARKERS.get(kind, "o"), facecolor="none",
-                       edgecolor=SPLIT_COLOURS.get(split, "grey"), lw=0.9)  # fmt: skip
+        ax_map.scatter(
+            xy[pos, 0],
+            xy[pos, 1],
+            s=14,
+            marker=TYPE_MARKERS.get(kind, "o"),
+            facecolor="none",
+            edgecolor=SPLIT_COLOURS.get(split, "grey"),
+            lw=0.9,
+        )
     handles = [plt.Line2D([], [], ls="", marker="o", mfc="none", mec=c, label=s) for s, c in SPLIT_COLOURS.items()]
     handles += [plt.Line2D([], [], ls="", marker=m, mfc="none", mec="k", label=t) for t, m in TYPE_MARKERS.items()]
     ax_map.legend(handles=handles, ncol=8, fontsize=8, loc="lower left")
@@ -63,8 +76,12 @@ def fig2(regions: gpd.GeoDataFrame, *, bins: int = 27) -> Figure:
     twin = ax_type.twinx()
     twin.bar(x + 0.2, per["area"], 0.4, color="tab:cyan", label="area")
     twin.set_ylabel("total area (km²)")
-    ax_type.legend(handles=[*ax_type.get_legend_handles_labels()[0], *twin.get_legend_handles_labels()[0]],
-                   fontsize=8, loc="upper left", framealpha=0.9)  # fmt: skip
+    ax_type.legend(
+        handles=[*ax_type.get_legend_handles_labels()[0], *twin.get_legend_handles_labels()[0]],
+        fontsize=8,
+        loc="upper left",
+        framealpha=0.9,
+    )
     ax_type.set_ylim(0, per["count"].max() * 1.3), twin.set_ylim(0, per["area"].max() * 1.3)
     ax_type.set_title("(c) count and total area per region type")
     fig.suptitle(f"Fig. 2 · {len(regions)} sample regions")

@@ -7,8 +7,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-PANELS = (("loss", "loss (1 - Dice + L2)"), ("recall", "recall"), ("precision", "precision"), ("f1", "F1"),
-          ("iou", "IoU"))  # fmt: skip
+PANELS = (
+    ("loss", "loss (1 - Dice + L2)"),
+    ("recall", "recall"),
+    ("precision", "precision"),
+    ("f1", "F1"),
+    ("iou", "IoU"),
+)
 
 
 def training_curves(history: pd.DataFrame, *, title: str | None = None) -> Figure:

@@ -71,9 +71,17 @@ def predict_one(tile_path: str, checkpoint: str, out_dir: str, settings: dict) -
     forward, bands, size = _CACHE[key]
     tile = InputTile.open(tile_path, bands, scale=settings.get("scale"))
     prob, mask = output_paths(out_dir, Path(tile_path).stem)
-    return predict_tile(forward, tile, prob, mask, size=settings.get("size") or size, edge=settings["edge"],
-                        batch=settings["batch"], threshold=settings["threshold"],
-                        run_id=settings.get("run_id", ""))  # fmt: skip
+    return predict_tile(
+        forward,
+        tile,
+        prob,
+        mask,
+        size=settings.get("size") or size,
+        edge=settings["edge"],
+        batch=settings["batch"],
+        threshold=settings["threshold"],
+        run_id=settings.get("run_id", ""),
+    )
 
 
 def predict_tiles(
@@ -108,8 +116,14 @@ def predict_tiles(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    settings = {"edge": edge, "threshold": threshold, "batch": batch, "precision": precision, "size": size,
-                "threads": threads}  # fmt: skip
+    settings = {
+        "edge": edge,
+        "threshold": threshold,
+        "batch": batch,
+        "precision": precision,
+        "size": size,
+        "threads": threads,
+    }
     model_hash = io.sha256_file(checkpoint) if Path(checkpoint).is_file() else str(checkpoint)
     todo, rows = [], []
     for t in map(Path, tiles):

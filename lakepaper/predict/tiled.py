@@ -160,8 +160,17 @@ def predict_tile(
     n_rows, n_cols = tile.shape
     row_starts, col_starts = windows.starts(n_rows, size, edge), windows.starts(n_cols, size, edge)
     profile = {k: tile.profile[k] for k in ("crs", "transform", "width", "height")}
-    out = dict(profile, driver="GTiff", count=1, dtype="uint8", nodata=NODATA, tiled=True, blockxsize=256,
-               blockysize=256, compress="deflate")  # fmt: skip
+    out = dict(
+        profile,
+        driver="GTiff",
+        count=1,
+        dtype="uint8",
+        nodata=NODATA,
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="deflate",
+    )
     if n_cols < 256 or n_rows < 256:
         out.update(tiled=False) if min(n_cols, n_rows) < 16 else out.update(blockxsize=16, blockysize=16)
     model_s, lake, nodata = 0.0, 0, 0

@@ -174,9 +174,14 @@ def build_samples(
             seen = np.isfinite(image).all(axis=0)
             image = _fill_gaps(image, r.region_id)
             image_rel, label_rel = write_chip(
-                staging, r.region_id, image, np.where(seen, label, LABEL_NODATA), crs=crs, transform=transform,
+                staging,
+                r.region_id,
+                image,
+                np.where(seen, label, LABEL_NODATA),
+                crs=crs,
+                transform=transform,
                 bands=tuple(meta["band_names"]),
-            )  # fmt: skip
+            )
             share = float(label[seen].mean()) if seen.any() else 0.0
             rows.append({"region_id": r.region_id, "threshold": t, "n_edits": len(mine), "lake_share": share})
             rows[-1] |= {"image": image_rel, "label": label_rel}

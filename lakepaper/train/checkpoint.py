@@ -49,9 +49,18 @@ def plain(value: Any) -> Any:
     return value
 
 
-def save_checkpoint(path: str | os.PathLike[str], model: UNet, *, bands: Sequence[str], patch_size: int,
-                    params: Mapping[str, Any], epoch: int, val_loss: float, metrics: Mapping[str, float],
-                    resume: Mapping[str, Any] | None = None) -> Path:  # fmt: skip
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: UNet,
+    *,
+    bands: Sequence[str],
+    patch_size: int,
+    params: Mapping[str, Any],
+    epoch: int,
+    val_loss: float,
+    metrics: Mapping[str, float],
+    resume: Mapping[str, Any] | None = None,
+) -> Path:
     """Write a checkpoint atomically (see the module doc for its contents)."""
     state = {
         "format": FORMAT,

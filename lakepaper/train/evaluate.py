@@ -47,10 +47,14 @@ def region_counts(
                 per[r] = add_counts(per[r], confusion(prob[i, 0], y, v, threshold))
                 patches[r] += 1
     rows = [
-        {"region_id": c.region_id, "region_type": c.region_type, "patches": patches[i],
-         **{k: per[i].get(k, 0) for k in COUNTS}}
+        {
+            "region_id": c.region_id,
+            "region_type": c.region_type,
+            "patches": patches[i],
+            **{k: per[i].get(k, 0) for k in COUNTS},
+        }
         for i, c in enumerate(chips)
-    ]  # fmt: skip
+    ]
     return pd.DataFrame(rows)
 
 
@@ -67,6 +71,7 @@ def pooled(counts: pd.DataFrame, by: str | None = "region_type") -> pd.DataFrame
 def evaluate(model: torch.nn.Module, chips: Sequence[Chip], p: dict, **kwargs) -> pd.DataFrame:
     """Table 1 of a split: :func:`pooled` of :func:`region_counts` with the profile's patch size and threshold."""
     kwargs.setdefault("batch", p["batch_size"])
-    counts = region_counts(model, chips, patch_size=p["patch_size"], threshold=p["prob_threshold"],
-                           pad_value=p["pad_value"], **kwargs)  # fmt: skip
+    counts = region_counts(
+        model, chips, patch_size=p["patch_size"], threshold=p["prob_threshold"], pad_value=p["pad_value"], **kwargs
+    )
     return pooled(counts)

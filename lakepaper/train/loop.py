@@ -58,12 +58,32 @@ log = logging.getLogger("lakepaper.train")
 
 #: The parameters that define a training run (all stored in every checkpoint).
 TRAIN_PARAMS = (
-    "composite_bands", "in_channels", "patch_size", "unet_widths", "unet_upsample", "batch_size",
-    "optimizer", "learning_rate", "adadelta_rho", "adadelta_eps", "l2_output", "loss", "dice_smooth",
-    "flip_probability", "pad_value", "patches_per_epoch", "val_patches_per_epoch", "val_resample",
-    "patience", "max_epochs", "train_seed", "prob_threshold", "train_precision_cpu",
-    "train_precision_cuda", "train_channels_last",
-)  # fmt: skip
+    "composite_bands",
+    "in_channels",
+    "patch_size",
+    "unet_widths",
+    "unet_upsample",
+    "batch_size",
+    "optimizer",
+    "learning_rate",
+    "adadelta_rho",
+    "adadelta_eps",
+    "l2_output",
+    "loss",
+    "dice_smooth",
+    "flip_probability",
+    "pad_value",
+    "patches_per_epoch",
+    "val_patches_per_epoch",
+    "val_resample",
+    "patience",
+    "max_epochs",
+    "train_seed",
+    "prob_threshold",
+    "train_precision_cpu",
+    "train_precision_cuda",
+    "train_channels_last",
+)
 #: Parameters a resumed run may change (to extend a run); every other one must be the same.
 EXTENDABLE = ("max_epochs", "patience")
 PRECISIONS = {"cpu": ("auto", "fp32", "bf16"), "cuda": ("fp32", "fp16", "bf16")}
@@ -249,11 +269,13 @@ def train(
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adadelta(model.parameters(), lr=q["learning_rate"], rho=q["adadelta_rho"],
-                                     eps=q["adadelta_eps"])  # fmt: skip
+    optimizer = torch.optim.Adadelta(
+        model.parameters(), lr=q["learning_rate"], rho=q["adadelta_rho"], eps=q["adadelta_eps"]
+    )
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and device.type == "cuda")
-    train_sampler = PatchSampler(train_chips, q["patch_size"], flip_probability=q["flip_probability"],
-                                 pad_value=q["pad_value"])  # fmt: skip
+    train_sampler = PatchSampler(
+        train_chips, q["patch_size"], flip_probability=q["flip_probability"], pad_value=q["pad_value"]
+    )
     val_sampler = PatchSampler(val_chips, q["patch_size"], flip_probability=0.0, pad_value=q["pad_value"])
 
     history: list[dict] = []
@@ -275,15 +297,25 @@ def train(
                 best_val, best_epoch, wait = r["best_val"], r["best_epoch"], r["wait"]
                 start = state["epoch"] + 1
                 timing = read_timing(timing_path, before=start)
-                log.info("resuming after epoch %d of %s (best %.5f at epoch %d)", state["epoch"], last_path,
-                         best_val, best_epoch)  # fmt: skip
+                log.info(
+                    "resuming after epoch %d of %s (best %.5f at epoch %d)",
+                    state["epoch"],
+                    last_path,
+                    best_val,
+                    best_epoch,
+                )
             elif state:
                 log.warning("%s was written with other parameters or data: starting over", last_path)
         if start == 1:
             for f in (best_path, last_path, history_path, timing_path):
                 f.unlink(missing_ok=True)
-            log.info("new run on %s (%s%s): %s", device, precision, ", channels-last" if channels_last else "",
-                     json.dumps(plain(q)))  # fmt: skip
+            log.info(
+                "new run on %s (%s%s): %s",
+                device,
+                precision,
+                ", channels-last" if channels_last else "",
+                json.dumps(plain(q)),
+            )
             log.info("train %d regions, val %d regions", len(train_chips), len(val_chips))
         resumed_from = start - 1
 
@@ -344,20 +376,34 @@ def train(
             # when the run was killed in its final epoch: a rerun finds nothing left to train)
             # (no wall time in best.pt: equal runs give equal bytes, which stage 04's RUN_ID hashes)
             metrics = {k: row[k] for k in row if k != "epoch"}
-            meta = {"bands": bands, "patch_size": q["patch_size"], "params": q, "epoch": epoch,
-                    "val_loss": row["val_loss"], "metrics": metrics}  # fmt: skip
+            meta = {
+                "bands": bands,
+                "patch_size": q["patch_size"],
+                "params": q,
+                "epoch": epoch,
+                "val_loss": row["val_loss"],
+                "metrics": metrics,
+            }
             if improved:
                 save_checkpoint(best_path, model, **meta)
             write_history(history, history_path)
             write_timing(timing, timing_path)
             # the history as JSON text: pickled as objects, a resumed run's rows (strings shared from the
             # file it loaded) would pickle to other bytes than an uninterrupted run's, with equal content
-            resume_state = {"fingerprint": fingerprint, "optimizer": optimizer.state_dict(),
-                            "scaler": scaler.state_dict(), "history": json.dumps(history), "best_val": best_val,
-                            "best_epoch": best_epoch, "wait": wait}  # fmt: skip
+            resume_state = {
+                "fingerprint": fingerprint,
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(),
+                "history": json.dumps(history),
+                "best_val": best_val,
+                "best_epoch": best_epoch,
+                "wait": wait,
+            }
             save_checkpoint(last_path, model, **meta, resume=resume_state)
-            msg = (f"epoch {epoch}: loss {row['loss']:.4f} val_loss {row['val_loss']:.4f} "
-                   f"val_iou {row['val_iou']:.4f} {'*' if improved else ''} ({seconds:.1f} s)")  # fmt: skip
+            msg = (
+                f"epoch {epoch}: loss {row['loss']:.4f} val_loss {row['val_loss']:.4f} "
+                f"val_iou {row['val_iou']:.4f} {'*' if improved else ''} ({seconds:.1f} s)"
+            )
             log.info(msg)
             if progress:
                 tqdm.write(msg)

@@ -53,7 +53,7 @@ def supplementary_table1(
             "two 3x3 convolutions + ReLU per block; batch normalisation after each encoder block and each upsampling; "
             f"{p['unet_upsample']} upsampling; no dropout",
             ("unet_widths", "unet_upsample"),
-        ),  # fmt: skip
+        ),
         ("Trainable parameters", f"{n_params:,}", ("unet_widths",)),
         ("Output layer", f"1x1 convolution + sigmoid, L2 {p['l2_output']:g} on its kernel", ("l2_output",)),
         ("Loss", f"1 - Dice over the batch (smoothing {p['dice_smooth']:g})", ("loss", "dice_smooth")),
@@ -61,31 +61,31 @@ def supplementary_table1(
             "Optimizer",
             f"AdaDelta (learning rate {p['learning_rate']}, rho {p['adadelta_rho']}, epsilon {p['adadelta_eps']:g})",
             ("optimizer", "learning_rate", "adadelta_rho", "adadelta_eps"),
-        ),  # fmt: skip
+        ),
         ("Batch size", str(p["batch_size"]), ("batch_size",)),
         (
             "Patches per epoch",
             f"{p['patches_per_epoch']} training, {p['val_patches_per_epoch']} validation "
             f"({'drawn afresh each epoch' if p['val_resample'] else 'one fixed set'})",
             ("patches_per_epoch", "val_patches_per_epoch", "val_resample"),
-        ),  # fmt: skip
+        ),
         (
             "Patch sampling",
             "region drawn with probability proportional to its area, patch at a uniformly random "
             f"position; smaller regions padded with {p['pad_value']:g} (padding left out of loss and metrics)",
             ("pad_value",),
-        ),  # fmt: skip
+        ),
         (
             "Augmentation",
             f"horizontal and vertical flips, p = {p['flip_probability']} each (training only)",
             ("flip_probability",),
-        ),  # fmt: skip
+        ),
         ("Model kept", "lowest validation loss", ("loss",)),
         (
             "Early stopping",
             f"after {p['patience']} epochs without a lower validation loss (at most {p['max_epochs']} epochs)",
             ("patience", "max_epochs"),
-        ),  # fmt: skip
+        ),
         ("Arithmetic", arithmetic, ("train_precision_cpu", "train_precision_cuda", "train_channels_last")),
         ("Lake threshold", f"probability > {p['prob_threshold']}", ("prob_threshold",)),
         ("Seed", f"{p['train_seed']} (weights and patch draws; the authors set none)", ("train_seed",)),
