@@ -28,14 +28,10 @@ PAPERMILL_OPTS ?= $(if $(CI),--no-progress-bar,)
 # folder this Makefile checks, so the two can never disagree.
 export LAKEPAPER_BUILD := $(CURDIR)/build
 
-# Notebook stages, in order. Adding a stage = appending its name here (and adding its notebook).
-STAGES = 00_world 01_composite 02_samples 03_train 04_predict 05_postprocess \
-         06_accuracy 07_distribution 08_comparison 09_qtp 10_checkdam
+# Notebook stages, in order: one notebook each. Adding a stage = adding its notebook and its entry in
+# lakepaper.stages.REGISTRY, which declares what it reads.
+STAGES = $(basename $(notdir $(wildcard notebooks/[0-9][0-9]_*.ipynb)))
 
-# A stage reruns when the package changes; not for the code that only runs stages or reads their
-# results (the command line, the stage runner, the paper page).
-PKG_SOURCES := $(shell find lakepaper -name '*.py' -not -path 'lakepaper/paper/*' \
-                 -not -name cli.py -not -name stages.py -not -name __main__.py)
 PAPER = $(BUILD)/paper.html
 MANIFESTS = $(foreach s,$(STAGES),$(BUILD)/$(s)/manifest.json)
 
@@ -85,13 +81,16 @@ browser: ## install headless Chromium + chromedriver for the paper-page test (De
 
 world: $(BUILD)/00_world/manifest.json ## stage 00: the simulated world (alias)
 
-# One rule per stage: $(1) the stage, $(2) the previous stage's manifest (empty for the first).
+# One rule per stage. Its prerequisites come from lakepaper.stages.REGISTRY through the generated
+# $(BUILD)/.stages.mk: the manifests of the stages it reads (STAGE_READS_<stage>), its notebook and
+# the package modules it imports (STAGE_CODE_<stage>), and its parameter file. So a change reruns
+# the stage it touches and the stages that read that one's outputs, and no others.
 # The old manifest is removed first, so a run that ends without writing a new one cannot pass
 # for finished.
 define stage_rule
 $(1): $(BUILD)/$(1)/manifest.json
 
-$(BUILD)/$(1)/manifest.json: notebooks/$(1).ipynb $(2) $(PKG_SOURCES) $(PARAM_DIR)/$(1).json | $(VENV_STAMP) $(PREREQS)
+$(BUILD)/$(1)/manifest.json: $$(STAGE_READS_$(1)) $$(STAGE_CODE_$(1)) $(PARAM_DIR)/$(1).json | $(VENV_STAMP) $(PREREQS)
 	@mkdir -p $(BUILD)/notebooks
 	@rm -f $$@
 	$(PY) -m lakepaper run $(1) --profile $(PROFILE) $(PAPERMILL_OPTS) --params-file $(PARAM_DIR)/$(1).json
@@ -118,13 +117,18 @@ endif
 $(PARAM_DIR)/%.json: | $(VENV_STAMP)
 	$(PY) -m lakepaper stamps --profile $(PROFILE) $(PARAMS)
 
+# The stages' dependencies, written by `lakepaper stamps` (above, or by this rule on a fresh clone,
+# after which make reads the Makefile again).
+ifneq ($(filter $(STAGE_GOALS),$(MAKECMDGOALS)),)
+$(BUILD)/.stages.mk: | $(VENV_STAMP)
+	$(PY) -m lakepaper stamps --profile $(PROFILE) $(PARAMS)
+include $(BUILD)/.stages.mk
+endif
+
 # PROFILE=paper checks its prerequisites once, before the first stage, and stops with one list.
 PREREQS = $(if $(filter paper,$(PROFILE)),prereqs,)
 
-_prev :=
-$(foreach s,$(STAGES),\
-  $(eval $(call stage_rule,$(s),$(if $(_prev),$(BUILD)/$(_prev)/manifest.json)))\
-  $(eval _prev := $(s)))
+$(foreach s,$(STAGES),$(eval $(call stage_rule,$(s))))
 
 bench: $(VENV_STAMP) ## benchmark scripts: print measured throughputs and ratios (no pass/fail; ~15 min)
 	$(PY) benchmarks/composite.py --world $(BUILD)/00_world --memory

@@ -29,8 +29,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_stamps(args: argparse.Namespace) -> int:
     from lakepaper.stages import parse_value, write_stamps
+    from lakepaper.stages.deps import write_makefile
 
     changed = write_stamps(args.profile, {name: parse_value(value) for name, value in args.param})
+    write_makefile(args.profile)
     if changed:
         print(f"parameters changed for: {', '.join(changed)}")
     return 0
@@ -128,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     stamps = sub.add_parser(
         "stamps",
-        help="record per stage the parameters it takes (build/<profile>/.params/<stage>.json; used by make)",
+        help="record per stage the parameters it takes (build/<profile>/.params/<stage>.json) and what each stage "
+        "depends on (build/<profile>/.stages.mk); used by make",
     )
     stamps.add_argument("--profile", default="demo", help="demo (default), tiny or paper")
     stamps.add_argument(

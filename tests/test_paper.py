@@ -24,6 +24,7 @@ from lakepaper.paper import content, graph, html, prereqs
 from lakepaper.paper.build import build_paper
 from lakepaper.paper.content import NUMBERS, published_vs_run
 from lakepaper.paper.run import Missing, Run
+from lakepaper.stages import REGISTRY
 
 # --- a fake build --------------------------------------------------------------------------------
 
@@ -246,7 +247,7 @@ def images_of(page: str) -> list[str]:
 
 def test_graph_from_manifests_and_plan(tmp_path):
     b = make_build(tmp_path, upto="02_samples")
-    run = Run.load("demo", root=b, extra_stages=content.STAGE_INFO)
+    run = Run.load("demo", root=b, extra_stages=REGISTRY)
     g = graph.stage_graph(run)
     assert [s for s, n in g.nodes.items() if n.status == "done"] == ["00_world", "01_composite", "02_samples"]
     assert g.nodes["05_postprocess"].status == "not run"
@@ -268,7 +269,7 @@ def test_graph_edges_follow_recorded_inputs_and_unknown_stages(tmp_path):
     b = make_build(tmp_path, upto="01_composite")
     _stage(b, "02_samples", reads=["01_composite"])  # recorded inputs win over the plan (which also names 00)
     _stage(b, "11_extra", reads=["02_samples"], figures=["extra.png"])  # a stage no registry knows yet
-    run = Run.load("demo", root=b, extra_stages=content.STAGE_INFO)
+    run = Run.load("demo", root=b, extra_stages=REGISTRY)
     g = graph.stage_graph(run)
     assert g.parents("02_samples") == ["01_composite"]
     assert g.parents("11_extra") == ["02_samples"] and "11_extra" in g.nodes
@@ -289,7 +290,7 @@ def test_stale_stage_when_upstream_manifest_changed(tmp_path):
 
 def test_flowchart_png_is_drawn_from_the_graph(tmp_path):
     b = make_build(tmp_path, upto="02_samples")
-    run = Run.load("demo", root=b, extra_stages=content.STAGE_INFO)
+    run = Run.load("demo", root=b, extra_stages=REGISTRY)
     g = graph.stage_graph(run)
     out = graph.draw_flowchart(g, tmp_path / "fig1.png")
     with Image.open(out) as im:

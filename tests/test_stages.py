@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +103,88 @@ def test_stamps_change_only_for_the_stage_whose_parameter_changed(tmp_path, monk
     assert [s for s in stages.STAGES if after[s] != before[s]] == ["04_predict"]
     assert stages.read_stamp(stages.stamp_path("demo", "04_predict")) == {"edge_px": 16}
     assert stages.write_stamps("demo", {}) == ["04_predict"]  # back to the default reruns it again
+
+
+# --- make's dependencies come from the registry ---------------------------------------------------------
+
+
+def test_registry_covers_every_notebook_and_reads_only_earlier_stages():
+    from lakepaper import paths
+
+    assert sorted(p.stem for p in paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")) == list(stages.STAGES)
+    for i, name in enumerate(stages.STAGES):
+        assert set(stages.REGISTRY[name].reads) <= set(stages.STAGES[:i]), name
+    assert stages.readers("05_postprocess") == ["06_accuracy", "07_distribution", "08_comparison"]
+    assert stages.readers("10_checkdam") == []
+
+
+def test_stage_code_is_what_its_notebook_imports():
+    from lakepaper.stages import deps
+
+    draws_comparison = [
+        s
+        for s in stages.STAGES
+        if any(p.name == "comparison.py" and p.parent.name == "figures" for p in deps.code_files(s))
+    ]
+    assert draws_comparison == ["08_comparison"]
+    world = {p.name for p in deps.code_files("00_world")}
+    assert "loop.py" not in world and "unet.py" not in world  # stage 00 does not rerun when training changes
+
+
+@pytest.fixture
+def built_copy(tmp_path):
+    """A copy of the Makefile, notebooks and package in which every stage of the tiny profile looks finished:
+    code older than the parameter files, older than the manifests (in stage order), older than the page."""
+    import os
+    import shutil
+    import subprocess
+    import time
+
+    from lakepaper import paths
+
+    root = tmp_path / "repo"
+    shutil.copytree(paths.ROOT / "lakepaper", root / "lakepaper", ignore=shutil.ignore_patterns("__pycache__", "data"))
+    shutil.copytree(paths.NOTEBOOKS, root / "notebooks")
+    for name in ("Makefile", "pyproject.toml"):
+        shutil.copy(paths.ROOT / name, root / name)
+    (root / ".venv").symlink_to(paths.ROOT / ".venv")
+    env = {**os.environ, "LAKEPAPER_BUILD": str(root / "build")}
+    subprocess.run(
+        [str(root / ".venv/bin/python"), "-m", "lakepaper", "stamps", "--profile", "tiny"],
+        cwd=root,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    t0 = time.time() - 1000
+    code = [*root.rglob("*.py"), *root.rglob("*.ipynb"), root / "pyproject.toml"]
+    for f in [*code, *(root / "build/tiny/.params").iterdir()]:
+        os.utime(f, (t0, t0))
+    for i, s in enumerate(stages.STAGES):
+        m = root / "build/tiny" / s / "manifest.json"
+        m.parent.mkdir(parents=True)
+        m.write_text("{}")
+        os.utime(m, (t0 + 10 + i, t0 + 10 + i))
+    (root / "build/tiny/paper.html").write_text("")
+    os.utime(root / "build/tiny/paper.html", (t0 + 100, t0 + 100))
+    return root
+
+
+def _make_reruns(root, *args) -> list[str]:
+    import re
+    import subprocess
+
+    out = subprocess.run(["make", "-n", "all", "PROFILE=tiny", *args], cwd=root, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    ran = re.findall(r"lakepaper run (\S+)", out.stdout)
+    return ran + (["paper"] if "lakepaper paper" in out.stdout else [])
+
+
+@pytest.mark.skipif(not (Path(__file__).parents[1] / ".venv" / ".installed").exists(), reason="needs make's .venv")
+def test_make_reruns_only_the_stages_a_change_reaches(built_copy):
+    assert _make_reruns(built_copy) == []
+    # a figure function: the stages that draw with it (and the page)
+    assert _make_reruns(built_copy, "-W", "lakepaper/figures/comparison.py") == ["08_comparison", "paper"]
+    # a parameter of stage 05: 05 and the stages that read its outputs, not 09-10
+    reran = _make_reruns(built_copy, "PARAMS=-p min_lake_area_km2 0.01")
+    assert reran == ["05_postprocess", "06_accuracy", "07_distribution", "08_comparison", "paper"]

@@ -15,10 +15,11 @@ from pathlib import Path
 
 from lakepaper import io
 from lakepaper.errors import InputError
-from lakepaper.paper.content import NUMBERS, STAGE_INFO, published_vs_run
+from lakepaper.paper.content import NUMBERS, published_vs_run
 from lakepaper.paper.graph import draw_flowchart, stage_graph
 from lakepaper.paper.html import PageParts, now_utc, render
 from lakepaper.paper.run import Run
+from lakepaper.stages import REGISTRY
 
 ASSETS = "paper"  # folder beside paper.html: Fig. 1, the stage graph as JSON, the screenshot
 
@@ -36,7 +37,7 @@ def build_paper(profile: str = "demo", *, out: str | Path | None = None, root: s
     """
     from lakepaper.paper.colophon import git_info
 
-    run = Run.load(profile, root=root, extra_stages=STAGE_INFO)
+    run = Run.load(profile, root=root, extra_stages=REGISTRY)
     if not run.manifests and not run.problems:
         raise InputError(run.root, f"no finished stage for profile {profile!r}: run `make all PROFILE={profile}` first")
     out = Path(out) if out is not None else run.root / "paper.html"
@@ -57,7 +58,7 @@ def build_paper(profile: str = "demo", *, out: str | Path | None = None, root: s
 
 def summary(profile: str, path: Path, root: str | Path | None = None) -> str:
     """One paragraph for the terminal: stages, numbers produced, page size."""
-    run = Run.load(profile, root=root, extra_stages=STAGE_INFO)
+    run = Run.load(profile, root=root, extra_stages=REGISTRY)
     rows = published_vs_run(run, NUMBERS)
     produced = sum(r.value is not None for r in rows)
     done = [s for s in run.stages if run.done(s)]

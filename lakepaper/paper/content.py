@@ -3,8 +3,8 @@ extractors that read this run's value of every number the paper publishes.
 
 Edit here, not in the HTML code:
 
-* :data:`STAGE_INFO` — one line per stage for the Fig. 1 flowchart, its paper section, and the
-  stages it reads (used only until the stage has run; then its manifest's ``inputs`` decide).
+* :data:`SECTION_TITLES` — the paper's sections; each stage's title, line and section are in
+  :data:`lakepaper.stages.REGISTRY`, with the stages it reads.
 * :data:`FIGURES` and :data:`TABLES` — paper item -> the stage and file that make it. A table may
   name several candidate files; the first one the run produced is shown.
 * :data:`SECTIONS` — the method and results text (summaries of the seed paper, in our own words)
@@ -32,53 +32,10 @@ import pandas as pd
 from lakepaper import paths
 from lakepaper.paper.run import Missing, Run
 from lakepaper.params import PUBLISHED
+from lakepaper.stages import REGISTRY, Stage
 
 # --- stages ------------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class StageInfo:
-    title: str
-    does: str  # one line: what the stage does (the flowchart box)
-    section: str  # key of SECTION_TITLES
-    reads: tuple[str, ...] = ()  # planned inputs, used while the stage has no manifest
-
-
-STAGE_INFO: dict[str, StageInfo] = {
-    "00_world": StageInfo("Simulated world", "synthetic Sentinel-2 scenes, true lakes, reference maps", "data"),
-    "01_composite": StageInfo(
-        "Preprocessing", "mask cloud, shadow, snow; per-pixel mean of B2 B3 B4 B11 NDWI", "2.1", ("00_world",)
-    ),
-    "02_samples": StageInfo(
-        "Samples", "NDWI-threshold labels, edits, 60/20/20 split by type", "2.2", ("00_world", "01_composite")
-    ),
-    "03_train": StageInfo("U-Net training", "Dice loss, AdaDelta, early stopping on val loss", "2.3", ("02_samples",)),
-    "04_predict": StageInfo(
-        "Prediction",
-        "sliding windows, edges discarded, tiles stitched",
-        "2.3",
-        ("01_composite", "02_samples", "03_train"),
-    ),
-    "05_postprocess": StageInfo(
-        "Post-processing",
-        "ocean & river masks, area ratio, 0.005 km² minimum, completion",
-        "2.4",
-        ("00_world", "01_composite", "02_samples", "04_predict"),
-    ),
-    "06_accuracy": StageInfo(
-        "Accuracy", "patch-level Table 1, river-mask Table 2, lake-level Fig. 5", "3.1", ("02_samples", "04_predict")
-    ),
-    "07_distribution": StageInfo(
-        "Distribution", "headline numbers, 1° cells, latitude/longitude profiles", "3.2", ("05_postprocess",)
-    ),
-    "08_comparison": StageInfo(
-        "Comparison", "vs GLAKES and PLD by size group, region and cell", "3.3", ("00_world", "05_postprocess")
-    ),
-    "09_qtp": StageInfo(
-        "QTP lakes", "RGB U-Net on the QTP lake dataset, pre-training", "extra", ("00_world", "02_samples")
-    ),
-    "10_checkdam": StageInfo("Check dams", "Jilin-1 gully dataset: grid, augmentation, U-Net", "extra"),
-}
 
 #: Section key -> heading (also the flowchart's legend and colours, in this order).
 SECTION_TITLES: dict[str, str] = {
@@ -94,9 +51,10 @@ SECTION_TITLES: dict[str, str] = {
 }
 
 
-def stage_info(stage: str) -> StageInfo:
-    """The registry entry, or a plain one for a stage the registry does not know yet."""
-    return STAGE_INFO.get(stage, StageInfo(stage.split("_", 1)[-1].replace("_", " ").capitalize(), "", "extra"))
+def stage_info(stage: str) -> Stage:
+    """The registry entry (:data:`lakepaper.stages.REGISTRY`), or a plain one for a stage it does not know yet."""
+    title = stage.split("_", 1)[-1].replace("_", " ").capitalize()
+    return REGISTRY.get(stage, Stage(stage, "", title, "", "extra"))
 
 
 # --- figures and tables --------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Nodes are the stages (:class:`~lakepaper.paper.run.Run.stages`). Edges come from the data: a
 finished stage's manifest records, under ``inputs``, the sha256 of every upstream stage's manifest
 it read, so each such key is an arrow. A stage that has not run yet has no manifest; its arrows are
-the ones the registry plans (:data:`lakepaper.paper.content.STAGE_INFO` ``reads``), else the
+the ones the registry plans (:data:`lakepaper.stages.REGISTRY` ``reads``), else the
 previous stage in pipeline order. Each node also carries its status: done, stale (an upstream
 manifest changed after the stage ran, so ``make`` would rerun it) or not run.
 
@@ -128,9 +128,9 @@ def stage_graph(run: Run) -> StageGraph:
 
 
 def _registry_stages() -> set[str]:
-    from lakepaper.paper.content import STAGE_INFO
+    from lakepaper.stages import REGISTRY
 
-    return set(STAGE_INFO)
+    return set(REGISTRY)
 
 
 # --- layout ----------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Running the numbered notebooks: one stage each, parameters checked before anything runs.
+"""Running the numbered notebooks through papermill: parameters checked before anything runs.
 
 papermill only *warns* about a parameter the notebook does not declare and passes any type;
 a typo would then silently run the default. :func:`run_stage` reads the notebook's
@@ -23,21 +23,7 @@ from typing import Any
 from lakepaper import paths
 from lakepaper.errors import InputError, ParameterError
 from lakepaper.params import PAPER, PROFILES, validate
-
-#: The notebook stages, in the order data flows through them.
-STAGES: tuple[str, ...] = (
-    "00_world",
-    "01_composite",
-    "02_samples",
-    "03_train",
-    "04_predict",
-    "05_postprocess",
-    "06_accuracy",
-    "07_distribution",
-    "08_comparison",
-    "09_qtp",
-    "10_checkdam",
-)
+from lakepaper.stages import STAGES
 
 
 def notebook_path(stage: str) -> Path:
@@ -51,21 +37,36 @@ def notebook_path(stage: str) -> Path:
 
 
 def declared_parameters(stage: str) -> dict[str, Any]:
-    """Name -> default of the notebook's ``parameters`` cell."""
-    import logging
+    """Name -> default of the notebook's ``parameters`` cell, in the order written.
 
-    import papermill
+    The cell is read with :mod:`ast`, not with papermill's line parser: papermill drops every line
+    whose comment holds an ``=`` sign (``lakes = ""  # "" = stage 05's product``), so such a
+    parameter would be refused as unknown. A default that is not a literal reads as None.
+    """
+    import json
 
-    # papermill warns "Unable to parse line" for comments it cannot read as type hints (apostrophes):
-    # noise in every make run, not a problem with the parameters
-    logging.getLogger("papermill.translators").setLevel(logging.ERROR)
-    declared = papermill.inspect_notebook(str(notebook_path(stage)))
-    out = {}
-    for name, info in declared.items():
-        try:
-            out[name] = ast.literal_eval(info["default"])
-        except (ValueError, SyntaxError):
-            out[name] = None
+    path = notebook_path(stage)
+    try:
+        cells = json.loads(path.read_text())["cells"]
+    except (OSError, ValueError, KeyError) as e:
+        raise InputError(path, f"not a readable notebook ({e})") from e
+    tagged = [c for c in cells if "parameters" in (c.get("metadata") or {}).get("tags", [])]
+    if not tagged:
+        raise InputError(path, "no cell tagged 'parameters'")
+    try:
+        tree = ast.parse("".join(tagged[0]["source"]))
+    except SyntaxError as e:
+        raise InputError(path, f"the parameters cell is not valid Python ({e})") from e
+    out: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    try:
+                        out[target.id] = ast.literal_eval(node.value) if node.value is not None else None
+                    except ValueError:
+                        out[target.id] = None
     return out
 
 
