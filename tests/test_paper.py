@@ -20,9 +20,9 @@ from PIL import Image
 
 from lakepaper import io
 from lakepaper.errors import InputError
-from lakepaper.paper import content, graph, html, prereqs
+from lakepaper.paper import graph, html, prereqs, registry
 from lakepaper.paper.build import build_paper
-from lakepaper.paper.content import NUMBERS, published_vs_run
+from lakepaper.paper.numbers import NUMBERS, published_vs_run
 from lakepaper.paper.run import Missing, Run
 from lakepaper.stages import REGISTRY
 
@@ -146,8 +146,7 @@ def make_build(root: Path, upto: str = "10_checkdam") -> Path:
             dict(
                 reads=["00_world", "01_composite", "02_samples", "04_predict"],
                 figures=["fig3_river_cases.png", "fig4_floodplain_mask.png", "rule_effects.png"],
-                files={"table2.csv": _csv(TABLE2)},
-                extra={"lakes": 250, "area_km2": 11.9, "table2": TABLE2.reset_index().to_dict("records")},
+                extra={"lakes": 250, "area_km2": 11.9},
             ),
         ),
         (
@@ -159,6 +158,7 @@ def make_build(root: Path, upto: str = "10_checkdam") -> Path:
                 extra={
                     "table1": TABLE1.reset_index().to_dict("records"),
                     "table2": TABLE2.reset_index().to_dict("records"),
+                    "lake_level_recall_precision_min_pct": 88.0,
                     "fits": [
                         {"lakes": "labelled", "fit": "ols", "slope": 0.95, "r2": 0.97, "n": 40},
                         {"lakes": "predicted", "fit": "ols", "slope": 0.93, "r2": 0.99, "n": 41},
@@ -335,7 +335,7 @@ def test_numbers_extracted_from_a_full_run(tmp_path):
     assert rows["ar_precision"].value == pytest.approx(90.0) and rows["sl_recall"].value == pytest.approx(70.0)
     assert rows["river_mask_precision_gain"].value == pytest.approx(1.8)  # percentage points, as stored
     assert rows["lake_level_r2"].value == pytest.approx(0.97)  # lowest of the two OLS fits
-    assert rows["lake_level_recall_precision_min"].value == pytest.approx(88.0)  # the "<0.005" group left out
+    assert rows["lake_level_recall_precision_min"].value == pytest.approx(88.0)  # as stage 06 recorded it
     assert rows["n_test_patches"].value == 22 and rows["n_lakes"].value == 1234
     assert rows["checkdam_miou_min"].value == pytest.approx(81.0)
 
@@ -425,7 +425,7 @@ def test_large_figures_are_embedded_as_downscaled_jpeg(tmp_path, monkeypatch):
 
 
 def test_figure_captions_from_figures_readme():
-    caps = content.FigureCaptions.read()
+    caps = registry.FigureCaptions.read()
     assert "biome" in caps.caption("world_biomes.png").lower()
     assert caps.caption("world_scenes_T07.png")  # <tile> pattern
     assert caps.caption("no_such_figure.png") == ""

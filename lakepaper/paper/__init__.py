@@ -2,7 +2,9 @@
 
 * :mod:`~lakepaper.paper.run` — what a build holds (manifests, listed files), tolerant of missing stages;
 * :mod:`~lakepaper.paper.graph` — the stage graph from the manifests' ``inputs``, and Fig. 1 drawn from it;
-* :mod:`~lakepaper.paper.content` — the registry: sections, figures, tables, published-vs-run numbers;
+* :mod:`~lakepaper.paper.sections` — the text: sections, their titles, the stages' lines in Fig. 1;
+* :mod:`~lakepaper.paper.registry` — which stage and file make each figure and table; other figures' captions;
+* :mod:`~lakepaper.paper.numbers` — published-vs-run numbers, read from the stages' manifests;
 * :mod:`~lakepaper.paper.html` and :mod:`~lakepaper.paper.colophon` — the page and its provenance;
 * :mod:`~lakepaper.paper.build` — :func:`build_paper` and the ``lakepaper paper`` command;
 * :mod:`~lakepaper.paper.browser` — the headless-Chromium check;

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from lakepaper import io
 from lakepaper.errors import InputError
-from lakepaper.paper.content import NUMBERS, published_vs_run
 from lakepaper.paper.graph import draw_flowchart, stage_graph
 from lakepaper.paper.html import PageParts, now_utc, render
+from lakepaper.paper.numbers import NUMBERS, published_vs_run
 from lakepaper.paper.run import Run
 from lakepaper.stages import REGISTRY
 

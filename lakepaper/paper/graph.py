@@ -19,8 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lakepaper.paper.content import SECTION_TITLES, stage_info
 from lakepaper.paper.run import Run
+from lakepaper.paper.sections import SECTION_TITLES, stage_info
 
 #: Status -> (edge colour, line style, words) of a flowchart box.
 STATUS_STYLE = {

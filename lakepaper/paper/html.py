@@ -24,23 +24,11 @@ from typing import Any
 import pandas as pd
 
 from lakepaper.paper import colophon as col
-from lakepaper.paper.content import (
-    FIGURES,
-    NUMBERS,
-    SECTIONS,
-    TABLES,
-    FactRow,
-    FigureCaptions,
-    FigureItem,
-    NumberRow,
-    TableItem,
-    published_vs_run,
-    run_facts,
-    scale_rows,
-    stage_info,
-)
 from lakepaper.paper.graph import StageGraph, _duration
+from lakepaper.paper.numbers import NUMBERS, FactRow, NumberRow, published_vs_run, run_facts, scale_rows
+from lakepaper.paper.registry import FIGURES, TABLES, FigureCaptions, FigureItem, TableItem
 from lakepaper.paper.run import Missing, Run
+from lakepaper.paper.sections import SECTIONS, stage_info
 
 #: Figures larger than this are embedded as a downscaled JPEG (keeps the page a few MB).
 EMBED_MAX_BYTES = 700_000
@@ -123,25 +111,18 @@ def _anchor(text: str) -> str:
 
 
 def read_table(run: Run, item: TableItem) -> tuple[pd.DataFrame, str]:
-    """The first candidate file the run produced, formatted for display; :class:`Missing` if none."""
-    reasons = []
-    for stage, name in item.candidates:
-        try:
-            df = run.csv(stage, name)
-        except Missing as exc:
-            reasons.append(str(exc))
-            continue
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            reasons.append(f"{stage}/{name} unreadable ({exc})")
-            continue
-        for c in item.percent:
-            if c in df and pd.api.types.is_numeric_dtype(df[c]) and df[c].abs().max() <= 1.0:
-                df[c] = df[c] * 100
-        if item.index and item.index in df:
-            df = df.set_index(item.index)
-            df.index.name = None
-        return df, f"{stage}/{name}"
-    raise Missing("; ".join(dict.fromkeys(reasons)))
+    """The table's file, formatted for display; :class:`Missing` if the run did not produce it."""
+    try:
+        df = run.csv(item.stage, item.file)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise Missing(f"{item.stage}/{item.file} unreadable ({exc})") from exc
+    for c in item.percent:
+        if c in df and pd.api.types.is_numeric_dtype(df[c]) and df[c].abs().max() <= 1.0:
+            df[c] = df[c] * 100
+    if item.index and item.index in df:
+        df = df.set_index(item.index)
+        df.index.name = None
+    return df, f"{item.stage}/{item.file}"
 
 
 def table_html(df: pd.DataFrame) -> str:

@@ -1,7 +1,7 @@
 """What one profile's build holds: the finished stages' manifests, their files, and what is missing.
 
 A :class:`Run` reads ``build/<profile>/<stage>/manifest.json`` of every stage it knows (the
-pipeline's :data:`lakepaper.stages.STAGES`, the stages planned in :mod:`lakepaper.paper.content`,
+pipeline's :data:`lakepaper.stages.STAGES`, the stages of :data:`lakepaper.stages.REGISTRY`,
 and any other folder that holds a manifest). Nothing here fails because a stage has not run:
 lookups raise :class:`Missing` with a sentence saying what is absent, and the paper shows that
 sentence in place of the number, table or figure.

@@ -1,0 +1,324 @@
+"""The numbers on the page: this run's value of every number the paper publishes, beside it, and a few facts
+that say what the run did.
+
+* :data:`NUMBERS`: the published-vs-run table: a key of :data:`lakepaper.params.PUBLISHED` and a function
+  that *reads* this run's value from a stage's manifest or CSV (the stages compute; nothing is re-derived
+  here). A function raises :class:`~lakepaper.paper.run.Missing` (or fails to find a key) when the stage
+  has not produced the value; the page then says "not produced by this run" and why.
+* :data:`RUN_FACTS`: numbers the paper does not publish but a reviewer wants (tiles, scenes, epochs, ...).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from lakepaper.paper.run import Missing, Run
+from lakepaper.params import PUBLISHED
+
+# --- published vs this run -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Number:
+    key: str  # key of params.PUBLISHED
+    label: str
+    extract: Callable[[Run], float]
+    unit: str = ""  # "%", "pp", "km²", ""
+    relation: str = "="  # how the paper states it: "=", ">", "~"
+    stage: str = ""  # where this run's value comes from (for the table)
+    note: str = ""
+
+
+def _table1_row(run: Run, region_type: str) -> dict[str, Any]:
+    return run.record("06_accuracy", "table1", "region_type", region_type)
+
+
+def _pct(x: Any) -> float:
+    return 100.0 * float(x)
+
+
+def _table2_change(run: Run, column: str) -> float:
+    return float(run.record("06_accuracy", "table2", "row", "change")[column])
+
+
+#: Which Fig. 5a fit the paper's R² and slopes are compared with ("ols" or "origin").
+LAKE_FIT = "ols"
+
+
+def _fits(run: Run, column: str) -> list[float]:
+    rows = [r for r in run.extra("06_accuracy", "fits") if r.get("fit") == LAKE_FIT]
+    values = [float(r[column]) for r in rows if r.get(column) is not None and not _isnan(r[column])]
+    if not values:
+        raise Missing(f"06_accuracy: no {LAKE_FIT} fit with a {column} (too few lakes)")
+    return values
+
+
+def _lake_level_min(run: Run) -> float:
+    return float(run.extra("06_accuracy", "lake_level_recall_precision_min_pct"))
+
+
+def _isnan(x: Any) -> bool:
+    try:
+        return math.isnan(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def _headline(key: str) -> Callable[[Run], float]:
+    return lambda run: float(run.extra("07_distribution", "headline", key))
+
+
+def _checkdam_test(column: str) -> Callable[[Run], float]:
+    return lambda run: _pct(run.record("10_checkdam", "test", "row", "all")[column])
+
+
+NUMBERS: tuple[Number, ...] = (
+    Number(
+        "patch_iou",
+        "Patch-level IoU, all test patches",
+        lambda r: _pct(_table1_row(r, "all")["iou"]),
+        "%",
+        stage="06_accuracy",
+    ),
+    Number(
+        "patch_recall_precision_f1_min",
+        "Lowest of patch recall, precision, F1",
+        lambda r: min(_pct(_table1_row(r, "all")[k]) for k in ("recall", "precision", "f1")),
+        "%",
+        ">",
+        "06_accuracy",
+    ),
+    Number(
+        "ar_precision",
+        "AR (alongside rivers) precision",
+        lambda r: _pct(_table1_row(r, "AR")["precision"]),
+        "%",
+        stage="06_accuracy",
+    ),
+    Number("ar_iou", "AR IoU", lambda r: _pct(_table1_row(r, "AR")["iou"]), "%", stage="06_accuracy"),
+    Number(
+        "sl_recall", "SL (salt lakes) recall", lambda r: _pct(_table1_row(r, "SL")["recall"]), "%", stage="06_accuracy"
+    ),
+    Number("sl_iou", "SL IoU", lambda r: _pct(_table1_row(r, "SL")["iou"]), "%", stage="06_accuracy"),
+    Number(
+        "river_mask_precision_gain",
+        "River mask: precision change",
+        lambda r: _table2_change(r, "precision"),
+        "pp",
+        stage="06_accuracy / 05_postprocess",
+    ),
+    Number(
+        "river_mask_recall_change",
+        "River mask: recall change",
+        lambda r: _table2_change(r, "recall"),
+        "pp",
+        stage="06_accuracy / 05_postprocess",
+    ),
+    Number(
+        "lake_level_r2",
+        "Lake level: R² of true predicted area (lowest of the two fits)",
+        lambda r: min(_fits(r, "r2")),
+        "",
+        stage="06_accuracy",
+    ),
+    Number(
+        "lake_level_slope_min", "Lake level: lowest fit slope", lambda r: min(_fits(r, "slope")), "", ">", "06_accuracy"
+    ),
+    Number(
+        "lake_level_recall_precision_min",
+        "Lake level: lowest mean recall/precision, groups ≥ 0.005 km²",
+        _lake_level_min,
+        "%",
+        ">",
+        "06_accuracy",
+    ),
+    Number("n_test_regions", "Test regions", lambda r: float(_table1_row(r, "all")["regions"]), stage="06_accuracy"),
+    Number(
+        "n_test_patches",
+        "Test patches",
+        lambda r: float(_table1_row(r, "all")["patches"]),
+        stage="06_accuracy",
+        note="the paper's patches are 576 px; a demo profile uses smaller ones",
+    ),
+    Number("n_lakes", "Lakes ≥ 0.005 km²", _headline("n_lakes"), "", "~", "07_distribution"),
+    Number("total_area_km2", "Total lake area", _headline("total_area_km2"), "km²", "~", "07_distribution"),
+    Number(
+        "share_count_below_1km2",
+        "Share of lakes < 1 km² (count)",
+        _headline("share_count_below_1km2"),
+        "%",
+        stage="07_distribution",
+    ),
+    Number(
+        "share_area_above_100km2",
+        "Share of area in lakes > 100 km²",
+        _headline("share_area_above_100km2"),
+        "%",
+        stage="07_distribution",
+    ),
+    Number(
+        "share_count_below_0_01km2",
+        "Share of lakes < 0.01 km² (count)",
+        _headline("share_count_below_0_01km2"),
+        "%",
+        stage="07_distribution",
+    ),
+    Number(
+        "share_count_north_57",
+        "Share of lakes north of 57° N (count)",
+        _headline("share_count_north_57"),
+        "%",
+        stage="07_distribution",
+    ),
+    Number(
+        "share_area_north_57",
+        "Share of lake area north of 57° N",
+        _headline("share_area_north_57"),
+        "%",
+        stage="07_distribution",
+    ),
+    Number(
+        "qtp_images", "QTP dataset: images", lambda r: float(r.extra("09_qtp", "dataset", "images")), stage="09_qtp"
+    ),
+    Number(
+        "checkdam_cells",
+        "Check dams: grid cells",
+        lambda r: float(r.extra("10_checkdam", "counts", "cells")),
+        stage="10_checkdam",
+    ),
+    Number(
+        "checkdam_kept",
+        "Check dams: cells with dam land",
+        lambda r: float(r.extra("10_checkdam", "counts", "kept")),
+        stage="10_checkdam",
+    ),
+    Number(
+        "checkdam_samples",
+        "Check dams: samples after augmentation",
+        lambda r: float(r.extra("10_checkdam", "counts", "samples")),
+        stage="10_checkdam",
+    ),
+    Number("checkdam_miou_min", "Check dams: test mIoU", _checkdam_test("miou"), "%", ">", "10_checkdam"),
+    Number("checkdam_oa_min", "Check dams: test overall accuracy", _checkdam_test("oa"), "%", ">", "10_checkdam"),
+)
+
+
+@dataclass
+class NumberRow:
+    number: Number
+    published: float
+    source: str
+    value: float | None
+    missing: str = ""  # why there is no value
+
+
+def published_vs_run(run: Run, numbers: Sequence[Number] = NUMBERS) -> list[NumberRow]:
+    """One row per published number: the paper's value and this run's, or why this run has none.
+
+    Extraction never raises: a stage that has not run, a file it did not write, or a key its manifest
+    lacks gives ``value=None`` with the reason in ``missing``.
+    """
+    rows = []
+    for n in numbers:
+        published, source = PUBLISHED[n.key]
+        try:
+            value: float | None = float(n.extract(run))
+            missing = ""
+            if _isnan(value):
+                value, missing = None, "computed as NaN (nothing to count in this run)"
+        except Missing as exc:
+            value, missing = None, str(exc)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            value, missing = None, f"{n.stage or 'stage'} output lacks it ({type(exc).__name__}: {exc})"
+        rows.append(NumberRow(n, float(published), source, value, missing))
+    return rows
+
+
+def numbers_frame(rows: Sequence[NumberRow]) -> pd.DataFrame:
+    """The published-vs-run rows as a plain table (for tests and notebooks)."""
+    return pd.DataFrame(
+        {
+            "number": [r.number.label for r in rows],
+            "key": [r.number.key for r in rows],
+            "paper": [r.published for r in rows],
+            "this run": [r.value for r in rows],
+            "missing": [r.missing for r in rows],
+        }
+    )
+
+
+# --- this run at a glance (numbers the paper does not publish, but that say what the run did) ------
+
+
+@dataclass(frozen=True)
+class Fact:
+    label: str
+    stage: str
+    extract: Callable[[Run], float | str]
+    unit: str = ""
+
+
+def _mean_clear(run: Run) -> float:
+    tiles = run.extra("01_composite", "tiles")
+    return 100.0 * sum(float(t["clear_share"]) for t in tiles) / len(tiles)
+
+
+RUN_FACTS: tuple[Fact, ...] = (
+    Fact("Simulated tiles", "00_world", lambda r: float(r.extra("00_world", "summary", "tiles"))),
+    Fact("Sentinel-2 scenes (simulated)", "00_world", lambda r: float(r.extra("00_world", "summary", "scenes"))),
+    Fact("True lakes in the world", "00_world", lambda r: float(r.extra("00_world", "summary", "lakes"))),
+    Fact("True lake area", "00_world", lambda r: float(r.extra("00_world", "summary", "lake_area_km2")), "km²"),
+    Fact(
+        "s2cloudless recall of true clouds (10 m)",
+        "00_world",
+        lambda r: _pct(r.extra("00_world", "cloud_detection", "recall_10m")),
+        "%",
+    ),
+    Fact("Composite tiles", "01_composite", lambda r: float(len(r.extra("01_composite", "tiles")))),
+    Fact("Mean share of composite pixels with a clear observation", "01_composite", _mean_clear, "%"),
+    Fact("Sample regions labelled", "02_samples", lambda r: float(r.extra("02_samples", "regions"))),
+    Fact(
+        "Label IoU after edits (all regions)",
+        "02_samples",
+        lambda r: _pct(r.record("02_samples", "label_iou", "region_type", "all")["edited_iou"]),
+        "%",
+    ),
+    Fact("U-Net training epochs", "03_train", lambda r: float(r.extra("03_train", "training", "epochs"))),
+    Fact("U-Net trainable parameters", "03_train", lambda r: float(r.extra("03_train", "training", "parameters"))),
+    Fact("Test IoU of the trained model (chips)", "03_train", lambda r: _pct(r.extra("03_train", "test", "iou")), "%"),
+    Fact("Lakes in the product", "05_postprocess", lambda r: float(r.extra("05_postprocess", "lakes"))),
+    Fact("Product lake area", "05_postprocess", lambda r: float(r.extra("05_postprocess", "area_km2")), "km²"),
+)
+
+
+@dataclass
+class FactRow:
+    fact: Fact
+    value: float | str | None
+    missing: str = ""
+
+
+def run_facts(run: Run, facts: Sequence[Fact] = RUN_FACTS) -> list[FactRow]:
+    """This run's own headline numbers; tolerant of missing stages like :func:`published_vs_run`."""
+    rows = []
+    for f in facts:
+        try:
+            rows.append(FactRow(f, f.extract(run)))
+        except Missing as exc:
+            rows.append(FactRow(f, None, str(exc)))
+        except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError) as exc:
+            rows.append(FactRow(f, None, f"{f.stage} output lacks it ({type(exc).__name__}: {exc})"))
+    return rows
+
+
+def scale_rows(profile: str) -> list[tuple[str, Any, Any, str]]:
+    """(parameter, paper value, this profile's value, source) for every constant the profile scales down."""
+    from lakepaper.params import PAPER, PROFILES
+
+    overrides = PROFILES.get(profile, {})
+    return [(k, PAPER[k].value, v, PAPER[k].source) for k, v in overrides.items() if k in PAPER]
