@@ -39,11 +39,13 @@ def _cmd_stamps(args: argparse.Namespace) -> int:
 
 
 def _cmd_stages(args: argparse.Namespace) -> int:
-    from lakepaper.stages import STAGES, declared_parameters
+    from lakepaper.stages import REGISTRY, declared_parameters
 
-    for stage in STAGES:
-        declared = declared_parameters(stage)
-        print(f"{stage}: " + ", ".join(f"{k}={v!r}" for k, v in declared.items()))
+    for stage in REGISTRY.values():
+        declared = declared_parameters(stage.name)
+        print(f"{stage.name}: {stage.title} ({stage.does})")
+        print(f"    reads: {', '.join(stage.reads) or 'nothing earlier'}; run by lakepaper.stages.{stage.module}.run")
+        print("    parameters: " + ", ".join(f"{k}={v!r}" for k, v in declared.items()))
     return 0
 
 
@@ -145,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stamps.set_defaults(func=_cmd_stamps)
 
-    stages = sub.add_parser("stages", help="list the stages and the parameters each notebook takes")
+    stages = sub.add_parser("stages", help="list the stages, what each reads, and the parameters each notebook takes")
     stages.set_defaults(func=_cmd_stages)
 
     world = sub.add_parser("world", help="generate the simulated Sentinel-2 world without a notebook")
