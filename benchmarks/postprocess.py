@@ -5,7 +5,7 @@ lakes on a jittered lattice (2-9 pixels a side, one per 12 x 12 pixels, some acr
 a sea strip along the west edge, meandering rivers with GRWL-like centre lines, and references
 over all of it: OSM land and ocean, GLAKES (a fifth of the lakes, some reservoirs), PLD, and
 aridity, floodplain and occurrence rasters. For each size the whole pass
-(:func:`lakepaper.postprocess.stage.run`, steps kept off) is timed by phase:
+(:func:`lakepaper.postprocess.pipeline.postprocess`, steps kept off) is timed by phase:
 
 * **vectorise**: masks to polygons plus joining lakes across tile edges (``vectorise`` + ``seams``);
 * **rules**: ocean, river and minimum area, partition by partition (references read per partition);
@@ -163,13 +163,13 @@ def write_world(root: Path, n: int, tile: int, seed: int = 0) -> dict:
 
 def bench(n: int, tile: int) -> dict:
     from lakepaper import params
+    from lakepaper.postprocess.pipeline import postprocess
     from lakepaper.postprocess.references import ReferenceSet
-    from lakepaper.postprocess.stage import run
 
     with tempfile.TemporaryDirectory(prefix="lakepaper-bench-") as tmp:
         w = write_world(Path(tmp), n, tile)
         t0 = time.perf_counter()
-        r = run(
+        r = postprocess(
             w["predict"],
             params.resolve("demo"),
             references=ReferenceSet(dict(w["refs"])),

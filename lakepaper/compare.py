@@ -12,10 +12,12 @@ What is compared
 * Fig. 8: the lakes of each catalogue in a few boxes, over a basemap (:func:`clip`).
 * Fig. 9: count and area per latitude and longitude band per size group (:func:`profiles_by_group`) and
   per 1-degree cell differences for one size range (0.01-0.1 km2 in the paper) between two
-  catalogues (:func:`cell_difference`). The paper leaves out the Caspian Sea (which holds the
-  Garabogazkol lagoon); :func:`drop_in_box` removes the lakes whose point lies in a lon/lat box.
-* Lakes of one catalogue that touch no lake of another (:func:`unmatched`): the paper's "3.9 million
-  lakes < 0.01 km2 not in PLD" is the < 0.01 km2 row of that table for PLD.
+  catalogues (:func:`cell_difference`; cell by cell as a table, :func:`cell_table`). The paper leaves
+  out the Caspian Sea (which holds the Garabogazkol lagoon); :func:`drop_in_box` removes the lakes
+  whose point lies in a lon/lat box.
+* Lakes of one catalogue that touch no lake of another (:func:`unmatched`; against several references
+  at once, :func:`unmatched_table`): the paper's "3.9 million lakes < 0.01 km2 not in PLD" is the
+  < 0.01 km2 row of that table for PLD.
 """
 
 from __future__ import annotations
@@ -262,6 +264,29 @@ def cell_difference(
     }
 
 
+def cell_table(diff: Mapping[str, np.ndarray], a: str = "a", b: str = "b") -> pd.DataFrame:
+    """Fig. 9c as a table: one row per cell where either catalogue has lakes in the size range.
+
+    Args:
+        diff: :func:`cell_difference` of ``a`` minus ``b``.
+        a, b: the catalogues' names, put in the column names (``count_<a>``, ``area_<b>``, ...).
+
+    Returns:
+        lon, lat (the cell's south-west corner), count_a, count_b, count_diff, area_a, area_b,
+        area_diff (km2), rows in grid order (from 90 S, west to east).
+    """
+    g = diff["grid"]
+    rows, cols = ((diff["count_a"] > 0) | (diff["count_b"] > 0)).nonzero()
+    table = pd.DataFrame(
+        {
+            "lon": g.lon_edges[cols],
+            "lat": g.lat_edges[rows],
+            **{k: diff[k][rows, cols] for k in ("count_a", "count_b", "count_diff", "area_a", "area_b", "area_diff")},
+        }
+    )
+    return table.rename(columns=lambda c: c.replace("_a", f"_{a}").replace("_b", f"_{b}"))
+
+
 def drop_in_box(gdf: gpd.GeoDataFrame, box: tuple[float, float, float, float] | None) -> gpd.GeoDataFrame:
     """The lakes whose point inside them does not lie in the lon/lat ``box`` (minx, miny, maxx, maxy).
 
@@ -299,3 +324,29 @@ def unmatched(a: gpd.GeoDataFrame, b: gpd.GeoDataFrame, edges: Sequence[float], 
     out = all_.join(miss.add_suffix("_unmatched"))
     out["count_unmatched_share"] = 100 * out["count_unmatched"] / out["count"].where(out["count"] > 0)
     return out
+
+
+def unmatched_table(
+    a: gpd.GeoDataFrame, references: Mapping[str, gpd.GeoDataFrame], edges: Sequence[float], *, below: bool = True
+) -> pd.DataFrame:
+    """:func:`unmatched` of ``a`` against each reference, one long table (``reference`` first, then ``size_group``)."""
+    parts = []
+    for name, ref in references.items():
+        u = unmatched(a, ref, edges, below=below).reset_index()
+        u.insert(0, "reference", name)
+        parts.append(u)
+    return pd.concat(parts, ignore_index=True)
+
+
+def summary(catalogues: Mapping[str, gpd.GeoDataFrame], files: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per catalogue: its file (if given), lake count, total and smallest area (km2)."""
+    rows = {
+        name: {
+            **({"file": files.get(name, "")} if files is not None else {}),
+            "lakes": len(c),
+            "total km2": c.area_km2.sum(),
+            "smallest km2": c.area_km2.min() if len(c) else None,
+        }
+        for name, c in catalogues.items()
+    }
+    return pd.DataFrame(rows).T

@@ -1,21 +1,16 @@
 """Accuracy of a lake map against labels: patch level (Table 1), lake level (Fig. 5), river mask (Table 2).
 
 Paper section 3.1. Everything here works on plain arrays, so it scores any binary lake map against any
-binary label, not only this pipeline's.
+binary label, not only this pipeline's; :mod:`lakepaper.regions` reads the pipeline's files into
+:class:`Region` objects.
 
 Conventions
 -----------
-Pixels
-    Labels are ``uint8`` 0/1. Predictions are ``uint8`` 1 = lake, 0 = not lake and ``NODATA`` (255) =
-    no prediction; no-data pixels are left out of every count (they are reported as ``nodata``).
-
-Scores (:func:`scores`), from pooled confusion counts
-    recall = TP / (TP + FN), precision = TP / (TP + FP), F1 = 2 TP / (2 TP + FP + FN) (the harmonic mean
-    of the two), IoU = TP / (TP + FP + FN). True negatives enter none of them (the paper leaves out
-    overall accuracy and mIoU because non-lake pixels dominate). A score whose denominator is 0 is
-    **NaN**, never 0 or 1: recall with no labelled lake, precision with no predicted lake, F1 and IoU
-    with neither. An empty prediction over labelled lake therefore scores recall 0, precision NaN,
-    F1 0, IoU 0. (scikit-learn's ``zero_division=np.nan`` gives the same.)
+Pixels and scores
+    Those of :mod:`lakepaper.scoring` (the one place they are computed): labels ``uint8`` 0/1,
+    predictions 1 = lake, 0 = not lake, ``NODATA`` (255) = no prediction, left out of every count
+    (reported as ``nodata``); recall, precision, F1 and IoU from pooled confusion counts, **NaN**
+    where a denominator is 0 (scikit-learn's ``zero_division=np.nan``).
 
 Patches (:func:`patch_windows`, :func:`patch_table`)
     "2424 patches of 576 x 576 taken sequentially from the test regions": each region is cut into
@@ -34,6 +29,10 @@ Patches (:func:`patch_windows`, :func:`patch_table`)
     tall or as wide as the region), in both modes. Table 1 pools the counts over the windows of every
     region of a type, and over every region (row ``all``).
 
+River mask (:func:`river_mask_change`)
+    Table 2: the counts of the test regions pooled before and after the pixels the river mask
+    removed are set to "not lake" in the prediction, and the change of each score.
+
 Lakes (:func:`lake_overlap`)
     Labelled lakes are the connected components of the label and predicted lakes those of the
     prediction (or, for a vector product, the polygons burnt into an id raster), with **4-connectivity**
@@ -50,27 +49,24 @@ Fits (:func:`fit_line`)
 
 Size groups (:func:`size_group_labels`, :func:`by_size_group`)
     Intervals closed on the left, [lo, hi): with the paper's edges (0.005, 0.01, 0.03, 0.1, 1, 100,
-    10000) the groups are < 0.005, 0.005-0.01, ..., 100-10000 and >= 10000 km2.
+    10000) the groups are < 0.005, 0.005-0.01, ..., 100-10000 and >= 10000 km2. The paper's lake-level
+    headline is the lowest mean recall or precision of the groups from 0.005 km2 up
+    (:func:`lowest_lake_level_score`).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from lakepaper import scoring
 from lakepaper.errors import InputError, ParameterError
+from lakepaper.scoring import COUNTS, NODATA, SCORES, confusion, scores
 
-#: Value of a prediction pixel without prediction.
-NODATA = 255
-#: Confusion counts, in the order :func:`confusion` returns them.
-COUNTS = ("tp", "fp", "fn", "tn", "nodata")
-SCORES = ("recall", "precision", "f1", "iou")
 PARTIAL = ("shift", "drop")
 
 
@@ -83,67 +79,25 @@ class Region:
     label: np.ndarray  # (rows, cols) uint8 0/1
     pred: np.ndarray  # (rows, cols) uint8 0/1, NODATA = no prediction
     pixel_km2: float = 1e-4  # 10 m pixels
-    crs: object | None = None  # CRS of the pixel grid (needed only to burn polygons in, :func:`burn`)
+    crs: object | None = None  # CRS of the pixel grid (needed only to burn polygons in, lakepaper.regions.burn)
     transform: object | None = None  # its affine transform
 
 
-# --- pixels ------------------------------------------------------------------------------------------
+# --- pooling (Table 1) ------------------------------------------------------------------------------
 
 
-def _check_pair(label: np.ndarray, pred: np.ndarray, nodata: int | None, name: str = "label/pred") -> None:
-    label, pred = np.asarray(label), np.asarray(pred)
-    if label.shape != pred.shape:
-        raise InputError(name, f"label {label.shape} and prediction {pred.shape} differ in shape")
-    if label.ndim != 2:
-        raise InputError(name, f"expected 2-D arrays, got {label.ndim}-D")
-
-
-def _codes(label: np.ndarray, pred: np.ndarray, nodata: int | None) -> np.ndarray:
-    """Per pixel 0 tp, 1 fp, 2 fn, 3 tn, 4 no prediction (uint8)."""
-    lab = np.asarray(label).astype(bool)
-    pos = np.asarray(pred) == 1
-    code = np.where(lab, np.where(pos, 0, 2), np.where(pos, 1, 3)).astype(np.uint8)
-    if nodata is not None:
-        code[np.asarray(pred) == nodata] = 4
-    return code
-
-
-def confusion(label: np.ndarray, pred: np.ndarray, *, nodata: int | None = NODATA) -> dict[str, int]:
-    """Pixel counts of a label and a prediction: tp, fp, fn, tn and nodata (pixels left out).
-
-    Example:
-        >>> confusion(np.array([[1, 1, 0, 0]]), np.array([[1, 0, 1, 255]]))
-        {'tp': 1, 'fp': 1, 'fn': 1, 'tn': 0, 'nodata': 1}
-    """
-    _check_pair(label, pred, nodata)
-    counts = np.bincount(_codes(label, pred, nodata).ravel(), minlength=5)
-    return dict(zip(COUNTS, (int(c) for c in counts), strict=True))
-
-
-def scores(tp, fp, fn) -> dict[str, float | np.ndarray]:
-    """Recall, precision, F1 and IoU from confusion counts (scalars or arrays); NaN where undefined.
-
-    Example:
-        >>> scores(8, 2, 0)["precision"], scores(0, 0, 5)["recall"], bool(np.isnan(scores(0, 0, 5)["precision"]))
-        (0.8, 0.0, True)
-    """
-    tp, fp, fn = (np.asarray(v, dtype=float) for v in (tp, fp, fn))
-
-    def ratio(num: np.ndarray, den: np.ndarray):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
-        return float(out) if out.ndim == 0 else out
-
-    return {
-        "recall": ratio(tp, tp + fn),
-        "precision": ratio(tp, tp + fp),
-        "f1": ratio(2 * tp, 2 * tp + fp + fn),
-        "iou": ratio(tp, tp + fp + fn),
-    }
+def _sizes(g: pd.DataFrame) -> dict[str, int]:
+    """How many regions (distinct ``region_id``) and patches (rows with a ``patch``) a group holds."""
+    row = {}
+    if "region_id" in g:
+        row["regions"] = int(g["region_id"].nunique())
+    if "patch" in g:
+        row["patches"] = len(g)
+    return row
 
 
 def pooled(counts: pd.DataFrame, by: str | None = "region_type", *, order: Sequence[str] | None = None) -> pd.DataFrame:
-    """Scores of counts pooled per ``by`` and over all rows (row ``all``).
+    """Scores of counts pooled per ``by`` and over all rows (row ``all``): :func:`lakepaper.scoring.pooled`.
 
     Args:
         counts: rows with columns tp, fp, fn (and any of tn, nodata, region_id, patch ...).
@@ -155,25 +109,7 @@ def pooled(counts: pd.DataFrame, by: str | None = "region_type", *, order: Seque
         One row per group plus ``all``: regions and patches (when the columns exist), the summed counts
         and recall, precision, f1, iou.
     """
-    groups: list[tuple[str, pd.DataFrame]] = []
-    if by is not None:
-        present = dict(list(counts.groupby(by, sort=True)))
-        names = list(order) if order is not None else sorted(present)
-        names += [n for n in present if n not in names]
-        groups = [(n, present.get(n, counts.iloc[0:0])) for n in names]
-    rows = {}
-    for name, g in [*groups, ("all", counts)]:
-        row: dict[str, float] = {}
-        if "region_id" in g:
-            row["regions"] = int(g["region_id"].nunique())
-        if "patch" in g:
-            row["patches"] = len(g)
-        for c in COUNTS:
-            if c in g:
-                row[c] = int(g[c].sum())
-        row.update(scores(row["tp"], row["fp"], row["fn"]))
-        rows[name] = row
-    return pd.DataFrame.from_dict(rows, orient="index")
+    return scoring.pooled(counts, by, order=order, describe=_sizes)
 
 
 # --- patches (Table 1) -------------------------------------------------------------------------------
@@ -236,10 +172,10 @@ def patch_counts(
     Each pixel is counted in the patch that owns it, so summing the rows gives :func:`confusion` of the
     whole region (``partial="shift"``) or of the part covered by whole windows (``"drop"``).
     """
-    _check_pair(label, pred, nodata)
+    scoring.check_pair(label, pred, ndim=2)
     h, w = np.shape(label)
     win = patch_windows(h, w, size, partial=partial)
-    code = _codes(label, pred, nodata)
+    code = scoring.codes(label, pred, nodata=nodata)
     # every pixel gets the index of the patch that owns it (-1: dropped strip), then one bincount
     row_of = np.full(h, -1)
     col_of = np.full(w, -1)
@@ -304,9 +240,37 @@ def mask_change(before: Mapping[str, int], after: Mapping[str, int]) -> pd.DataF
         Rows ``before``, ``after`` and ``change`` (after - before, in the scores' units) with columns
         recall, precision, f1, iou.
     """
-    b = scores(before["tp"], before["fp"], before["fn"])
-    a = scores(after["tp"], after["fp"], after["fn"])
+    b = scoring.scores_of(before)
+    a = scoring.scores_of(after)
     return pd.DataFrame({"before": b, "after": a, "change": {k: a[k] - b[k] for k in SCORES}}).T
+
+
+def river_mask_change(
+    regions: Iterable[Region], removed: Mapping[str, np.ndarray], *, nodata: int | None = NODATA
+) -> tuple[pd.DataFrame, int]:
+    """Table 2: the regions' pooled scores before and after the river mask removed predicted lake pixels.
+
+    Args:
+        regions: the test regions (label and prediction, as stage 04 predicted them).
+        removed: region_id -> boolean mask of the pixels the river mask removed (stage 05's residue,
+            :func:`lakepaper.regions.read_residue`); predicted lake there counts as not lake after.
+
+    Returns:
+        (:func:`mask_change` of the pooled counts: rows before, after, change; the number of predicted
+        lake pixels removed in the regions).
+    """
+    before: dict[str, int] = {}
+    after: dict[str, int] = {}
+    n_removed = 0
+    for r in regions:
+        gone = removed[r.region_id] & (r.pred == 1)
+        masked = np.where(gone, 0, r.pred).astype(np.uint8)
+        before = scoring.add(before, confusion(r.label, r.pred, nodata=nodata))
+        after = scoring.add(after, confusion(r.label, masked, nodata=nodata))
+        n_removed += int(gone.sum())
+    if not before:
+        raise InputError("regions", "no test regions to score")
+    return mask_change(before, after), n_removed
 
 
 # --- lakes (Fig. 5) ----------------------------------------------------------------------------------
@@ -348,7 +312,7 @@ def lake_overlap(
         predicted area) and ``recall`` (labelled) or ``precision`` (predicted, plus ``river_residue``).
         Lakes without a single predicted pixel (all no data) are left out.
     """
-    _check_pair(label, pred, nodata)
+    scoring.check_pair(label, pred, ndim=2)
     lab = np.asarray(label).astype(bool)
     pred = np.asarray(pred)
     seen = pred != nodata if nodata is not None else np.ones(lab.shape, bool)
@@ -523,112 +487,18 @@ def lake_level_fits(labelled: pd.DataFrame, predicted: pd.DataFrame, *, include_
     return out
 
 
-# --- files of the pipeline -----------------------------------------------------------------------------
+def lowest_lake_level_score(summary: pd.DataFrame) -> float:
+    """The lowest mean recall or mean precision of the size groups from the first edge up (Fig. 5b).
 
-
-def read_test_regions(
-    samples_dir: str | os.PathLike[str],
-    mask_dir: str | os.PathLike[str],
-    *,
-    split: str = "test",
-    mask_name: str = "{tile}_mask.tif",
-) -> list[Region]:
-    """The test regions of stage 02 with the prediction cut from per-tile masks (stage 04 or 05).
+    The paper: "the mean recall and precision of lakes larger than 0.005 km2 exceed 86 %". Groups
+    without a labelled and without a predicted lake are left out; NaN when no group is left.
 
     Args:
-        samples_dir: ``build/<profile>/02_samples`` (regions.gpkg: tile, row_off, col_off, height, width,
-            label chip path).
-        mask_dir: folder of per-tile masks on the composite grid (1 lake, 0 not, 255 no data).
-        mask_name: file name pattern of a tile's mask.
+        summary: :func:`lake_level_summary` (its first row is the group below the first edge).
+
+    Returns:
+        A fraction (x 100 for %).
     """
-    from rasterio.windows import Window
-    from rasterio.windows import transform as window_transform
-
-    from lakepaper import io
-    from lakepaper.samples.chips import LABEL_NODATA, read_regions
-
-    samples_dir, mask_dir = Path(samples_dir), Path(mask_dir)
-    regions = read_regions(samples_dir)
-    regions = regions[regions.split == split]
-    out = []
-    for tile, group in regions.groupby("tile", sort=True):
-        mask, meta = io.read_raster(mask_dir / mask_name.format(tile=tile))
-        t = meta["transform"]
-        res = abs(t.a * t.e) / 1e6
-        for r in group.itertuples():
-            pred = mask[0, r.row_off : r.row_off + r.height, r.col_off : r.col_off + r.width]
-            label = io.read_raster(samples_dir / r.label)[0][0]
-            if pred.shape != label.shape:
-                raise InputError(mask_dir / mask_name.format(tile=tile), f"region {r.region_id} is not inside the tile")
-            # never observed (LABEL_NODATA): left out like the prediction's no data
-            pred = np.where(label == LABEL_NODATA, NODATA, pred)
-            label = np.where(label == LABEL_NODATA, 0, label)
-            grid = window_transform(Window(r.col_off, r.row_off, r.width, r.height), t)
-            out.append(
-                Region(
-                    r.region_id, r.region_type, label.astype(np.uint8), pred.astype(np.uint8), res, meta["crs"], grid
-                )
-            )
-    return out
-
-
-def cut_regions(
-    samples_dir: str | os.PathLike[str],
-    raster_dir: str | os.PathLike[str],
-    *,
-    split: str = "test",
-    name: str = "{tile}_residue.tif",
-) -> dict[str, np.ndarray]:
-    """region_id -> the window of each region of ``split`` cut from per-tile rasters on the composite grid.
-
-    E.g. stage 05's ``tiles/<tile>_residue.tif`` (1 where the river mask removed predicted lake) or its
-    ``tiles/<tile>_mask.tif`` (the post-processed product).
-
-    Raises:
-        InputError: a tile's raster is missing, or a region is not inside it.
-    """
-    from lakepaper import io
-    from lakepaper.samples.chips import read_regions
-
-    regions = read_regions(samples_dir)
-    regions = regions[regions.split == split]
-    out: dict[str, np.ndarray] = {}
-    for tile, group in regions.groupby("tile", sort=True):
-        path = Path(raster_dir) / name.format(tile=tile)
-        arr = io.read_raster(path)[0][0]
-        for r in group.itertuples():
-            cut = arr[r.row_off : r.row_off + r.height, r.col_off : r.col_off + r.width]
-            if cut.shape != (r.height, r.width):
-                raise InputError(path, f"region {r.region_id} is not inside the tile")
-            out[r.region_id] = cut
-    return out
-
-
-def burn(polygons, region: Region, *, values: str | None = None) -> np.ndarray:
-    """Polygons (any CRS) burnt into a region's grid (pixel centres): bool mask, or ``values`` column ids (0 none).
-
-    E.g. the polygons the river mask removed (stage 05) as a region's river-residue mask, or the
-    product's lake polygons as ``pred_ids`` for :func:`lake_overlap`.
-
-    Raises:
-        InputError: the region has no grid (``crs``/``transform``), or the polygons have no CRS.
-    """
-    from rasterio import features
-
-    if region.crs is None or region.transform is None:
-        raise InputError(region.region_id, "region has no grid (crs, transform): read it with read_test_regions")
-    if polygons.crs is None:
-        raise InputError("polygons", "no CRS")
-    shape = np.shape(region.label)
-    g = polygons.to_crs(region.crs)
-    left, top = region.transform.c, region.transform.f
-    right, bottom = region.transform @ (shape[1], shape[0])
-    g = g.cx[min(left, right) : max(left, right), min(top, bottom) : max(top, bottom)]
-    dtype = np.int32 if values else np.uint8
-    if not len(g):
-        return np.zeros(shape, dtype if values else bool)
-    vals = g[values].to_numpy() if values else np.ones(len(g), dtype)
-    burnt = features.rasterize(
-        zip(g.geometry, vals, strict=True), out_shape=shape, transform=region.transform, fill=0, dtype=dtype
-    )
-    return burnt if values else burnt.astype(bool)
+    above = summary.iloc[1:]  # groups from the first edge (0.005 km2) up
+    above = above[(above.labelled > 0) | (above.predicted > 0)]
+    return float(np.nanmin(above[["mean_recall", "mean_precision"]].to_numpy())) if len(above) else float("nan")

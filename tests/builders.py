@@ -185,43 +185,39 @@ def scene_world(out, tiles=("T07",), tile_px: int = 128, scenes: int = 2, region
 
 
 def run_pipeline(world_root, out, **over) -> Path:
-    """Stages 01 to 05 on a world as the notebooks call them (``tiny`` profile, ``over`` overrides; one torch
-    thread, Dask off), each stage into ``out/<stage>``. Returns ``out``."""
+    """Stages 01 to 05 on a world through their ``run(ctx)``, as the notebooks call them (``tiny`` profile,
+    ``over``: method constants; one torch thread, Dask off), into ``out/<stage>``; the world is copied to
+    ``out/00_world`` first. Returns ``out``."""
+    import shutil
     import warnings
 
     import torch
 
-    from lakepaper.composite.stage import composite_world
-    from lakepaper.postprocess.references import ReferenceSet, resolve_paths
-    from lakepaper.postprocess.stage import read_tile_grid, run, write_outputs
-    from lakepaper.predict.run import predict_tiles
-    from lakepaper.samples.stage import build_samples
-    from lakepaper.train.loop import load_splits, train
+    from lakepaper.stages import composite, postprocess, predict, samples, train
+    from lakepaper.stages.context import Context
 
-    out, world, p = Path(out), WorldFiles(world_root), params.resolve("tiny", **over)
+    out = Path(out)
+    shutil.copytree(world_root, out / "00_world")
+    own = {"03_train": {"device": "cpu"}, "04_predict": {"scheduler": "sync"}}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # gaps filled with the median, and the like
-            composite_world(world, out / "01_composite", p, progress=False)
-            build_samples(world, out / "01_composite", out / "02_samples", p, progress=False)
-        splits = load_splits(out / "02_samples", p["composite_bands"])
-        train(splits["train"], splits["val"], out / "03_train", p, device="cpu", progress=False)
-        tiles = sorted((out / "01_composite" / "tiles").glob("*.tif"))
-        predict_tiles(
-            tiles,
-            out / "03_train" / "best.pt",
-            out / "04_predict" / "tiles",
-            edge=p["edge_px"],
-            threshold=p["prob_threshold"],
-            batch=p["batch_size"],
-            scheduler="sync",
-            progress=False,
-        )
-        refs = ReferenceSet(resolve_paths({}, world.references))
-        grid = read_tile_grid(out / "01_composite" / "tile_grid.gpkg")
-        write_outputs(run(out / "04_predict" / "tiles", p, references=refs, tile_grid=grid), out / "05_postprocess")
+            for module in (composite, samples, train, predict, postprocess):
+                stage = f"{module.__name__.rsplit('.', 1)[1]}"
+                name = next(s for s in STAGE_NAMES if s.endswith(f"_{stage}"))
+                given = {**own.get(name, {}), **{k: v for k, v in over.items() if k in _declared(name)}}
+                module.run(Context.create(name, profile="tiny", root=out, quiet=True, **given))
     finally:
         torch.set_num_threads(threads)
     return out
+
+
+STAGE_NAMES = ("01_composite", "02_samples", "03_train", "04_predict", "05_postprocess")
+
+
+def _declared(stage: str) -> dict:
+    from lakepaper.stages import declared_parameters
+
+    return declared_parameters(stage)

@@ -222,3 +222,78 @@ def test_composite_basemap_reads_a_composite(tmp_path):
     assert bm["ndwi"].shape == (8, 10) and np.allclose(bm["ndwi"], 0.5)
     assert bm["rgb"].shape == (8, 10, 3) and bm["extent"] == (500000, 500100, 5999920, 6000000)
     assert pd.api.types.is_float_dtype(bm["rgb"].dtype) and bm["crs"].to_epsg() == 32633
+
+
+def test_cell_table_unmatched_table_and_summary(files):
+    prod = compare.read_catalogue(files / "lakes.parquet")
+    pld = compare.read_catalogue(files / "pld.shp")
+    glakes = compare.read_catalogue(files / "glakes.shp")
+    t = compare.cell_table(compare.cell_difference(prod, pld, lo=0.01, hi=0.1), "P", "PLD")
+    assert t.columns.tolist() == [
+        *("lon", "lat", "count_P", "count_PLD", "count_diff", "area_P", "area_PLD", "area_diff"),
+    ]
+    assert t[["lon", "lat"]].values.tolist() == [[10.0, 60.0], [11.0, 61.0]]  # grid order, from the south
+    assert t.count_P.tolist() == [1, 1] and t.count_diff.tolist() == [0, 0]
+    assert (t.area_P == t.area_PLD).all()  # the same lakes; areas are split over the cells a lake overlaps
+    u = compare.unmatched_table(prod, {"PLD": pld, "GLAKES": glakes}, EDGES)
+    assert u.columns[:2].tolist() == ["reference", "size_group"] and u.reference.unique().tolist() == ["PLD", "GLAKES"]
+    by = u.set_index(["reference", "size_group"]).count_unmatched
+    assert by["PLD", "0.005-0.01"] == 1 and by["GLAKES", "0.01-0.03"] == 1  # GLAKES has no lake at 61 N
+    s = compare.summary({"P": prod, "none": prod.iloc[:0]}, {"P": "lakes.parquet"})
+    assert s.loc["P", "lakes"] == 4 and s.loc["P", "smallest km2"] == pytest.approx(0.006)
+    assert s.loc["none", "lakes"] == 0 and pd.isna(s.loc["none", "smallest km2"]) and s.loc["none", "file"] == ""
+
+
+def test_fig8_regions_picked_on_the_world_or_given(files, tmp_path):
+    from lakepaper.figures.comparison import region_panels, world_panels, world_tiles
+
+    tiles = pd.DataFrame(
+        {
+            "tile": ["T1", "T2", "T3", "T4", "T5"],
+            "biome": ["arid", "river", "ponds", "river", "arid"],
+            "lat": [30.0, 50.0, 60.0, 40.0, 31.0],
+        }
+    )
+    assert world_tiles(tiles) == [
+        ("ponds", "T3"),
+        ("a salt flat", "T1"),
+        ("lakes by a river", "T2"),  # the northernmost
+        ("seasonal lakes", "T5"),
+    ]
+    assert world_tiles(tiles[tiles.biome == "river"]) == [("lakes by a river", "T2")]
+    assert world_panels(tiles, tmp_path / "no composites", {}) == []  # tiles without a composite: left out
+    cats = {"P": compare.read_catalogue(files / "lakes.parquet")}
+    panels = region_panels([["ponds", 9.9, 59.9, 10.8, 60.4], ["b", 0, 0, 1, 1]], [""], cats, right=("P",))
+    assert [(p.title, p.box, p.ndwi) for p in panels] == [
+        ("ponds", (9.9, 59.9, 10.8, 60.4), None),
+        ("b", (0, 0, 1, 1), None),
+    ]
+    assert panels[0].right == ("P",)
+
+
+def test_stage_08_on_given_files(offline, files, tmp_path):
+    """The whole stage on given catalogues and a given region: no earlier stage, no world."""
+    from lakepaper.stages import comparison
+    from lakepaper.stages.context import Context
+
+    ctx = Context.create(
+        "08_comparison",
+        profile="tiny",
+        root=tmp_path / "build",
+        quiet=True,
+        product=str(files / "lakes.parquet"),
+        glakes=str(files / "glakes.shp"),
+        pld=str(files / "pld.shp"),
+        truth="none",
+        exclude_box=[11.5, 61.5, 12.5, 62.5],
+        fig8_regions=[["ponds", 9.9, 59.9, 10.8, 60.4]],
+    )
+    r = comparison.run(ctx)
+    assert r.manifest["inputs"] == {} and r.manifest["lakes"] == {"GLAKESplus": 4, "GLAKES": 2, "PLD": 3}
+    assert r.manifest["parameters"]["exclude_box"] == [11.5, 61.5, 12.5, 62.5]
+    assert set(r.figures) == {"fig7_size_groups", "fig8_regions", "fig9_vs_pld"}
+    assert r.notes == ["left out of Fig. 9 (point inside the box (11.5, 61.5, 12.5, 62.5)): GLAKESplus 1, PLD 0"]
+    cells = pd.read_csv(r.out / "fig9c_cells_0.01-0.1km2.csv")
+    assert cells.columns[2:4].tolist() == ["count_GLAKESplus", "count_PLD"] and len(cells) == 2
+    assert r.table("unmatched").reference.unique().tolist() == ["GLAKES", "PLD"]
+    assert (r.out / "figures" / "fig8_regions.pdf").exists()

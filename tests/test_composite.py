@@ -358,21 +358,30 @@ def test_all_cloud_stack_gives_an_all_nodata_composite(world, p, tmp_path):
     assert summary["clear_share"] == 0 and (count == 0).all() and np.isnan(data).all()
 
 
-def test_composite_world_writes_every_tile_and_the_grid(world, p, tmp_path):
+def test_stage_01_writes_every_tile_and_the_grid_and_measures_them(world, p, tmp_path):
     import geopandas as gpd
 
-    from lakepaper.composite.checks import compare_to_truth
-    from lakepaper.composite.stage import composite_world
+    from lakepaper.stages import composite as stage
+    from lakepaper.stages.context import Context
 
-    summary = composite_world(world, tmp_path, p, progress=False)
+    (tmp_path / "00_world").symlink_to(world.root)
+    result = stage.run(Context.create("01_composite", profile="tiny", root=tmp_path, quiet=True))
+    out = tmp_path / "01_composite"
+    summary = result.tables["summary"]
     assert list(summary.tile) == list(TILES)
-    assert all((tmp_path / path).exists() for path in summary.path)
-    grid = gpd.read_file(tmp_path / "tile_grid.gpkg")
+    assert all((out / path).exists() for path in summary.path)
+    grid = gpd.read_file(out / "tile_grid.gpkg")
     assert len(grid) == len(TILES) and grid.crs.to_epsg() == 4326
     assert set(grid.tile) == set(TILES)
-    pooled = [compare_to_truth(world, t, tmp_path / "tiles" / f"{t}.tif", p) for t in TILES]
-    assert all(0 <= r["residue"] < 0.15 for r in pooled)
-    assert all(0.5 < r["within_0_01"] <= 1 for r in pooled if r["within_0_01"] == r["within_0_01"])
+    truth = result.tables["truth"]
+    assert list(truth.tile) == list(TILES)
+    assert all(0 <= r < 0.15 for r in truth.residue)
+    assert all(0.5 < r <= 1 for r in truth.within_0_01 if r == r)
+    assert set(result.figures) == {f"composite_{t}" for t in TILES[:2]}
+    m = result.manifest
+    assert set(m["parameters"]) == {"profile", *stage.CONSTANTS} and "resolution_m" in m["parameters"]
+    assert m["inputs"] == {"00_world": io.sha256_file(world.root / "manifest.json")}
+    assert m["truth"] == truth.round(6).to_dict("records")
 
 
 # --- speed and memory (issue 3): the same product, faster and in blocks -----------------

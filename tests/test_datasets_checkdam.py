@@ -121,6 +121,19 @@ def test_augmented_copies_keep_the_ground(built):
             assert (img[:, rows, cols] == same).all()
 
 
+def test_split_counts_and_the_chip_shown(built):
+    from lakepaper.figures.datasets import gulliest_source
+
+    _, r = built
+    s = r["samples"]
+    t = checkdam.split_counts(s)
+    assert t.index.tolist() == ["train", "val", "test"] and t.samples.sum() == len(s)
+    assert (t.samples == 5 * t.source_cells).all()  # five copies of each source cell, all in one subset
+    first = gulliest_source(s)
+    originals = s[s.copy_no == 0]
+    assert originals.set_index("source").gully_share[first] == originals.gully_share.max()
+
+
 def test_samples_load_as_unet_chips(built):
     out, r = built
     chips = checkdam.load_chips(out, r["samples"], "train")

@@ -348,3 +348,37 @@ def test_training_starts_from_the_given_weights(tmp_path, one_thread):
     before, after = read_checkpoint(a["best"])["state"], read_checkpoint(tmp_path / "a" / "best_bn.pt")["state"]
     assert all(torch.equal(before[k], after[k]) for k in before if "running" not in k and "num_batches" not in k)
     assert not torch.equal(before["down_bn.0.running_mean"], after["down_bn.0.running_mean"])
+    # scored by group too: the same pooled "all" rows, and one row per group and reading
+    grouped = training.score_kept_model(a, chips, chips, q, groups={"c0": "one", "c1": "two", "c2": "two"})
+    assert grouped.index.names == ["statistics", "samples of"]
+    assert grouped.xs("all", level="samples of").astype(float).equals(table.astype(float))
+    assert grouped.xs("two", level="samples of")["samples"].tolist() == [2, 2]
+
+
+def test_pretraining_verdict():
+    history = pd.DataFrame(
+        {"epoch": [1, 2, 1, 2], "val_loss": [0.9, 0.8, 0.95, 0.7], "run": ["scratch"] * 2 + ["pretrained"] * 2}
+    )
+    index = pd.MultiIndex.from_product([["scratch", "pretrained"], ["as trained", "statistics recomputed"]])
+    test = pd.DataFrame(
+        {
+            "best_epoch": [2, 2, 2, 2],
+            "best_val_loss": [0.8, 0.8, 0.7, 0.7],
+            "recall": 0.5,
+            "precision": 0.5,
+            "f1": 0.5,
+            "iou": [0.40, 0.50, 0.45, 0.50],
+        },
+        index=index.set_names(["run", "statistics"]),
+    )
+    assert training.pretraining_scores(test).loc[("scratch", "as trained"), "iou"] == pytest.approx(40)
+    v = training.pretraining_verdict(history, test)
+    assert v["winners"] == {
+        "kept validation loss": "pretrained",
+        "test IoU, as trained": "pretrained",
+        "test IoU, statistics recomputed": "tie",
+    }
+    assert v["iou_gain"] == pytest.approx({"as trained": 5.0, "statistics recomputed": 0.0})
+    assert (v["epochs_lower"], v["epochs"], v["verdict"]) == (1, 2, None)
+    test.loc[("pretrained", "statistics recomputed"), "iou"] = 0.6
+    assert training.pretraining_verdict(history, test)["verdict"] == "pretrained"

@@ -1,4 +1,7 @@
-"""Accuracy metrics (lakepaper.metrics): hand-computed cases, empty inputs, scikit-learn and scipy."""
+"""Accuracy metrics (lakepaper.metrics) and the region reader (lakepaper.regions): hand-computed cases, scipy.
+
+The pixel scores themselves (confusion, empty cases, scikit-learn) are tested in tests/test_scoring.py.
+"""
 
 from __future__ import annotations
 
@@ -10,64 +13,14 @@ from hypothesis import strategies as st
 from rasterio.transform import from_origin
 from scipy import ndimage, stats
 
-from lakepaper import io, metrics
+from lakepaper import io, metrics, regions, scoring
 from lakepaper.errors import InputError, ParameterError
 from lakepaper.metrics import NODATA, Region
 
 EDGES = (0.005, 0.01, 0.03, 0.1, 1.0, 100.0, 10000.0)
 
 
-# --- pixels ------------------------------------------------------------------------------------------
-
-
-def test_confusion_by_hand():
-    label = np.array([[1, 1, 0, 0, 1], [0, 0, 0, 1, 1]], np.uint8)
-    pred = np.array([[1, 0, 1, 255, 1], [0, 0, 0, 0, 255]], np.uint8)
-    assert metrics.confusion(label, pred) == {"tp": 2, "fp": 1, "fn": 2, "tn": 3, "nodata": 2}
-    # without a no-data value, 255 is simply "not lake"
-    assert metrics.confusion(label, pred, nodata=None) == {"tp": 2, "fp": 1, "fn": 3, "tn": 4, "nodata": 0}
-
-
-def test_scores_by_hand():
-    s = metrics.scores(6, 2, 3)
-    assert s["recall"] == pytest.approx(6 / 9)
-    assert s["precision"] == pytest.approx(6 / 8)
-    assert s["f1"] == pytest.approx(2 * (6 / 9) * (6 / 8) / (6 / 9 + 6 / 8))  # the harmonic mean
-    assert s["iou"] == pytest.approx(6 / 11)
-    assert metrics.scores(5, 0, 0) == {"recall": 1.0, "precision": 1.0, "f1": 1.0, "iou": 1.0}
-
-
-def test_scores_empty_cases_are_nan_not_zero():
-    empty_pred = metrics.scores(0, 0, 7)  # lake labelled, nothing predicted
-    assert empty_pred["recall"] == 0 and empty_pred["f1"] == 0 and empty_pred["iou"] == 0
-    assert np.isnan(empty_pred["precision"])
-    empty_label = metrics.scores(0, 4, 0)  # nothing labelled, lake predicted
-    assert np.isnan(empty_label["recall"]) and empty_label["precision"] == 0 and empty_label["iou"] == 0
-    both = metrics.scores(0, 0, 0)
-    assert all(np.isnan(v) for v in both.values())
-    arr = metrics.scores(np.array([0, 1]), np.array([0, 1]), np.array([0, 0]))
-    assert np.isnan(arr["iou"][0]) and arr["iou"][1] == 0.5
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_scores_match_scikit_learn(seed):
-    sk = pytest.importorskip("sklearn.metrics")
-    rng = np.random.default_rng(seed)
-    n = 500
-    label = (rng.random(n) < [0.0, 0.3, 0.3, 0.0, 0.5, 0.1][seed]).astype(np.uint8)
-    pred = (rng.random(n) < [0.2, 0.0, 0.3, 0.0, 0.5, 0.9][seed]).astype(np.uint8)
-    c = metrics.confusion(label[None], pred[None])
-    s = metrics.scores(c["tp"], c["fp"], c["fn"])
-    with np.errstate(all="ignore"):
-        ref = {
-            "recall": sk.recall_score(label, pred, zero_division=np.nan),
-            "precision": sk.precision_score(label, pred, zero_division=np.nan),
-            "f1": sk.f1_score(label, pred, zero_division=np.nan),
-        }
-    for k, v in ref.items():
-        assert s[k] == pytest.approx(v, nan_ok=True), k
-    if c["tp"] + c["fp"] + c["fn"]:
-        assert s["iou"] == pytest.approx(sk.jaccard_score(label, pred))
+# --- pooling ------------------------------------------------------------------------------------------
 
 
 def test_pooled_sums_counts_before_scoring():
@@ -133,15 +86,15 @@ def test_patch_counts_add_up_to_the_region(h, w, size, seed, partial):
     pred = rng.choice(np.array([0, 1, NODATA], np.uint8), (h, w), p=[0.5, 0.4, 0.1])
     pc = metrics.patch_counts(label, pred, size, partial=partial)
     if partial == "shift":
-        ref = metrics.confusion(label, pred)
+        ref = scoring.confusion(label, pred)
     else:  # only whole windows, or the whole extent where the region is smaller than a patch
         hh = h if h <= size else (h // size) * size
         ww = w if w <= size else (w // size) * size
-        ref = metrics.confusion(label[:hh, :ww], pred[:hh, :ww])
-    assert {k: int(pc[k].sum()) for k in metrics.COUNTS} == ref
+        ref = scoring.confusion(label[:hh, :ww], pred[:hh, :ww])
+    assert {k: int(pc[k].sum()) for k in scoring.COUNTS} == ref
     for r in pc.itertuples():  # each patch's counts are those of its owned pixels
         sl = np.s_[r.own_row : r.own_row + r.own_height, r.own_col : r.own_col + r.own_width]
-        assert metrics.confusion(label[sl], pred[sl]) == {k: getattr(r, k) for k in metrics.COUNTS}
+        assert scoring.confusion(label[sl], pred[sl]) == {k: getattr(r, k) for k in scoring.COUNTS}
 
 
 def test_patch_table_table1():
@@ -172,11 +125,6 @@ def test_patch_table_table1():
     assert np.isnan(r3.iou) and np.isnan(r3.recall)
     with pytest.raises(InputError):
         metrics.patch_table([], 64)
-
-
-def test_shape_mismatch_is_refused():
-    with pytest.raises(InputError, match="differ"):
-        metrics.confusion(np.zeros((3, 3)), np.zeros((3, 4)))
 
 
 def test_mask_change_table2():
@@ -330,6 +278,42 @@ def test_lake_level_summary_by_hand():
     }
 
 
+def test_river_mask_change_table2():
+    label = np.zeros((10, 10), np.uint8)
+    label[:5] = 1  # 50 px lake
+    pred = label.copy()
+    pred[5:7] = 1  # 20 px false lake (a river), of which the river mask removes 15 ...
+    pred[0, 0] = NODATA
+    removed = np.zeros((10, 10), bool)
+    removed[5:7, :5] = removed[5, 5:] = True
+    removed[1, :2] = True  # ... and 2 px of true lake (recall drops)
+    t, n = metrics.river_mask_change([Region("a", "NR", label, pred)], {"a": removed})
+    assert n == 17
+    assert t.loc["before", "precision"] == pytest.approx(49 / 69)  # [0, 0] has no prediction: left out
+    assert t.loc["after", "precision"] == pytest.approx(47 / 52)
+    assert t.loc["change", "recall"] == pytest.approx(47 / 49 - 1)
+    with pytest.raises(InputError):
+        metrics.river_mask_change([], {})
+
+
+def test_lowest_lake_level_score_skips_empty_groups_and_the_smallest():
+    s = pd.DataFrame(
+        {
+            "labelled": [5, 2, 0, 1],
+            "mean_recall": [0.1, 0.9, np.nan, 0.95],
+            "predicted": [4, 0, 0, 3],
+            "mean_precision": [0.2, np.nan, np.nan, 0.88],
+        },
+        index=["<0.005", "0.005-0.01", "0.01-0.03", "0.03-0.1"],
+    )
+    assert metrics.lowest_lake_level_score(s) == pytest.approx(0.88)  # not 0.1 (below 0.005 km2)
+    assert np.isnan(metrics.lowest_lake_level_score(s.iloc[:1]))
+    assert np.isnan(metrics.lowest_lake_level_score(s.iloc[[0, 2]]))
+
+
+# --- the region reader (lakepaper.regions) -----------------------------------------------------------
+
+
 def test_read_test_regions_cuts_the_tile_mask(tmp_path):
     import geopandas as gpd
     import shapely
@@ -343,7 +327,7 @@ def test_read_test_regions_cuts_the_tile_mask(tmp_path):
     label = np.zeros((15, 20), np.uint8)
     label[5:15, 0:10] = 1
     io.write_raster(samples / "chips/R1_label.tif", label, crs="EPSG:32633", transform=transform)
-    regions = gpd.GeoDataFrame(
+    table = gpd.GeoDataFrame(
         {
             "region_id": ["R1", "R2"],
             "tile": ["T01", "T01"],
@@ -360,27 +344,27 @@ def test_read_test_regions_cuts_the_tile_mask(tmp_path):
         geometry=[shapely.box(0, 0, 1, 1)] * 2,
         crs=4326,
     )
-    io.write_vector(regions, samples / "regions.gpkg", "Polygon")
-    (r,) = metrics.read_test_regions(samples, masks)
+    io.write_vector(table, samples / "regions.gpkg", "Polygon")
+    (r,) = regions.read_test_regions(samples, masks)
     assert r.region_id == "R1" and r.region_type == "NR" and r.pixel_km2 == pytest.approx(1e-4)
-    assert metrics.confusion(r.label, r.pred) == {"tp": 100, "fp": 0, "fn": 0, "tn": 200, "nodata": 0}
+    assert scoring.confusion(r.label, r.pred) == {"tp": 100, "fp": 0, "fn": 0, "tn": 200, "nodata": 0}
     assert r.transform.c == 500050 and r.transform.f == 6000000 - 50
     # polygons burnt into the region's grid: 2 x 3 pixels from the region's corner, given in lon/lat
     x0, y0 = r.transform.c, r.transform.f
     square = gpd.GeoDataFrame({"id": [5]}, geometry=[shapely.box(x0, y0 - 20, x0 + 30, y0)], crs=32633).to_crs(4326)
-    mask = metrics.burn(square, r)
+    mask = regions.burn(square, r)
     assert mask.dtype == bool and mask.sum() == 6 and mask[:2, :3].all()
-    assert metrics.burn(square, r, values="id").max() == 5
-    assert not metrics.burn(square.iloc[:0], r).any()
+    assert regions.burn(square, r, values="id").max() == 5
+    assert not regions.burn(square.iloc[:0], r).any()
     with pytest.raises(InputError, match="no grid"):
-        metrics.burn(square, Region("x", "NR", r.label, r.pred))
-    cut = metrics.cut_regions(samples, masks, name="{tile}_mask.tif")
+        regions.burn(square, Region("x", "NR", r.label, r.pred))
+    cut = regions.cut_regions(samples, masks, name="{tile}_mask.tif")
     assert list(cut) == ["R1"] and (cut["R1"] == r.pred).all()
     with pytest.raises(InputError, match="not found"):
-        metrics.cut_regions(samples, masks)  # no T01_residue.tif
-    regions.loc[0, "row_off"] = 30  # runs off the tile
-    io.write_vector(regions, samples / "regions.gpkg", "Polygon")
+        regions.cut_regions(samples, masks)  # no T01_residue.tif
+    table.loc[0, "row_off"] = 30  # runs off the tile
+    io.write_vector(table, samples / "regions.gpkg", "Polygon")
     with pytest.raises(InputError, match="not inside the tile"):
-        metrics.read_test_regions(samples, masks)
+        regions.read_test_regions(samples, masks)
     with pytest.raises(InputError, match="not inside the tile"):
-        metrics.cut_regions(samples, masks, name="{tile}_mask.tif")
+        regions.cut_regions(samples, masks, name="{tile}_mask.tif")

@@ -32,7 +32,7 @@ from lakepaper.predict.tiled import NODATA as PREDICT_NODATA
 from lakepaper.samples.chips import LABEL_NODATA, read_training_set
 
 TILE = "T11"  # no GLAKES or PLD lake on it: completion cannot put a reference lake on the pixel
-STAGES = ("01_composite", "02_samples", "03_train", "04_predict", "05_postprocess")
+STAGES = ("00_world", "01_composite", "02_samples", "03_train", "04_predict", "05_postprocess")
 
 #: The pipeline in a fresh interpreter (``tests/`` put on its path for :mod:`builders`).
 JOB = """

@@ -22,11 +22,16 @@ from shapely.geometry import box
 
 from lakepaper import io, params
 from lakepaper.errors import InputError, ParameterError
+from lakepaper.figures import save
+from lakepaper.figures.postprocess import fig3, fig4
+from lakepaper.figures.postprocess_examples import FigureExamples
 from lakepaper.postprocess import evaluate, rules
+from lakepaper.postprocess.partitions import mask_tiles
+from lakepaper.postprocess.pipeline import postprocess, read_tile_grid, write_outputs
 from lakepaper.postprocess.product import COLUMNS, perimeter_km, write_product
 from lakepaper.postprocess.references import ReferenceSet, read_vector, resolve_paths
-from lakepaper.postprocess.stage import read_tile_grid, run, write_outputs
-from lakepaper.postprocess.vectorize import burn, mask_tiles, merge_seams, vectorize, vectorize_tile
+from lakepaper.postprocess.seams import merge_seams
+from lakepaper.postprocess.vectorize import burn, vectorize, vectorize_tile
 from lakepaper.world.files import WorldFiles
 
 
@@ -54,8 +59,14 @@ def refs(world):
 
 
 @pytest.fixture(scope="module")
-def result(standin, refs, p):
-    return run(standin, p, references=ReferenceSet(dict(refs)))
+def examples():
+    """The figures' examples, chosen while the ``result`` pass runs."""
+    return FigureExamples()
+
+
+@pytest.fixture(scope="module")
+def result(standin, refs, p, examples):
+    return postprocess(standin, p, references=ReferenceSet(dict(refs)), observer=examples)
 
 
 # --- vectorising -------------------------------------------------------------------------------------
@@ -363,12 +374,29 @@ def test_product_columns_areas_and_files(result, p, tmp_path):
     assert set(np.unique(mask)) <= {0, 1, 255} and mask.sum() > 0
 
 
+def test_figure_examples_are_chosen_while_the_pass_runs(result, examples, p, tmp_path):
+    """Fig. 3 shows polygons the river mask cut (with the mask around them); Fig. 4 GLAKES lakes the floodplain
+    mask split and cut down; neither is kept by the pass, the observer keeps only the views it chose."""
+    cut = {g.wkb for q in result.cases for g in q.frame.geometry.values}
+    assert "c" in examples.fig3 and all(ex["before"].wkb in cut for ex in examples.fig3.values())
+    for ex in examples.fig3.values():  # drawn with the river mask, in a view around the polygon
+        assert len(ex["rivers"]) and shapely.intersects(ex["before"], shapely.box(*ex["bounds"]))
+    assert set(examples.fig4) == {"split", "removed"}
+    for ex in examples.fig4.values():
+        assert ex["before"].any() and not (ex["after"] & ~ex["before"]).any()
+        assert (ex["before"] & ex["floodplain_removed"]).any()
+    assert examples.fig4["split"]["score"] > 1 and 0 < examples.fig4["removed"]["score"] < 1
+    save(fig3(examples.fig3, threshold=p["area_ratio_threshold"]), tmp_path / "fig3.png")
+    save(fig4(examples.fig4), tmp_path / "fig4.png")
+    assert (tmp_path / "fig3.png").stat().st_size > 0 and (tmp_path / "fig4.png").stat().st_size > 0
+
+
 def test_manual_edits_applied_last(standin, refs, p, result, tmp_path):
     victim = result.product.sort_values("area_km2").iloc[-1]
     new = shapely.Point(victim.centroid_lon, victim.centroid_lat)
     edits = gpd.GeoDataFrame({"action": ["remove"]}, geometry=[new.buffer(1e-5)], crs=4326)
     edits.to_file(tmp_path / "edits.gpkg")
-    r = run(standin, p, references=ReferenceSet(dict(refs)), edits=rules.read_edits(tmp_path / "edits.gpkg"))
+    r = postprocess(standin, p, references=ReferenceSet(dict(refs)), edits=rules.read_edits(tmp_path / "edits.gpkg"))
     assert len(r.product) < len(result.product)
     assert not r.product.geometry.intersects(new).any()
 
@@ -380,11 +408,11 @@ def test_empty_prediction_gives_an_empty_product(world, refs, p, tmp_path):
         e, epsg = info.loc[t, "bounds"], info.loc[t, "epsg"]
         write_mask(tmp_path / f"{t}_mask.tif", np.zeros((256, 256)), from_origin(e[0], e[3], 10, 10), f"EPSG:{epsg}")
     off = {k: "none" for k in refs}
-    r = run(tmp_path, p, references=ReferenceSet(resolve_paths(off, None)))
+    r = postprocess(tmp_path, p, references=ReferenceSet(resolve_paths(off, None)))
     assert len(r.product) == 0 and list(r.product.columns) == [*COLUMNS, "geometry"]
     write_outputs(r, tmp_path / "out")
     assert len(gpd.read_file(tmp_path / "out" / "lakes.gpkg")) == 0
-    r = run(tmp_path, p, references=ReferenceSet(dict(refs)))  # completion still adds reference lakes
+    r = postprocess(tmp_path, p, references=ReferenceSet(dict(refs)))  # completion still adds reference lakes
     assert (r.product.source != "prediction").all()
 
 

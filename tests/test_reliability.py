@@ -211,11 +211,11 @@ def test_postprocess_survives_kills(standin, tmp_path):
         """
         from lakepaper import params
         from lakepaper.postprocess.references import ReferenceSet, resolve_paths
-        from lakepaper.postprocess.stage import run, write_outputs
+        from lakepaper.postprocess.pipeline import postprocess, write_outputs
         """,
         f"""
         refs = ReferenceSet(resolve_paths({{}}, {str(world.references)!r}))
-        result = run({str(prediction)!r}, params.resolve("tiny"), references=refs)
+        result = postprocess({str(prediction)!r}, params.resolve("tiny"), references=refs)
         write_outputs(result, out)
         io.write_manifest(out, stage="05_postprocess", started=started, parameters={{}})
         """,

@@ -283,3 +283,37 @@ def test_chooser_saves_the_threshold(built, tmp_path):
     box_.children[0].children[0].value = 0.33
     box_.save()
     assert labels.read_thresholds(tmp_path / "t.csv") == {rid: 0.33}
+
+
+def test_split_counts_stand_beside_their_targets():
+    from lakepaper.samples.split import split_counts
+
+    regions = pd.DataFrame(
+        {"region_type": ["NR"] * 7 + ["SL"] * 2, "split": ["train"] * 4 + ["val"] * 2 + ["test", "train", "train"]}
+    )
+    counts = split_counts(regions, (0.6, 0.2, 0.2))
+    assert counts.loc["NR", ["train", "val", "test"]].tolist() == [4, 2, 1]
+    assert counts.loc["SL", ["train", "val", "test"]].tolist() == [2, 0, 0]  # a split no region fell into: 0
+    assert counts.loc["NR", "expected"] == (4, 2, 1) and counts.loc["SL", "expected"] == tuple(
+        target_counts(2, (0.6, 0.2, 0.2))
+    )
+
+
+@pytest.mark.bad_input
+def test_labels_below_the_target_stop_the_stage_naming_their_files(tmp_path):
+    from lakepaper.stages import samples as stage
+    from lakepaper.stages.context import Context
+
+    ctx = Context.create("02_samples", profile="demo", root=tmp_path, quiet=True, thresholds="mine.csv")
+    ctx.begin()
+    stage.check_labels(ctx, stage.LABEL_IOU_TARGET)
+    with pytest.raises(InputError, match="mine.csv.*IoU 0.900"):
+        stage.check_labels(ctx, 0.9)
+    ctx = Context.create("02_samples", profile="demo", root=tmp_path, quiet=True)
+    ctx.begin()
+    with pytest.raises(InputError, match="thresholds.csv and .*edits.gpkg"):
+        stage.check_labels(ctx, float("nan"))  # no score is no pass
+    ctx = Context.create("02_samples", profile="tiny", root=tmp_path, quiet=True)
+    ctx.begin()
+    stage.check_labels(ctx, 0.9)  # a smaller world is only told
+    assert "IoU over all regions: 0.900" in ctx.result.notes[-1]

@@ -156,7 +156,9 @@ def built_copy(tmp_path):
         check=True,
         capture_output=True,
     )
-    t0 = time.time() - 1000
+    # older than .venv/.installed, or make would reinstall the environment while it remakes .stages.mk (make
+    # remakes included makefiles and their prerequisites even with -n), through the symlink into the real .venv
+    t0 = min(time.time(), (paths.ROOT / ".venv" / ".installed").stat().st_mtime) - 1000
     code = [*root.rglob("*.py"), *root.rglob("*.ipynb"), root / "pyproject.toml"]
     for f in [*code, *(root / "build/tiny/.params").iterdir()]:
         os.utime(f, (t0, t0))
@@ -182,9 +184,11 @@ def _make_reruns(root, *args) -> list[str]:
 
 @pytest.mark.skipif(not (Path(__file__).parents[1] / ".venv" / ".installed").exists(), reason="needs make's .venv")
 def test_make_reruns_only_the_stages_a_change_reaches(built_copy):
+    installed = (built_copy / ".venv" / ".installed").stat().st_mtime_ns
     assert _make_reruns(built_copy) == []
     # a figure function: the stages that draw with it (and the page)
     assert _make_reruns(built_copy, "-W", "lakepaper/figures/comparison.py") == ["08_comparison", "paper"]
     # a parameter of stage 05: 05 and the stages that read its outputs, not 09-10
     reran = _make_reruns(built_copy, "PARAMS=-p min_lake_area_km2 0.01")
     assert reran == ["05_postprocess", "06_accuracy", "07_distribution", "08_comparison", "paper"]
+    assert (built_copy / ".venv" / ".installed").stat().st_mtime_ns == installed, "make reinstalled the environment"

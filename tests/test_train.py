@@ -543,3 +543,56 @@ def test_pixels_never_observed_are_left_out_of_patches_and_scores(tmp_path):
     assert patches.valid.sum(axis=(1, 2)).tolist() == [32 * 40] * 3  # padding and the unseen strip left out
     seq = next(sequential_patches([chip], 32))
     assert seq.valid.sum() == 32 * 40
+
+
+def test_stage_03_trains_scores_and_resumes_to_the_same_bytes(data, tmp_path):
+    import time
+
+    from lakepaper.stages import train as stage
+    from lakepaper.stages.context import Context
+
+    samples = tmp_path / "02_samples"
+    write_set(samples, [c for split in ("train", "val", "test") for c in data[split]])
+    io.write_manifest(samples, stage="02_samples", parameters={}, started=time.time())
+
+    def run(**given):
+        return stage.run(Context.create("03_train", profile="tiny", root=tmp_path, quiet=True, device="cpu", **given))
+
+    first = run(max_epochs=2)
+    out = tmp_path / "03_train"
+    assert first.manifest["parameters"] == json_safe(
+        {"profile": "tiny", "resume": True, "device": "cpu", **params.resolve("tiny", max_epochs=2)}, stage.CONSTANTS
+    )
+    assert first.manifest["inputs"] == {"02_samples": io.sha256_file(samples / "manifest.json")}
+    table = pd.read_csv(out / "test_metrics.csv", index_col="region_type")
+    assert table.loc["all", "regions"] == len(data["test"])
+    assert first.manifest["test"]["iou"] == pytest.approx(table.loc["all", "iou"], nan_ok=True)
+    assert first.manifest["training"]["epochs"] == 2 and (out / "supplementary_table1.md").exists()
+    assert set(first.figures) == {"training_curves"} and set(first.tables) >= {"model", "test_metrics"}
+    best, last = (out / "best.pt").read_bytes(), (out / "last.pt").read_bytes()
+
+    again = run(max_epochs=2)  # last.pt survives the stage's start: nothing left to train
+    assert any("resumed after epoch 2" in line for line in again.notes)
+    assert (out / "best.pt").read_bytes() == best and (out / "last.pt").read_bytes() == last
+
+
+def json_safe(given: dict, constants) -> dict:
+    """The manifest's reading of recorded parameters (tuples become lists)."""
+    import json
+
+    keep = {"profile", "resume", "device", *constants}
+    return json.loads(json.dumps({k: (list(v) if isinstance(v, tuple) else v) for k, v in given.items() if k in keep}))
+
+
+@pytest.mark.bad_input
+def test_the_demo_model_below_its_iou_stops_the_stage(tmp_path):
+    from lakepaper.errors import LakepaperError
+    from lakepaper.stages import train as stage
+    from lakepaper.stages.context import Context
+
+    demo = Context.create("03_train", profile="demo", root=tmp_path, quiet=True)
+    demo.begin()
+    stage.check_demo_iou(demo, stage.DEMO_IOU_TARGET)
+    with pytest.raises(LakepaperError, match=r"best.pt.*IoU 0.8000"):
+        stage.check_demo_iou(demo, 0.8)
+    stage.check_demo_iou(Context.create("03_train", profile="tiny", root=tmp_path, quiet=True), 0.1)  # demo only

@@ -170,3 +170,17 @@ def test_world_figures_render(tiny_world, tmp_path):
         assert image[..., :3].std() > 0.05, f"{name} is blank"
         plt.close(fig)
     assert len(figures["biomes"].axes) >= 2 * len(SITES)
+
+
+def test_stage_00_maps_tiles_to_world_tiles_and_records_the_world_constants(tmp_path):
+    from lakepaper.stages import world as stage
+    from lakepaper.stages.context import Context
+
+    ctx = Context.create("00_world", profile="tiny", root=tmp_path, quiet=True, tiles=["T01", "T09"], workers=1)
+    P = ctx.override(world_tiles=ctx.args["tiles"])
+    assert WorldConfig.from_params(P).tiles == ("T01", "T09")
+    recorded = ctx.recorded_parameters(stage.CONSTANTS, omit=("tiles", "workers"))
+    assert recorded == {"profile": "tiny", **{k: P[k] for k in stage.CONSTANTS}}
+    assert recorded["world_tiles"] == ("T01", "T09") and recorded["world_seed"] == params.resolve("tiny")["world_seed"]
+    with pytest.raises(ParameterError, match="T99"):
+        WorldConfig.from_params(ctx.override(world_tiles=["T99"]))

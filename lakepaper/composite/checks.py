@@ -8,9 +8,13 @@ pulled more than 0.05 off that mean.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from lakepaper import io
 from lakepaper.composite.local import read_composite, select_scenes
@@ -49,3 +53,11 @@ def compare_to_truth(world: WorldFiles, tile: str, composite_path, p: dict[str, 
         "residue": float((both & (np.abs(rgb[0] - truth[0]) > 0.05)).sum() / max(both.sum(), 1)),
         "no_observation": float((count == 0).mean()),
     }
+
+
+def compare_world_to_truth(
+    world: WorldFiles, composite_dir: str | os.PathLike[str], tiles: Iterable[str], p: dict[str, Any]
+) -> pd.DataFrame:
+    """:func:`compare_to_truth` of each tile's composite (``composite_dir/tiles/<tile>.tif``), one row per tile."""
+    folder = Path(composite_dir) / "tiles"
+    return pd.DataFrame([compare_to_truth(world, t, folder / f"{t}.tif", p) for t in tiles])

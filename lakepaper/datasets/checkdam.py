@@ -394,6 +394,12 @@ def split(samples: pd.DataFrame, fractions: Sequence[float], seed: int) -> pd.Da
     return out
 
 
+def split_counts(samples: pd.DataFrame) -> pd.DataFrame:
+    """Samples and source cells per subset (train, val, test) of :func:`split`'s table."""
+    table = samples.groupby("split").agg(samples=("name", "size"), source_cells=("source", "nunique"))
+    return table.loc[["train", "val", "test"]]
+
+
 def load_chips(folder: str | os.PathLike[str], samples: pd.DataFrame, subset: str, *, resolution_m: float = 0.75):
     """The samples of one subset as U-Net chips: image float32 (3, rows, cols) 0..1 (R, G, B), label 0/1."""
     folder = Path(folder)

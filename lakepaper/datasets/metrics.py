@@ -1,7 +1,7 @@
 """Scores of the two datasets: the paper's four, plus the check-dam dataset's mIoU and OA.
 
-The positive-class scores (recall, precision, F1, IoU) are those of :func:`lakepaper.metrics.scores`
-(NaN where a denominator is 0). The check-dam dataset reports two more, over both classes
+The positive-class scores (recall, precision, F1, IoU) are those of :func:`lakepaper.scoring.scores`
+(NaN where a denominator is 0, as every ratio here). The check-dam dataset reports two more, over both classes
 (target and background), from the same pooled pixel counts:
 
 * IoU of the background = TN / (TN + FP + FN) (the background's own TP is our TN);
@@ -19,7 +19,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from lakepaper.metrics import scores
+from lakepaper import scoring
 
 #: Score names in the order tables show them.
 SCORES = ("recall", "precision", "f1", "iou", "iou_background", "miou", "oa")
@@ -34,20 +34,16 @@ def two_class_scores(counts: Mapping[str, int]) -> dict[str, float]:
         (0.8, 0.978, 0.889, 0.98)
     """
     tp, fp, fn, tn = (int(counts[k]) for k in ("tp", "fp", "fn", "tn"))
-    out = {k: float(v) for k, v in scores(tp, fp, fn).items()}
-    out["iou_background"] = scores(tn, fn, fp)["iou"]  # background: its hits are our TN, misses our FP/FN
+    out = {k: float(v) for k, v in scoring.scores(tp, fp, fn).items()}
+    out["iou_background"] = scoring.scores(tn, fn, fp)["iou"]  # background: its hits are our TN, misses our FP/FN
     ious = [out["iou"], out["iou_background"]]
     out["miou"] = float(np.mean(ious)) if not np.isnan(ious).any() else float("nan")
-    total = tp + fp + fn + tn
-    out["oa"] = (tp + tn) / total if total else float("nan")
+    out["oa"] = scoring.ratio(tp + tn, tp + fp + fn + tn)
     return out
 
 
 def score_table(counts: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
-    """Pooled counts and :data:`SCORES` per ``by`` and for ``all`` (rows of tp, fp, fn, tn)."""
-    groups = [*counts.groupby(by)] if by else []
-    rows = {}
-    for name, g in [*groups, ("all", counts)]:
-        c = {k: int(g[k].sum()) for k in ("tp", "fp", "fn", "tn")}
-        rows[name] = {"samples": len(g), **c, **two_class_scores(c)}
-    return pd.DataFrame.from_dict(rows, orient="index")
+    """Pooled counts and :data:`SCORES` per ``by`` and for ``all`` (rows of tp, fp, fn, tn; summed, then scored)."""
+    return scoring.pooled(
+        counts, by, keys=("tp", "fp", "fn", "tn"), describe=lambda g: {"samples": len(g)}, score=two_class_scores
+    )

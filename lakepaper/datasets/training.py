@@ -27,7 +27,10 @@ of the semantic segmentation model and improve the accuracy of water extraction 
     training sets (the RGB chips are 8-bit stretched 0..1, the reflectances about 0.02-0.3: the
     scaling keeps each filter's response to a typical pixel); the filters over B11 and NDWI are
     initialised fresh, exactly as the from-scratch run initialises them (same seed). Both runs
-    then train with the same seed, data and budget (:func:`pretraining_comparison`).
+    then train with the same seed, data and budget (:func:`pretraining_comparison`), and
+    :func:`pretraining_verdict` says which start won on each criterion: the kept validation loss and
+    the test IoU in both readings of the batch-norm statistics. One seed and a short budget: the
+    verdict is one draw.
 """
 
 from __future__ import annotations
@@ -232,20 +235,33 @@ def score_split(
 
 
 def score_kept_model(
-    result: Mapping[str, Any], train_chips: Sequence[Chip], test_chips: Sequence[Chip], q: Mapping[str, Any]
+    result: Mapping[str, Any],
+    train_chips: Sequence[Chip],
+    test_chips: Sequence[Chip],
+    q: Mapping[str, Any],
+    *,
+    groups: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Test scores of a run's kept model, as trained and with batch-norm statistics recomputed.
 
-    Writes ``best_bn.pt`` beside ``best.pt``. Returns one row per reading (``as trained``,
-    ``statistics recomputed``) with the pooled counts and scores of :func:`score_split`.
+    Writes ``best_bn.pt`` beside ``best.pt``.
+
+    Args:
+        groups: a chip's ``region_id`` -> its group (e.g. originals and copies), scored apart as
+            well as all together.
+
+    Returns:
+        One row per reading (``as trained``, ``statistics recomputed``) with the pooled counts and
+        scores of :func:`score_split`; with ``groups``, one row per reading and group (index
+        ``statistics``, ``samples of``; group ``all`` holds every chip).
     """
     best = Path(result["best"])
     bn = recalibrate_batchnorm(best, train_chips, q, best.with_name("best_bn.pt"))
-    rows = {
-        "as trained": score_split(best, test_chips, q).loc["all"],
-        "statistics recomputed": score_split(bn, test_chips, q).loc["all"],
-    }
-    return pd.DataFrame(rows).T
+    readings = (("as trained", best), ("statistics recomputed", bn))
+    if groups is not None:
+        scores = {r: score_split(ck, test_chips, q, groups=groups) for r, ck in readings}
+        return pd.concat(scores, names=["statistics", "samples of"])
+    return pd.DataFrame({r: score_split(ck, test_chips, q).loc["all"] for r, ck in readings}).T
 
 
 def pretraining_comparison(
@@ -294,3 +310,40 @@ def pretraining_comparison(
         tables.append(t.rename_axis("statistics").reset_index())
     test = pd.concat(tables, ignore_index=True).set_index(["run", "statistics"])
     return {"history": history, "test": test, "mapping": mapping, "results": results}
+
+
+def pretraining_scores(test: pd.DataFrame) -> pd.DataFrame:
+    """:func:`pretraining_comparison`'s test table as shown: kept epoch, its validation loss, scores in %."""
+    table = test[["best_epoch", "best_val_loss", "recall", "precision", "f1", "iou"]].astype(float)
+    table[["recall", "precision", "f1", "iou"]] *= 100
+    return table
+
+
+def pretraining_verdict(history: pd.DataFrame, test: pd.DataFrame) -> dict:
+    """Which start won, pre-trained or scratch, on each criterion of :func:`pretraining_comparison`.
+
+    Criteria: the lower kept validation loss ("as trained", the loop's reading), and the higher test
+    IoU in each reading of the batch-norm statistics (``tie`` when equal).
+
+    Returns:
+        dict: ``winners`` (criterion -> ``pretrained``, ``scratch`` or ``tie``), ``iou_gain``
+        (reading -> test IoU of pretrained minus scratch, in points), ``epochs_lower`` (epochs whose
+        validation loss is lower with pre-training) of ``epochs``, and ``verdict``: the one value of
+        ``winners`` when they all agree, else None (the criteria disagree).
+    """
+    table = pretraining_scores(test)
+    val = history.pivot(index="epoch", columns="run", values="val_loss")
+    kept = table.xs("as trained", level="statistics")
+    winners = {"kept validation loss": kept.best_val_loss.idxmin()}
+    gains = {}
+    for reading, iou in table.iou.unstack("run").iterrows():
+        gains[reading] = float(iou["pretrained"] - iou["scratch"])
+        winners[f"test IoU, {reading}"] = "tie" if gains[reading] == 0 else iou.idxmax()
+    agreed = set(winners.values())
+    return {
+        "winners": winners,
+        "iou_gain": gains,
+        "epochs_lower": int((val["pretrained"] < val["scratch"]).sum()),
+        "epochs": len(val),
+        "verdict": agreed.pop() if len(agreed) == 1 else None,
+    }

@@ -1,10 +1,16 @@
-"""Figures of stage 08: comparison with GLAKES and PLD (the paper's Figs. 7, 8 and 9)."""
+"""Figures of stage 08: comparison with GLAKES and PLD (the paper's Figs. 7, 8 and 9).
+
+Fig. 8's regions are either given (:func:`region_panels`: lon/lat boxes, optional composite
+basemaps) or, on the simulated world, picked from its tiles (:func:`world_panels`: one tile per kind
+of landscape the paper shows, over stage 01's composite).
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import geopandas as gpd
 import matplotlib.pyplot as plt
@@ -126,6 +132,64 @@ def composite_panel(
             for v in gpd.GeoSeries([shapely.box(e[0], e[2], e[1], e[3])], crs=bm["crs"]).to_crs(4326).total_bounds
         )
     return MapPanel(title, box, catalogues, left=left, right=right, **bm)
+
+
+def region_panels(
+    regions: Sequence[Sequence],
+    basemaps: Sequence[str],
+    catalogues: Mapping[str, gpd.GeoDataFrame],
+    *,
+    right: Sequence[str] = ("GLAKESplus",),
+) -> list[MapPanel]:
+    """Fig. 8 panels of given regions.
+
+    Args:
+        regions: ``[title, minx, miny, maxx, maxy]`` per region, lon/lat.
+        basemaps: one composite GeoTIFF per region (``""`` or missing: no basemap).
+        right: the catalogues drawn over the true-colour basemap (this product).
+    """
+    panels = []
+    for i, (title, *box) in enumerate(regions):
+        base = basemaps[i] if i < len(basemaps) and basemaps[i] else None
+        kw = composite_basemap(base) if base else {}
+        panels.append(MapPanel(title, tuple(box), catalogues, right=right, **kw))
+    return panels
+
+
+def world_tiles(tiles: pd.DataFrame) -> list[tuple[str, str]]:
+    """Fig. 8's regions on the simulated world: (what it shows, tile) for each kind of landscape it has.
+
+    The paper's regions are ponds, a salt flat, lakes by a river and seasonal lakes: the first
+    ``ponds`` tile, the first ``arid`` tile, the northernmost ``river`` tile and the second ``arid``
+    tile (``tiles``: :meth:`lakepaper.world.files.WorldFiles.tiles`). Kinds the world lacks are left out.
+    """
+    picks = [
+        ("ponds", tiles[tiles.biome == "ponds"].tile.iloc[:1]),
+        ("a salt flat", tiles[tiles.biome == "arid"].tile.iloc[:1]),
+        ("lakes by a river", tiles[tiles.biome == "river"].sort_values("lat").tile.iloc[-1:]),
+        ("seasonal lakes", tiles[tiles.biome == "arid"].tile.iloc[1:2]),
+    ]
+    return [(title, str(tile.iloc[0])) for title, tile in picks if len(tile)]
+
+
+def world_panels(
+    tiles: pd.DataFrame,
+    composite_dir: str | os.PathLike[str],
+    catalogues: Mapping[str, gpd.GeoDataFrame],
+    *,
+    right: Sequence[str] = ("GLAKESplus",),
+) -> list[MapPanel]:
+    """Fig. 8 panels on the simulated world: the tiles of :func:`world_tiles` over their composites.
+
+    Args:
+        composite_dir: stage 01's ``tiles/`` folder (``<tile>.tif``); tiles without a composite are left out.
+    """
+    folder = Path(composite_dir)
+    return [
+        composite_panel(f"{tile}, {title}", folder / f"{tile}.tif", catalogues, right=right)
+        for title, tile in world_tiles(tiles)
+        if (folder / f"{tile}.tif").exists()
+    ]
 
 
 def _outline(ax, gdf: gpd.GeoDataFrame, crs, colour: str, label: str, lw: float) -> None:

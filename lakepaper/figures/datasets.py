@@ -137,8 +137,18 @@ def checkdam_overview(image: str | os.PathLike[str], grid, annotations, *, max_p
     return fig
 
 
-def augmentation_copies(folder: str | os.PathLike[str], samples: pd.DataFrame, source: str) -> Figure:
-    """The copies of one chip with their masks outlined, and where each copy's corner lies on the ground."""
+def gulliest_source(samples: pd.DataFrame) -> str:
+    """The source cell whose original chip (copy 0) has the largest gully share: the one to show."""
+    return samples.loc[samples.gully_share[samples.copy_no == 0].idxmax(), "source"]
+
+
+def augmentation_copies(folder: str | os.PathLike[str], samples: pd.DataFrame, source: str | None = None) -> Figure:
+    """The copies of one chip with their masks outlined, and where each copy's corner lies on the ground.
+
+    Args:
+        source: the source cell (default: :func:`gulliest_source`).
+    """
+    source = gulliest_source(samples) if source is None else source
     rows = samples[samples.source == source].sort_values("copy_no")
     fig, axes = plt.subplots(1, len(rows), figsize=(2.3 * len(rows), 2.8), constrained_layout=True, squeeze=False)
     for ax, s in zip(axes[0], rows.itertuples(), strict=True):

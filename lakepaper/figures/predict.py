@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from lakepaper import io
+from lakepaper import io, scoring
 from lakepaper.composite.local import read_composite
 from lakepaper.predict.run import output_paths
 from lakepaper.predict.tiled import NODATA, PROB_SCALE
@@ -42,9 +42,9 @@ def prediction_vs_truth(
         over[pred & ~truth] = (0.9, 0.2, 0.15)
         over[~pred & truth] = (0.2, 0.75, 0.3)
         over[mask == NODATA] = (0.6, 0.6, 0.6)
-        tp, fp, fn = (int(x.sum()) for x in (pred & truth, pred & ~truth, ~pred & truth))
+        iou = scoring.scores_of(scoring.confusion(truth, pred, nodata=None))["iou"]  # no data counts as not lake
         axes[2].imshow(over)
-        axes[2].set_title(f"mask vs truth: IoU {tp / max(tp + fp + fn, 1):.3f}\nblue hit, red false, green missed")
+        axes[2].set_title(f"mask vs truth: IoU {iou:.3f}\nblue hit, red false, green missed")
     for ax in axes:
         ax.set_xticks([]), ax.set_yticks([])
     fig.tight_layout()

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lakepaper import io
+from lakepaper import io, scoring
 
 SPLIT_COLOURS = {"train": "tab:blue", "val": "tab:orange", "test": "tab:green"}  # as the paper's caption
 TYPE_MARKERS = {"NR": "o", "AR": "s", "BR": "^", "IL": "D", "SL": "v"}
@@ -113,8 +113,7 @@ def label_gallery(samples_dir, regions: pd.DataFrame, iou: pd.DataFrame, *, per_
         title = f"{r.region_id} {r.region_type}, NDWI > {r.threshold:.2f}"
         if scored is not None and r.region_id in scored.index:
             s = scored.loc[r.region_id]
-            iou_n = s.ndwi_tp / max(s.ndwi_tp + s.ndwi_fp + s.ndwi_fn, 1)
-            iou_e = s.edited_tp / max(s.edited_tp + s.edited_fp + s.edited_fn, 1)
+            iou_n, iou_e = (scoring.scores(s[f"{k}_tp"], s[f"{k}_fp"], s[f"{k}_fn"])["iou"] for k in ("ndwi", "edited"))
             title += f"\nIoU vs truth: NDWI {iou_n:.2f}, edited {iou_e:.2f}"
         ax_row[0].set_ylabel(title, fontsize=8)
     for ax, t in zip(axes[0], ["true colour", "NDWI", "label: kept / removed / added"], strict=True):

@@ -31,15 +31,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from lakepaper import io, metrics
+from lakepaper import io, metrics, regions, scoring
 from lakepaper.errors import InputError
-from lakepaper.postprocess.vectorize import NODATA, MaskTile, Partition, burn, read_core
-from lakepaper.samples.chips import LABEL_NODATA
+from lakepaper.postprocess.partitions import NODATA, MaskTile, Partition, read_core
+from lakepaper.postprocess.vectorize import burn
 from lakepaper.world.files import WorldFiles
 
 CLASSES = ("land", "lake", "lagoon", "ocean", "river", "paddy")
@@ -119,7 +118,7 @@ def step_effects(
     for s in names:
         tp, fp = int(px[s][1]), int(px[s].sum() - px[s][1])
         row = {"step": s, **{c: int(v) for c, v in zip(CLASSES, px[s], strict=True)}, "tp": tp, "fp": fp, "fn": fn[s]}
-        row.update(metrics.scores(tp, fp, fn[s]))
+        row.update(scoring.scores(tp, fp, fn[s]))
         rows.append(row)
     pixels = pd.DataFrame(rows).set_index("step")
     lrows = []
@@ -180,6 +179,24 @@ def removed_classes(
     return pd.DataFrame(rows).set_index(["rule", "reason"])
 
 
+def effects_on_truth(
+    steps: Mapping[str, Sequence[Partition]],
+    removed: Mapping[str, Sequence[Partition]],
+    tiles: Sequence[MaskTile],
+    world: WorldFiles,
+    *,
+    min_km2: float,
+    aridity_threshold: float,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """What each rule did on the simulated world: the (pixels, lakes) tables of :func:`step_effects`, the lakes
+    of the world's arid tiles (aridity index below ``aridity_threshold``) counted apart, and the polygons each
+    rule deleted whole by truth class (:func:`removed_classes`)."""
+    table = world.tiles()
+    arid_tiles = table.loc[table["aridity"] < aridity_threshold, "tile"].tolist()
+    pixels, lakes = step_effects(steps, tiles, world, min_km2=min_km2, arid_tiles=arid_tiles)
+    return pixels, lakes, removed_classes(removed, tiles, world)
+
+
 def lake_level(
     final: Sequence[Partition],
     tiles: Sequence[MaskTile],
@@ -189,7 +206,7 @@ def lake_level(
     """Recall of truth lakes and precision of product lakes, per lake and per size group (see the module docstring).
 
     Args:
-        final: the product's partitions (:attr:`~lakepaper.postprocess.stage.Result.steps` ``["final"]``).
+        final: the product's partitions (:attr:`~lakepaper.postprocess.pipeline.Postprocessed.steps` ``["final"]``).
 
     Returns:
         (truth table: tile, lake_id, area_km2, recall; product table: partition, row, area_km2 (its pixels),
@@ -248,13 +265,6 @@ def lake_level(
     return truth, pred, summary
 
 
-def _region_windows(samples_dir: Path, split: str) -> pd.DataFrame:
-    from lakepaper.samples.chips import read_regions
-
-    regions = read_regions(samples_dir)
-    return regions[regions.split == split]
-
-
 def step_scores_regions(
     steps: Mapping[str, Sequence[Partition]],
     tiles: Sequence[MaskTile],
@@ -265,13 +275,11 @@ def step_scores_regions(
 ) -> pd.DataFrame:
     """Pixel scores of every step over the regions of ``split`` against their labels (or, with ``world``, the
     truth lakes without lagoons), pooled; rows: steps."""
-    samples_dir = Path(samples_dir)
-    regions = _region_windows(samples_dir, split)
     by_tile = {t.name: t for t in tiles}
     lakes = _world_lakes(world) if world is not None else None
     totals = {s: {"tp": 0, "fp": 0, "fn": 0} for s in steps}
     n = 0
-    for name, group in regions.groupby("tile", sort=True):
+    for name, group in regions.by_tile(samples_dir, split):
         t = by_tile.get(name)
         if t is None:
             continue
@@ -293,19 +301,17 @@ def step_scores_regions(
             f[win] = np.where(seen, b, NODATA)
             burnt[s] = f
         for r in group.itertuples():
-            sl = (slice(r.row_off, r.row_off + r.height), slice(r.col_off, r.col_off + r.width))
-            label = truth[sl] if truth is not None else io.read_raster(samples_dir / r.label)[0][0]
+            if truth is None:  # a label chip: pixels never observed (LABEL_NODATA) are left out
+                label, observed = regions.read_label(samples_dir, r)
+            else:
+                label, observed = regions.cut(truth, r, name), None
             n += 1
             for s in steps:
-                pred = burnt[s][sl]
-                if truth is None:  # a label chip: pixels never observed (LABEL_NODATA) are left out
-                    pred = np.where(label == LABEL_NODATA, NODATA, pred)
-                c = metrics.confusion((label == 1).astype(np.uint8), pred, nodata=NODATA)
-                for k in ("tp", "fp", "fn"):
-                    totals[s][k] += c[k]
+                c = scoring.confusion(label, regions.cut(burnt[s], r, name), nodata=NODATA, valid=observed)
+                totals[s] = scoring.add(totals[s], c, keys=("tp", "fp", "fn"))
     rows = []
     for s, c in totals.items():
-        rows.append({"step": s, "regions": n, **c, **metrics.scores(c["tp"], c["fp"], c["fn"])})
+        rows.append({"step": s, "regions": n, **c, **scoring.scores_of(c)})
     return pd.DataFrame(rows).set_index("step")
 
 

@@ -35,7 +35,9 @@ import shapely
 from pyproj import Geod
 
 from lakepaper import io
-from lakepaper.postprocess.vectorize import Partition, polygonal, reproject
+from lakepaper.postprocess.crs import reproject
+from lakepaper.postprocess.partitions import Partition
+from lakepaper.postprocess.vectorize import polygonal
 from lakepaper.stats import geodesic_area_km2
 
 COLUMNS = (
@@ -161,6 +163,11 @@ def product_frame(parts: Sequence[Partition], *, explode: bool = True) -> gpd.Ge
     out.insert(0, "id", np.arange(1, len(out) + 1, dtype=np.int64))
     out = gpd.GeoDataFrame(out.reset_index(drop=True), geometry="geometry", crs=4326)
     return out[[*COLUMNS, "geometry"]]
+
+
+def by_source(product: gpd.GeoDataFrame) -> pd.DataFrame:
+    """Lakes and their area (km2) per ``source`` of the product (what found them)."""
+    return product.groupby("source").agg(lakes=("id", "size"), area_km2=("area_km2", "sum"))
 
 
 def geometry_type(product: gpd.GeoDataFrame) -> str:

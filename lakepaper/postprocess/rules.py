@@ -46,7 +46,7 @@ import pandas as pd
 import shapely
 
 from lakepaper.errors import InputError
-from lakepaper.postprocess.vectorize import reproject
+from lakepaper.postprocess.crs import reproject
 from lakepaper.stats import geodesic_area_km2
 
 #: The river-mask cases of Fig. 3.

@@ -26,6 +26,7 @@ from rasterio.features import shapes
 from rasterio.transform import Affine
 from shapely.geometry import box, shape
 
+from lakepaper import scoring
 from lakepaper.samples.labels import initial_label, iou_counts
 
 THRESHOLD_GRID = np.round(np.arange(-0.30, 0.501, 0.05), 2)
@@ -39,7 +40,7 @@ def choose_threshold(ndwi: np.ndarray, truth: np.ndarray) -> float:
     best, best_score = 0.0, None
     for t in sorted(THRESHOLD_GRID, key=abs):  # ties go to the value nearest 0
         c = iou_counts(initial_label(ndwi, t), truth)
-        score = c["tp"] / max(c["tp"] + c["fp"] + c["fn"], 1) if truth.any() else -c["fp"]
+        score = scoring.scores_of(c)["iou"] if truth.any() else -c["fp"]  # with truth, IoU is defined
         if best_score is None or score > best_score:
             best, best_score = float(t), score
     return best

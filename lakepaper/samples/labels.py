@@ -32,7 +32,7 @@ from rasterio.features import rasterize
 from rasterio.transform import Affine
 from shapely.geometry import box
 
-from lakepaper import io
+from lakepaper import io, scoring
 from lakepaper.errors import InputError
 
 ACTIONS = ("add", "remove")
@@ -164,6 +164,6 @@ def apply_edits(label: np.ndarray, edits: gpd.GeoDataFrame, transform: Affine) -
 
 
 def iou_counts(pred: np.ndarray, truth: np.ndarray) -> dict[str, int]:
-    """True positives, false positives and false negatives of two binary masks."""
-    p, t = pred.astype(bool), truth.astype(bool)
-    return {"tp": int((p & t).sum()), "fp": int((p & ~t).sum()), "fn": int((~p & t).sum())}
+    """True positives, false positives and false negatives of two binary masks (:func:`lakepaper.scoring.confusion`)."""
+    c = scoring.confusion(truth, np.asarray(pred).astype(bool), nodata=None)
+    return {k: c[k] for k in ("tp", "fp", "fn")}

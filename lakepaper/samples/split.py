@@ -80,3 +80,12 @@ def stratified_split(
             labels += [s for s, d in zip(SPLITS, extra, strict=True) for _ in range(d)]
         out[order] = labels[: len(order)]
     return out
+
+
+def split_counts(regions: pd.DataFrame, fractions: Sequence[float], *, by: str = "region_type") -> pd.DataFrame:
+    """Regions per ``by`` and split (columns train, val, test) beside the target counts of
+    :func:`target_counts` (column ``expected``: a (train, val, test) tuple per row)."""
+    counts = regions.groupby([by, "split"]).size().unstack(fill_value=0).reindex(columns=list(SPLITS), fill_value=0)
+    counts.columns.name = "split"
+    counts["expected"] = [tuple(target_counts(int(n), fractions)) for n in counts.sum(axis=1)]
+    return counts

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from rasterio.transform import Affine
 
-from lakepaper import io
+from lakepaper import io, scoring
 from lakepaper.composite.local import read_composite
 from lakepaper.errors import InputError
 from lakepaper.samples import analyst, labels
@@ -220,14 +220,15 @@ LABEL_KINDS = ("default", "ndwi", "edited")
 
 
 def iou_by_type(iou: pd.DataFrame) -> pd.DataFrame:
-    """IoU, precision and recall of each kind of label (``LABEL_KINDS``) per region type and overall."""
+    """IoU, precision and recall of each kind of label (``LABEL_KINDS``) per region type and overall.
+
+    Counts pooled over the regions, then scored (:mod:`lakepaper.scoring`: NaN where a denominator is 0).
+    """
     rows = {}
-    for name, g in [*iou.groupby("region_type"), ("all", iou)]:
+    for name, g in scoring.groups(iou, "region_type"):
         row = {"regions": len(g)}
         for kind in LABEL_KINDS:
-            tp, fp, fn = (g[f"{kind}_{k}"].sum() for k in ("tp", "fp", "fn"))
-            row[f"{kind}_iou"] = tp / max(tp + fp + fn, 1)
-            row[f"{kind}_precision"] = tp / max(tp + fp, 1)
-            row[f"{kind}_recall"] = tp / max(tp + fn, 1)
+            s = scoring.scores_of(scoring.sums(g, prefix=f"{kind}_"))
+            row |= {f"{kind}_{k}": s[k] for k in ("iou", "precision", "recall")}
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")

@@ -11,8 +11,8 @@ A test or a benchmark builds the same context from keywords, into any folder::
 
 The parameters are the notebook's declared ones (papermill's ``inspect_notebook``), defaults filled
 in, unknown names and wrong types refused by name (:func:`lakepaper.stages.runner.check_parameters`).
-Declared names that are method constants of :mod:`lakepaper.params` (``None``: the profile's value)
-override the profile in :attr:`Context.params`; the others are the stage's own
+Declared names that are method constants of :mod:`lakepaper.params` with the default ``None`` (the
+profile's value) override the profile in :attr:`Context.params`; the others are the stage's own
 (:attr:`Context.args`: input paths, switches).
 
 The context also carries the stage's declared inputs: :meth:`Context.upstream` opens an earlier
@@ -110,7 +110,9 @@ class Context:
         declared = declared_parameters(stage)
         args = {k: v for k, v in declared.items() if k != "profile"}
         args.update(given)
-        constants = tuple(k for k in args if k in params.PAPER)
+        # a declared name that is a method constant with the default None ("the profile's value") overrides
+        # the profile; one with another default (06's patch_size = 0) is the stage's own argument
+        constants = tuple(k for k in args if k in params.PAPER and declared[k] is None)
         p = params.resolve(profile, **{k: args[k] for k in constants})
         base = Path(root) if root is not None else paths.build_root() / profile
         return cls(entry, profile, args, p, base, overrides=constants, quiet=quiet)
@@ -166,6 +168,17 @@ class Context:
         self.inputs[stage] = io.sha256_file(folder / "manifest.json")
         return folder
 
+    def override(self, **constants: Any) -> dict[str, Any]:
+        """Set method constants from stage arguments of another name (stage 00's ``tiles`` is ``world_tiles``).
+
+        None keeps the profile's value; any other value is validated like a notebook's override
+        (:func:`lakepaper.params.validate`) and recorded in the manifest under the constant's name
+        when the stage lists it in ``constants``. Returns :attr:`params`.
+        """
+        given = params.validate({k: v for k, v in constants.items() if v is not None})
+        self.params = {**self.params, **given}
+        return self.params
+
     def begin(self) -> Path:
         """Start the stage: its folder, no manifest, nothing a killed run left half-written."""
         io.begin_stage(self.out)
@@ -218,9 +231,13 @@ class Context:
 
     # --- the end ----------------------------------------------------------------------------------
 
-    def recorded_parameters(self, constants: Iterable[str] = (), resolved: Mapping[str, Any] | None = None) -> dict:
-        """The manifest's parameters: profile, the stage's own arguments (as resolved), the constants it used."""
-        own = {k: v for k, v in self.args.items() if k not in self.overrides}
+    def recorded_parameters(
+        self, constants: Iterable[str] = (), resolved: Mapping[str, Any] | None = None, omit: Iterable[str] = ()
+    ) -> dict:
+        """The manifest's parameters: profile, the stage's own arguments (as resolved, but those in
+        ``omit``), the constants it used."""
+        left_out = set(omit)
+        own = {k: v for k, v in self.args.items() if k not in self.overrides and k not in left_out}
         own.update(resolved or {})
         used = dict.fromkeys([*self.overrides, *constants])
         return {"profile": self.profile, **own, **{k: self.params[k] for k in used}}
@@ -231,6 +248,7 @@ class Context:
         constants: Iterable[str] = (),
         resolved: Mapping[str, Any] | None = None,
         extra: Mapping[str, Any] | None = None,
+        omit: Iterable[str] = (),
     ) -> Result:
         """Write the manifest, last, and return the result.
 
@@ -238,6 +256,8 @@ class Context:
             constants: the method constants the stage used, recorded with their values.
             resolved: the stage's own arguments as it resolved them (e.g. "" -> the default path).
             extra: the stage's numbers, for the paper page.
+            omit: the stage's own arguments that change no output (a worker count, a display switch):
+                not recorded.
         """
         result = self._result()
         path = io.write_manifest(
@@ -245,7 +265,7 @@ class Context:
             stage=self.name,
             started=self.started,
             inputs=self.inputs,
-            parameters=self.recorded_parameters(constants, resolved),
+            parameters=self.recorded_parameters(constants, resolved, omit),
             extra=extra,
         )
         result.manifest = io.read_manifest(path.parent)

@@ -14,9 +14,10 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 
+from lakepaper import scoring
 from lakepaper.samples.chips import Chip
 from lakepaper.train.loop import autocast, pick_device
-from lakepaper.train.loss import COUNTS, add_counts, confusion, scores
+from lakepaper.train.loss import COUNTS, add_counts, confusion
 from lakepaper.train.sampler import sequential_patches
 
 
@@ -59,13 +60,13 @@ def region_counts(
 
 
 def pooled(counts: pd.DataFrame, by: str | None = "region_type") -> pd.DataFrame:
-    """Regions, patches, pooled counts and recall, precision, F1, IoU per ``by`` and for ``all``."""
-    groups = [*counts.groupby(by)] if by else []
-    out = {}
-    for name, g in [*groups, ("all", counts)]:
-        c = {k: int(g[k].sum()) for k in COUNTS}
-        out[name] = {"regions": len(g), "patches": int(g["patches"].sum()), **c, **scores(c)}
-    return pd.DataFrame.from_dict(out, orient="index")
+    """Regions, patches, pooled counts and recall, precision, F1, IoU per ``by`` and for ``all``.
+
+    The counts are summed before scoring (:func:`lakepaper.scoring.pooled`).
+    """
+    return scoring.pooled(
+        counts, by, keys=COUNTS, describe=lambda g: {"regions": len(g), "patches": int(g["patches"].sum())}
+    )
 
 
 def evaluate(model: torch.nn.Module, chips: Sequence[Chip], p: dict, **kwargs) -> pd.DataFrame:

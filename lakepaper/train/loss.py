@@ -9,19 +9,20 @@ with ``p`` the sigmoid probabilities, ``y`` the 0/1 label and ``s`` the smoothin
 (``params.dice_smooth``, 1.0). Pixels outside ``valid`` (the padding around regions smaller than a
 patch) enter neither sum.
 
-Metrics come from confusion counts (threshold ``params.prob_threshold``) summed over every patch
-of an epoch or a split, the way the paper pools pixels: recall = TP/(TP+FN), precision =
-TP/(TP+FP), F1 = 2TP/(2TP+FP+FN), IoU = TP/(TP+FP+FN). A score with a zero denominator is NaN.
+Metrics come from confusion counts (threshold ``params.prob_threshold``) counted here on the
+tensors, summed over every patch of an epoch or a split (the way the paper pools pixels), and
+scored by :mod:`lakepaper.scoring`: recall = TP/(TP+FN), precision = TP/(TP+FP),
+F1 = 2TP/(2TP+FP+FN), IoU = TP/(TP+FP+FN); a score with a zero denominator is NaN.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 
+from lakepaper import scoring
+
 COUNTS = ("tp", "fp", "fn", "tn")
-METRICS = ("recall", "precision", "f1", "iou")
+METRICS = scoring.SCORES
 
 
 def dice_loss(prob: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None, smooth: float = 1.0):
@@ -52,20 +53,10 @@ def confusion(prob: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | No
 
 
 def add_counts(a: dict, b: dict) -> dict:
-    """Element-wise sum of two count dicts."""
-    return {k: a.get(k, 0) + b.get(k, 0) for k in COUNTS}
+    """Element-wise sum of two count dicts (:func:`lakepaper.scoring.add`)."""
+    return scoring.add(a, b, keys=COUNTS)
 
 
 def scores(counts: dict) -> dict:
-    """Recall, precision, F1 and IoU of pooled counts (NaN where undefined)."""
-    tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
-
-    def ratio(a: int, b: int) -> float:
-        return a / b if b else math.nan
-
-    return {
-        "recall": ratio(tp, tp + fn),
-        "precision": ratio(tp, tp + fp),
-        "f1": ratio(2 * tp, 2 * tp + fp + fn),
-        "iou": ratio(tp, tp + fp + fn),
-    }
+    """Recall, precision, F1 and IoU of pooled counts, NaN where undefined (:func:`lakepaper.scoring.scores_of`)."""
+    return scoring.scores_of(counts)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from lakepaper import scoring
 from lakepaper.io import read_raster
 from lakepaper.world import lakes as lk
 from lakepaper.world.files import WorldFiles
@@ -77,8 +78,8 @@ def cloud_summary(scores: pd.DataFrame) -> dict[str, float]:
     s = scores.sum(numeric_only=True)
     out = {}
     for kind in ("10m", "block"):
-        out[f"recall_{kind}"] = float(s[f"hits_{kind}"] / max(s[f"thick_{kind}"], 1))
-        out[f"fpr_{kind}"] = float(s[f"false_{kind}"] / max(s[f"clear_{kind}"], 1))
+        out[f"recall_{kind}"] = scoring.ratio(s[f"hits_{kind}"], s[f"thick_{kind}"])  # NaN without thick cloud
+        out[f"fpr_{kind}"] = scoring.ratio(s[f"false_{kind}"], s[f"clear_{kind}"])
     return out
 
 
@@ -170,18 +171,17 @@ def ndwi_iou(world: WorldFiles, *, threshold: float = 0.0) -> pd.DataFrame:
             pred = pred_all[win]
             row = {"region_id": r.region_id, "tile": tile, "region_type": r.region_type}
             for name, truth in (("water", occ[0][win] >= 50), ("lake", lake[0][win] > 0)):
-                row[f"{name}_tp"] = int((pred & truth).sum())
-                row[f"{name}_fp"] = int((pred & ~truth).sum())
-                row[f"{name}_fn"] = int((~pred & truth).sum())
+                c = scoring.confusion(truth, pred, nodata=None)
+                row |= {f"{name}_{k}": c[k] for k in ("tp", "fp", "fn")}
             rows.append(row)
     return pd.DataFrame(rows)
 
 
 def iou_table(counts: pd.DataFrame, *, truth: str = "lake", by: str = "region_type") -> pd.DataFrame:
-    """Pool the ``<truth>_tp/fp/fn`` counts by a column and add IoU, precision and recall."""
-    g = counts.groupby(by)[[f"{truth}_tp", f"{truth}_fp", f"{truth}_fn"]].sum()
-    g.columns = ["tp", "fp", "fn"]
-    g["iou"] = g.tp / (g.tp + g.fp + g.fn).clip(lower=1)
-    g["precision"] = g.tp / (g.tp + g.fp).clip(lower=1)
-    g["recall"] = g.tp / (g.tp + g.fn).clip(lower=1)
-    return g
+    """Pool the ``<truth>_tp/fp/fn`` counts by a column and add IoU, precision and recall.
+
+    Counts summed per group, then scored (:mod:`lakepaper.scoring`: NaN where a denominator is 0).
+    """
+    g = scoring.pooled(counts, by, total=False, prefix=f"{truth}_", keys=("tp", "fp", "fn"))
+    g.index.name = by
+    return g[["tp", "fp", "fn", "iou", "precision", "recall"]]

@@ -1,28 +1,33 @@
 """The whole post-processing pass: prediction masks and reference datasets in, the lake product out.
 
-Order (paper section 2.4), each step partition by partition (one partition per prediction tile):
+Order (paper section 2.4), each step partition by partition (one partition per prediction tile),
+each a function of this module that :func:`postprocess` calls in turn:
 
-1. **vectorise** every tile's core (:func:`~lakepaper.postprocess.vectorize.vectorize_tile`) and join the
-   lakes cut by tile edges (:func:`~lakepaper.postprocess.vectorize.merge_seams`);
-2. **ocean**, 3. **river** (cases a-d), 4. **minimum area** (:mod:`~lakepaper.postprocess.rules`), with the
-   reference datasets read for the partition's bounding box only;
-5. **completion**: GLAKES rasterised on each tile's grid and flood-masked there, vectorised per GLAKES lake and
-   joined across tiles; PLD lakes clipped to the cores and kept where arid; the candidates (and the ``add``
-   features of the edit layer) are united with the lakes they overlap, tile by tile after cutting every
-   lake to the tile cores, and the seams joined again;
-6. **manual** ``remove`` / ``erase`` edits, last.
+1. :func:`prediction_polygons`: every tile's core to polygons (:func:`~lakepaper.postprocess.vectorize.vectorize_tile`),
+   the lakes cut by tile edges joined (:func:`~lakepaper.postprocess.seams.merge_seams`);
+2. - 4. :func:`apply_rules`: **ocean**, **river** (cases a-d) and **minimum area**
+   (:mod:`~lakepaper.postprocess.rules`), with the reference datasets read for the partition's bounding
+   box only (:func:`rule_pass`);
+5. **completion**: :func:`completion_layers` rasterises GLAKES on each tile's grid, flood-masks it there,
+   vectorises it per GLAKES lake and joins it across tiles, and clips PLD lakes to the cores where arid
+   (:func:`completion_tile`); :func:`candidate_lakes` keeps what completion adds; :func:`unite`
+   unites the candidates (and the ``add`` features of the edit layer) with the lakes they overlap, tile
+   by tile after cutting every lake to the tile cores, and joins the seams again;
+6. :func:`apply_manual`: the manual ``remove`` / ``erase`` edits, last.
 
 A partition's working set is its own polygons and the references within its bounds, so memory follows
 the largest tile, not the product; only the polygons along tile borders are handled across partitions.
-:func:`run` keeps each step's partitions (``keep_steps``) for the evaluation and the figures;
-:func:`write_outputs` writes the product and the review files.
+:func:`postprocess` keeps each step's partitions (``keep_steps``) for the evaluation and the figures; an
+:class:`Observer` given to it sees what the pass does not keep (the figures' examples are chosen that
+way, :mod:`lakepaper.figures.postprocess_examples`); :func:`write_outputs` writes the product and the
+review files.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,25 +42,14 @@ from rasterio import features
 from lakepaper import io
 from lakepaper.errors import InputError, ParameterError
 from lakepaper.postprocess import rules
+from lakepaper.postprocess.crs import reproject
+from lakepaper.postprocess.partitions import NODATA, MaskTile, Partition, mask_tiles
 from lakepaper.postprocess.product import SOURCES, product_frame, write_product
 from lakepaper.postprocess.references import REFERENCES, ReferenceSet, river_polygons
-from lakepaper.postprocess.vectorize import (
-    CONNECTIVITY,
-    NODATA,
-    MaskTile,
-    Partition,
-    burn,
-    check_connectivity,
-    dissolve,
-    mask_tiles,
-    merge_seams,
-    reproject,
-    split_to_cores,
-    vectorize,
-    vectorize_tile,
-)
+from lakepaper.postprocess.seams import dissolve, merge_seams, split_to_cores
+from lakepaper.postprocess.vectorize import CONNECTIVITY, burn, check_connectivity, vectorize, vectorize_tile
 
-#: The steps whose partitions :func:`run` keeps, in order.
+#: The steps whose partitions :func:`postprocess` keeps, in order.
 STEPS = ("prediction", "ocean", "river", "min_area", "completion", "final")
 #: Parameters of the method read from ``params`` (paper section 2.4).
 PARAMS = (
@@ -75,22 +69,48 @@ ATTRS = ("source", "sources", "reservoir", "river_case")
 
 
 @dataclass
-class Result:
-    """What :func:`run` returns (see the module docstring)."""
+class Postprocessed:
+    """What :func:`postprocess` returns (see the module docstring)."""
 
     product: gpd.GeoDataFrame
     tiles: list[MaskTile]
-    counts: pd.DataFrame
-    steps: dict[str, list[Partition]] = field(default_factory=dict)
-    removed: dict[str, list[Partition]] = field(default_factory=dict)
-    cases: list[Partition] = field(default_factory=list)
-    glakes: dict[str, list[Partition]] = field(default_factory=dict)
-    fig3: dict[str, dict] = field(default_factory=dict)
-    fig4: dict[str, dict] = field(default_factory=dict)
-    repaired: dict[str, int] = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)
-    seams: dict[str, dict] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
+    counts: pd.DataFrame  # one row per rule and tile: the rule's counters (``rules.csv``)
+    steps: dict[str, list[Partition]] = field(default_factory=dict)  # step -> partitions after it
+    removed: dict[str, list[Partition]] = field(default_factory=dict)  # rule -> polygons it deleted whole
+    cases: list[Partition] = field(default_factory=list)  # every polygon the river mask cut, per partition
+    glakes: dict[str, list[Partition]] = field(default_factory=dict)  # "masked": GLAKES after the flood mask
+    repaired: dict[str, int] = field(default_factory=dict)  # input -> geometries repaired
+    skipped: list[str] = field(default_factory=list)  # reference datasets switched off
+    seams: dict[str, dict] = field(default_factory=dict)  # layer -> counts of pieces joined across tiles
+    seconds: dict[str, float] = field(default_factory=dict)  # phase -> wall seconds
+
+
+@dataclass(frozen=True)
+class FloodMasked:
+    """GLAKES on one tile's core grid before and after the floodplain mask (what Fig. 4 draws)."""
+
+    tile: MaskTile
+    ids: np.ndarray  # per pixel: the GLAKES row + 1 of the lake there before the mask, 0 none
+    after: np.ndarray  # the same after the mask
+    fmask: np.ndarray | None  # pixels the mask removes (None: no mask on this tile)
+    n_before: np.ndarray  # per GLAKES row: pixels before the mask
+    n_removed: np.ndarray  # pixels the mask removed
+    n_pieces: np.ndarray  # pieces left after it
+
+
+class Observer:
+    """Sees, while the pass runs, what it does not keep; subclass it and give it to :func:`postprocess`.
+
+    The methods do nothing here. :class:`lakepaper.figures.postprocess_examples.FigureExamples` is one:
+    it picks the examples of Figs. 3 and 4.
+    """
+
+    def river_cut(self, part: Partition, river: rules.RuleResult, context: Mapping[str, Any]) -> None:
+        """After the river rule on a partition: its cases (``river.extra``: ``cases``, ``after``) and the
+        river mask, GLAKES and ocean around it (``context``: ``rivers``, ``glakes``, ``ocean``)."""
+
+    def glakes_masked(self, masked: FloodMasked) -> None:
+        """After the floodplain mask on one tile's GLAKES lakes."""
 
 
 def settings(p: Mapping[str, Any]) -> dict[str, Any]:
@@ -115,6 +135,28 @@ def read_tile_grid(path: str | os.PathLike[str] | None) -> gpd.GeoDataFrame | No
     if "tile" not in grid.columns or grid.crs is None:
         raise InputError(path, "a tile grid needs a 'tile' column and a CRS")
     return grid
+
+
+@dataclass
+class _Log:
+    """What the pass records as it goes: counters per rule and tile, seconds per phase; and its progress bars."""
+
+    n_tiles: int
+    progress: bool = False
+    rows: list[dict] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    clock: float = field(default_factory=time.perf_counter)
+
+    def bar(self, items: Iterable, desc: str) -> Iterable:
+        from tqdm.auto import tqdm
+
+        return tqdm(items, desc=desc, unit="tile", disable=not self.progress, total=self.n_tiles)
+
+    def lap(self, name: str) -> None:
+        """The seconds since the last lap, as phase ``name``."""
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self.clock, 3)
+        self.clock = now
 
 
 # --- attributes of united lakes -------------------------------------------------------------------------
@@ -151,7 +193,7 @@ def _attrs(frame: gpd.GeoDataFrame, source: str) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(out[[*ATTRS, "geometry"]], geometry="geometry", crs=frame.crs)
 
 
-# --- one partition --------------------------------------------------------------------------------------
+# --- one partition, one tile ----------------------------------------------------------------------------
 
 
 def _bounds(part: Partition, margin: float) -> tuple[float, float, float, float]:
@@ -204,62 +246,14 @@ def rule_pass(part: Partition, refs: ReferenceSet, s: Mapping[str, Any]) -> dict
     }
 
 
-def _pick_fig3(best: dict, part: Partition, rr: rules.RuleResult, context: dict) -> None:
-    """Keep, per case, the largest polygon the river mask cut, with what the figure draws around it."""
-    cases = rr.extra["cases"]
-    if not len(cases):
-        return
-    after = rr.extra["after"]
-    area = shapely.area(_arr(cases))
-    # a polygon of 0.02-1 km2 shows both the lake and the river at figure scale: prefer the largest such one
-    score = np.where((area >= 2e4) & (area <= 1e6), area, np.where(area > 1e6, 1e6 / area, area / 2e4) * 1e-3)
-    for case in ("a", "b", "c", "d", "r"):
-        sel = np.flatnonzero(cases["case"].to_numpy() == case)
-        if not len(sel):
-            continue
-        k = sel[np.argmax(score[sel])]
-        if case in best and best[case]["score"] >= score[k]:
-            continue
-        before = cases.geometry.values[k]
-        x0, y0, x1, y1 = shapely.bounds(before)
-        pad = 0.25 * max(x1 - x0, y1 - y0) + 50.0
-        view = shapely.box(x0 - pad, y0 - pad, x1 + pad, y1 + pad)
-        if max(x1 - x0, y1 - y0) > 2000:  # a river-long polygon: 2 km around a point inside it
-            pt = shapely.point_on_surface(before)
-            view = shapely.box(pt.x - 1000, pt.y - 1000, pt.x + 1000, pt.y + 1000)
-
-        def near(geoms, view=view):
-            geoms = np.asarray(geoms if geoms is not None else [], dtype=object)
-            if not len(geoms):
-                return geoms
-            return shapely.clip_by_rect(geoms[shapely.intersects(geoms, view)], *view.bounds)
-
-        best[case] = {
-            "case": case,
-            "tile": part.name,
-            "crs": part.crs,
-            "area_m2": float(area[k]),
-            "score": float(score[k]),
-            "ratio": float(cases["area_ratio"].iloc[k]),
-            "glakes_hit": bool(cases["glakes"].iloc[k]),
-            "before": before,
-            "after": after[k],
-            "rivers": near(context["rivers"]),
-            "glakes": near(context["glakes"]),
-            "bounds": view.bounds,
-        }
-
-
-# --- completion, tile by tile ---------------------------------------------------------------------------
-
-
 def completion_tile(
-    tile: MaskTile, refs: ReferenceSet, s: Mapping[str, Any], *, connectivity: int
-) -> tuple[Partition, Partition, dict, dict]:
+    tile: MaskTile, refs: ReferenceSet, s: Mapping[str, Any], *, connectivity: int, observer: Observer | None = None
+) -> tuple[Partition, Partition, dict]:
     """GLAKES flood-masked on the tile's core grid and vectorised per lake; PLD lakes of arid zones clipped to the core.
 
     Returns:
-        (GLAKES pieces with Lake_id/Lake_type, arid PLD lakes with lake_id, counts, a Fig. 4 candidate).
+        (GLAKES pieces with Lake_id/Lake_type, arid PLD lakes with lake_id, counts). ``observer`` sees the
+        GLAKES rasters before and after the mask.
     """
     h, w = tile.core_shape
     t = tile.core_transform
@@ -271,7 +265,6 @@ def completion_tile(
     counts["arid_pixels"] = int(arid_zone.sum()) if arid_zone is not None else 0
     gl = refs.vector("glakes", bounds=bounds, crs=tile.crs)
     empty_g = gpd.GeoDataFrame({"Lake_id": [], "Lake_type": []}, geometry=gpd.GeoSeries([], crs=tile.crs))
-    fig4: dict = {}
     if len(gl) and h and w:
         ids = features.rasterize(
             zip(_arr(gl), range(1, len(gl) + 1), strict=True), out_shape=(h, w), transform=t, fill=0, dtype=np.int32
@@ -299,25 +292,8 @@ def completion_tile(
             glakes_px=int(n_before.sum()),
             glakes_removed_px=int(np.sum(n_removed)),
         )
-        if fmask is not None and (n_before > 0).any():
-            split = int(np.argmax(n_pieces))
-            share = np.where(n_before > 0, n_removed / np.maximum(n_before, 1), 0)
-            # the lake that lost most pixels while keeping part of itself (false flood water or paddies cut off)
-            partial = (n_before >= 400) & (share >= 0.2) & (share <= 0.9)
-            cut = int(np.argmax(np.where(partial, n_removed, -1))) if partial.any() else int(np.argmax(n_removed))
-            if n_pieces[split] > 1:
-                fig4["split"] = _fig4_view(ids, after, fmask, split, t, tile, score=float(n_pieces[split]))
-            if np.max(n_removed) > 0:
-                fig4["removed"] = _fig4_view(
-                    ids,
-                    after,
-                    fmask,
-                    cut,
-                    t,
-                    tile,
-                    score=float(share[cut]),
-                    rank=float(n_removed[cut]) + (1e9 if partial.any() else 0),
-                )
+        if observer is not None:
+            observer.glakes_masked(FloodMasked(tile, ids, after, fmask, n_before, n_removed, n_pieces))
     else:
         pieces = empty_g
         counts.update(glakes_lakes=0, glakes_pieces=0, glakes_px=0, glakes_removed_px=0)
@@ -342,29 +318,7 @@ def completion_tile(
         Partition(tile.name, tile.crs, core, pieces, tile.res),
         Partition(tile.name, tile.crs, core, arid_pld, tile.res),
         counts,
-        fig4,
     )
-
-
-def _fig4_view(ids, after, fmask, row: int, t, tile: MaskTile, *, score: float, rank: float | None = None) -> dict:
-    sel = np.argwhere(ids == row + 1)
-    r0, c0 = sel.min(axis=0)
-    r1, c1 = sel.max(axis=0) + 1
-    pad = max(10, (max(r1 - r0, c1 - c0)) // 3)
-    r0, c0 = max(0, r0 - pad), max(0, c0 - pad)
-    r1, c1 = min(ids.shape[0], r1 + pad), min(ids.shape[1], c1 + pad)
-    win = (slice(r0, r1), slice(c0, c1))
-    x0, y0 = t * (c0, r0)
-    x1, y1 = t * (c1, r1)
-    return {
-        "tile": tile.name,
-        "score": score,
-        "rank": score if rank is None else rank,
-        "before": ids[win] > 0,
-        "after": after[win] > 0,
-        "floodplain_removed": fmask[win],
-        "extent": (min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)),
-    }
 
 
 def _edit_partitions(edits: gpd.GeoDataFrame | None, tiles: Sequence[MaskTile]) -> list[Partition]:
@@ -382,101 +336,91 @@ def _edit_partitions(edits: gpd.GeoDataFrame | None, tiles: Sequence[MaskTile]) 
     return out
 
 
-# --- the whole pass --------------------------------------------------------------------------------------
+# --- the steps ------------------------------------------------------------------------------------------
 
 
-def run(
-    prediction_dir: str | os.PathLike[str],
-    p: Mapping[str, Any],
-    *,
-    references: ReferenceSet,
-    tile_grid: gpd.GeoDataFrame | None = None,
-    edits: gpd.GeoDataFrame | None = None,
-    tiles: Sequence[str] | None = None,
-    connectivity: int = CONNECTIVITY,
-    keep_steps: bool = True,
-    progress: bool = False,
-) -> Result:
-    """Post-process a prediction into the lake product (see the module docstring).
+def prediction_polygons(tiles: Sequence[MaskTile], log: _Log, *, connectivity: int) -> tuple[list[Partition], dict]:
+    """Step 1: every tile's core to polygons, one partition per tile, and the lakes cut by tile edges joined.
 
-    Args:
-        prediction_dir: folder of ``<tile>_mask.tif`` (uint8 1 lake, 0 not, 255 no data).
-        p: resolved parameters (``params.resolve(profile)``).
-        references: the reference datasets (:class:`~lakepaper.postprocess.references.ReferenceSet`).
-        tile_grid: tile footprints (``tile`` column): each tile's core; None: the whole rasters.
-        edits: a manual edit layer (:func:`~lakepaper.postprocess.rules.read_edits`), or None.
-        tiles: only these tiles.
-        connectivity: 4 or 8 (see :mod:`~lakepaper.postprocess.vectorize`).
-        keep_steps: keep every step's partitions (evaluation, figures); False keeps only the product.
+    Returns:
+        (the partitions, the counts of :func:`~lakepaper.postprocess.seams.merge_seams`).
     """
-    from tqdm.auto import tqdm
-
-    s = settings(p)
-    check_connectivity(connectivity)
-    mts = mask_tiles(prediction_dir, tile_grid=tile_grid, tiles=tiles)
-    counts: list[dict] = []
-    result = Result(product=None, tiles=mts, counts=None)  # type: ignore[arg-type]
-    for name in REFERENCES:
-        if not references.on(name):
-            result.skipped.append(name)
-
-    def bar(it, desc):
-        return tqdm(it, desc=desc, unit="tile", disable=not progress, total=len(mts))
-
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        result.seconds[name] = round(now - clock, 3)
-        clock = now
-
-    # 1. vectorise and join the seams
     parts = []
-    for t in bar(mts, "vectorise"):
+    for t in log.bar(tiles, "vectorise"):
         part, info = vectorize_tile(t, connectivity=connectivity)
         parts.append(part)
-        counts.append({"rule": "vectorise", **info})
-    lap("vectorise")
-    parts, result.seams["prediction"] = merge_seams(parts, connectivity=connectivity)
-    lap("seams")
-    steps: dict[str, list[Partition]] = {"prediction": parts}
+        log.rows.append({"rule": "vectorise", **info})
+    log.lap("vectorise")
+    parts, seams = merge_seams(parts, connectivity=connectivity)
+    log.lap("seams")
+    return parts, seams
 
-    # 2-4. ocean, river, minimum area, partition by partition
+
+def apply_rules(
+    parts: Sequence[Partition],
+    references: ReferenceSet,
+    s: Mapping[str, Any],
+    log: _Log,
+    *,
+    keep_steps: bool,
+    observer: Observer | None = None,
+) -> tuple[dict[str, list[Partition]], dict[str, list[Partition]], list[Partition]]:
+    """Steps 2-4: ocean, river and minimum area, partition by partition (:func:`rule_pass`).
+
+    Returns:
+        (each rule's partitions after it, the polygons each deleted whole, the polygons the river mask cut).
+        Without ``keep_steps`` only what the next step needs is held: the partitions after the minimum area.
+    """
     after: dict[str, list[Partition]] = {k: [] for k in ("ocean", "river", "min_area")}
-    removed: dict[str, list[Partition]] = {k: [] for k in ("ocean", "river", "min_area", "manual")}
-    for part in bar(parts, "rules"):
+    removed: dict[str, list[Partition]] = {k: [] for k in ("ocean", "river", "min_area")}
+    cases = []
+    for part in log.bar(parts, "rules"):
         out = rule_pass(part, references, s)
         for k in ("ocean", "river", "min_area"):
             r = out[k]
-            if keep_steps or k == "min_area":  # without keep_steps only what the next step needs is held
+            if keep_steps or k == "min_area":
                 after[k].append(part.with_frame(r.frame))
             if keep_steps:
                 removed[k].append(part.with_frame(r.removed))
-            counts.append({"rule": k, "tile": part.name, **r.counts})
-        cases = out["river"].extra["cases"]
-        result.cases.append(part.with_frame(cases))
-        _pick_fig3(result.fig3, part, out["river"], out["context"])
-    steps.update(after)
-    if not keep_steps:
-        del parts
-        steps.pop("prediction")
-    lap("rules")
+            log.rows.append({"rule": k, "tile": part.name, **r.counts})
+        cases.append(part.with_frame(out["river"].extra["cases"]))
+        if observer is not None:
+            observer.river_cut(part, out["river"], out["context"])
+    log.lap("rules")
+    return after, removed, cases
 
-    # 5. completion
+
+def completion_layers(
+    tiles: Sequence[MaskTile],
+    references: ReferenceSet,
+    s: Mapping[str, Any],
+    log: _Log,
+    *,
+    connectivity: int,
+    observer: Observer | None = None,
+) -> tuple[list[Partition], list[Partition], dict[str, dict]]:
+    """Step 5a: GLAKES flood-masked and the arid PLD lakes, tile by tile (:func:`completion_tile`), each layer
+    joined across tiles (a GLAKES or PLD lake only with pieces of itself).
+
+    Returns:
+        (GLAKES pieces, PLD lakes, the seam counts of each).
+    """
     gparts, pparts = [], []
-    for t in bar(mts, "completion"):
-        g, pl, c, fig4 = completion_tile(t, references, s, connectivity=connectivity)
+    for t in log.bar(tiles, "completion"):
+        g, pl, c = completion_tile(t, references, s, connectivity=connectivity, observer=observer)
         gparts.append(g)
         pparts.append(pl)
-        counts.append({"rule": "completion_tile", **c})
-        for k, v in fig4.items():
-            if k not in result.fig4 or v["rank"] > result.fig4[k]["rank"]:
-                result.fig4[k] = v
-    gparts, result.seams["glakes"] = merge_seams(gparts, key="Lake_id", connectivity=connectivity)
-    pparts, result.seams["pld"] = merge_seams(pparts, key="lake_id", connectivity=connectivity)
-    if keep_steps:
-        result.glakes["masked"] = gparts
+        log.rows.append({"rule": "completion_tile", **c})
+    gparts, glakes_seams = merge_seams(gparts, key="Lake_id", connectivity=connectivity)
+    pparts, pld_seams = merge_seams(pparts, key="lake_id", connectivity=connectivity)
+    return gparts, pparts, {"glakes": glakes_seams, "pld": pld_seams}
+
+
+def candidate_lakes(
+    gparts: Sequence[Partition], pparts: Sequence[Partition], references: ReferenceSet, s: Mapping[str, Any], log: _Log
+) -> list[Partition]:
+    """Step 5b: per partition, the lakes completion adds (:func:`~lakepaper.postprocess.rules.completion_candidates`),
+    those within the coast distance of the ocean dropped (the ocean rule, as for the prediction)."""
     cand_parts = []
     for g, pl in zip(gparts, pparts, strict=True):
         cand, c = rules.completion_candidates(
@@ -487,25 +431,41 @@ def run(
             oc = rules.ocean_rule(cand, None, ocean, coast_distance_m=s["coast_distance_m"])
             c["coastal_dropped"] = oc.counts["near_ocean"]
             cand = oc.frame
-        counts.append({"rule": "completion", "tile": g.name, **c, "candidates": len(cand)})
+        log.rows.append({"rule": "completion", "tile": g.name, **c, "candidates": len(cand)})
         cand_parts.append(g.with_frame(_attrs(cand, "glakes")))
-    edit_parts = _edit_partitions(edits, mts)
-    pred = split_to_cores([q.with_frame(_attrs(q.frame, "prediction")) for q in steps["min_area"]])
-    if not keep_steps:
-        steps.pop("min_area")
-    cand_parts = split_to_cores(cand_parts)
+    return cand_parts
+
+
+def unite(
+    predicted: Sequence[Partition],
+    candidates: Sequence[Partition],
+    added: Sequence[Partition],
+    log: _Log,
+    *,
+    connectivity: int,
+) -> tuple[list[Partition], dict]:
+    """Step 5c: the predicted lakes, the completion candidates and the lakes the edit layer adds, united where
+    they overlap (:func:`unite_attributes`), tile by tile after every lake is cut to the tile cores; then the
+    seams joined again. The prediction's own polygons are not joined to each other (the river mask may have
+    cut a lake in two on purpose).
+
+    Returns:
+        (the partitions after completion, the seam counts).
+    """
+    pred = split_to_cores([q.with_frame(_attrs(q.frame, "prediction")) for q in predicted])
+    cand_parts = split_to_cores(candidates)
     combined = []
-    for a, b, e in zip(pred, cand_parts, edit_parts, strict=True):
+    for a, b, e in zip(pred, cand_parts, added, strict=True):
         frame = gpd.GeoDataFrame(
             pd.concat([a.frame, b.frame, _attrs(e.frame, "manual")], ignore_index=True), geometry="geometry", crs=a.crs
         )
         joinable = frame["source"].to_numpy() != "prediction"
-        frame, n = dissolve(frame, res=a.res, connectivity=connectivity, agg=unite_attributes, joinable=joinable)
+        frame, _ = dissolve(frame, res=a.res, connectivity=connectivity, agg=unite_attributes, joinable=joinable)
         combined.append(a.with_frame(frame))
-    combined, result.seams["completion"] = merge_seams(combined, connectivity=connectivity, agg=unite_attributes)
+    combined, seams = merge_seams(combined, connectivity=connectivity, agg=unite_attributes)
     for q in combined:
         src = q.frame["sources"].astype(str) if len(q.frame) else pd.Series([], dtype=str)
-        counts.append(
+        log.rows.append(
             {
                 "rule": "merge",
                 "tile": q.name,
@@ -516,33 +476,112 @@ def run(
                 "enlarged": int((src.str.startswith("prediction+")).sum()),
             }
         )
-    steps["completion"] = combined
-    lap("completion")
+    log.lap("completion")
+    return combined, seams
 
-    # 6. manual remove / erase
-    final = []
-    for q in combined:
+
+def apply_manual(
+    parts: Sequence[Partition],
+    edits: gpd.GeoDataFrame | None,
+    s: Mapping[str, Any],
+    log: _Log,
+    *,
+    keep_steps: bool,
+) -> tuple[list[Partition], list[Partition]]:
+    """Step 6: the ``remove`` and ``erase`` features of the edit layer, applied last
+    (:func:`~lakepaper.postprocess.rules.apply_edits`).
+
+    Returns:
+        (the final partitions, the polygons removed whole (with ``keep_steps``)).
+    """
+    final, removed = [], []
+    for q in parts:
         if edits is not None and len(edits):
             r = rules.apply_edits(q.frame, edits, min_km2=s["min_lake_area_km2"])
             final.append(q.with_frame(r.frame))
             if keep_steps:
-                removed["manual"].append(q.with_frame(r.removed))
-            counts.append({"rule": "manual", "tile": q.name, **r.counts})
+                removed.append(q.with_frame(r.removed))
+            log.rows.append({"rule": "manual", "tile": q.name, **r.counts})
         else:
             final.append(q)
-    steps["final"] = final
-    result.product = product_frame(final, explode=connectivity == 4)
-    lap("manual_and_product")
-    result.counts = pd.DataFrame(counts)
-    result.repaired = dict(references.repaired)
-    result.repaired["prediction"] = int(result.counts.loc[result.counts.rule == "vectorise", "repaired"].sum())
-    result.steps = steps if keep_steps else {"final": final}
-    if keep_steps:
-        result.removed = removed
-    return result
+    return final, removed
 
 
-def rule_summary(result: Result) -> pd.DataFrame:
+# --- the whole pass --------------------------------------------------------------------------------------
+
+
+def postprocess(
+    prediction_dir: str | os.PathLike[str],
+    p: Mapping[str, Any],
+    *,
+    references: ReferenceSet,
+    tile_grid: gpd.GeoDataFrame | None = None,
+    edits: gpd.GeoDataFrame | None = None,
+    tiles: Sequence[str] | None = None,
+    connectivity: int = CONNECTIVITY,
+    keep_steps: bool = True,
+    progress: bool = False,
+    observer: Observer | None = None,
+) -> Postprocessed:
+    """Post-process a prediction into the lake product: the steps of the module docstring, in order.
+
+    Args:
+        prediction_dir: folder of ``<tile>_mask.tif`` (uint8 1 lake, 0 not, 255 no data).
+        p: resolved parameters (``params.resolve(profile)``).
+        references: the reference datasets (:class:`~lakepaper.postprocess.references.ReferenceSet`).
+        tile_grid: tile footprints (``tile`` column): each tile's core; None: the whole rasters.
+        edits: a manual edit layer (:func:`~lakepaper.postprocess.rules.read_edits`), or None.
+        tiles: only these tiles.
+        connectivity: 4 or 8 (see :mod:`~lakepaper.postprocess.vectorize`).
+        keep_steps: keep every step's partitions (evaluation, figures); False keeps only the product.
+        progress: show a progress bar per step.
+        observer: sees what the pass does not keep (:class:`Observer`), e.g. to choose figure examples.
+    """
+    s = settings(p)
+    check_connectivity(connectivity)
+    mts = mask_tiles(prediction_dir, tile_grid=tile_grid, tiles=tiles)
+    skipped = [name for name in REFERENCES if not references.on(name)]
+    log = _Log(len(mts), progress)
+
+    parts, prediction_seams = prediction_polygons(mts, log, connectivity=connectivity)
+    after, removed, cases = apply_rules(parts, references, s, log, keep_steps=keep_steps, observer=observer)
+    steps: dict[str, list[Partition]] = {"prediction": parts, **after} if keep_steps else {}
+    del parts
+    gparts, pparts, reference_seams = completion_layers(
+        mts, references, s, log, connectivity=connectivity, observer=observer
+    )
+    candidates = candidate_lakes(gparts, pparts, references, s, log)
+    predicted = after.pop("min_area")
+    combined, completion_seams = unite(
+        predicted, candidates, _edit_partitions(edits, mts), log, connectivity=connectivity
+    )
+    del predicted, candidates
+    final, removed["manual"] = apply_manual(combined, edits, s, log, keep_steps=keep_steps)
+    product = product_frame(final, explode=connectivity == 4)
+    log.lap("manual_and_product")
+
+    counts = pd.DataFrame(log.rows)
+    repaired = dict(references.repaired)
+    repaired["prediction"] = int(counts.loc[counts.rule == "vectorise", "repaired"].sum())
+    return Postprocessed(
+        product=product,
+        tiles=mts,
+        counts=counts,
+        steps={**steps, "completion": combined, "final": final} if keep_steps else {"final": final},
+        removed=removed if keep_steps else {},
+        cases=cases,
+        glakes={"masked": gparts} if keep_steps else {},
+        repaired=repaired,
+        skipped=skipped,
+        seams={"prediction": prediction_seams, **reference_seams, "completion": completion_seams},
+        seconds=log.seconds,
+    )
+
+
+# --- outputs ------------------------------------------------------------------------------------------
+
+
+def rule_summary(result: Postprocessed) -> pd.DataFrame:
     """Counters summed over tiles: one row per rule and counter."""
     c = result.counts.drop(columns=["tile"], errors="ignore")
     rows = []
@@ -554,7 +593,7 @@ def rule_summary(result: Result) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_outputs(result: Result, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+def write_outputs(result: Postprocessed, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """The product (``lakes.gpkg``, ``lakes.parquet``), ``river_cases.gpkg``, ``rules.csv`` and per tile
     ``tiles/<tile>_mask.tif`` (the product on the prediction's grid: 1 lake, 0 not, 255 no data where the
     prediction had none and no lake was added) and ``tiles/<tile>_residue.tif`` (1 where the river rule removed
@@ -572,10 +611,7 @@ def write_outputs(result: Result, out_dir: str | os.PathLike[str]) -> dict[str, 
         with rasterio.open(t.path) as ds:
             full = ds.read(1)
         mask = np.where(full == NODATA, NODATA, 0).astype(np.uint8)
-        win = (
-            slice(t.core.row_off, t.core.row_off + t.core.height),
-            slice(t.core.col_off, t.core.col_off + t.core.width),
-        )
+        win = t.core_slices
         lake, _ = burn(final, t)
         mask[win] = np.where(lake == 1, 1, mask[win])
         if "ocean" in result.steps and "river" in result.steps:
@@ -602,7 +638,7 @@ def write_outputs(result: Result, out_dir: str | os.PathLike[str]) -> dict[str, 
     return paths
 
 
-def reproject_cases(result: Result) -> gpd.GeoDataFrame:
+def reproject_cases(result: Postprocessed) -> gpd.GeoDataFrame:
     """Every polygon the river mask cut, before the mask, in EPSG:4326 (``case``, ``area_ratio``, ``glakes``)."""
     frames = []
     for q in result.cases:

@@ -1,0 +1,188 @@
+"""Stage 06: accuracy on the test regions (paper section 3.1: Table 1, Table 2, Fig. 5).
+
+Reads stage 02's test regions and label chips (or any ``samples_dir`` in that layout), stage 04's
+per-tile masks (or any ``mask_dir``: 1 lake, 0 not, 255 no data) and, when stage 05 has finished,
+its river-mask residue (``tiles/<tile>_residue.tif``) and post-processed product
+(``tiles/<tile>_mask.tif``); ``residue`` may also be a vector file of removed polygons.
+
+Writes ``table1_patch_accuracy.csv`` and ``patches.csv`` (Table 1, fractions),
+``table2_river_mask.csv`` (Table 2 in %, when there is a residue: only this stage computes Table 2),
+``product_patch_accuracy.csv`` (the product scored like Table 1), ``lakes_labelled.csv``,
+``lakes_predicted.csv``, ``fig5a_fits.csv``, ``fig5b_size_groups.csv``, and the figures
+``table1_patch_accuracy.png`` and Fig. 5. The manifest carries the tables and
+``lake_level_recall_precision_min_pct``: the lowest mean recall or precision of the size groups
+above 0.005 km2, in % (the paper's "> 86 %"), for the paper page to read.
+
+The science is :mod:`lakepaper.metrics` (patches, lakes, Table 2) on :mod:`lakepaper.scoring`'s
+counts and scores; :mod:`lakepaper.regions` reads the files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lakepaper import metrics, params, regions
+from lakepaper.figures.accuracy import fig5, table1_bars
+from lakepaper.scoring import SCORES, as_percent
+from lakepaper.stages.context import Context, Result, require_file
+
+#: The method constants this stage uses.
+CONSTANTS = ("patch_size", "region_types", "size_groups_km2")
+
+_PUB = {k: v[0] for k, v in params.PUBLISHED.items()}
+
+
+def _inputs(ctx: Context) -> tuple[Path, Path, str, str]:
+    """samples_dir, mask_dir, residue, product_masks: given, or the earlier stages' outputs."""
+    a = ctx.args
+    samples_dir = Path(a["samples_dir"]) if a["samples_dir"] else ctx.upstream("02_samples")
+    mask_dir = Path(a["mask_dir"]) if a["mask_dir"] else ctx.upstream("04_predict") / "tiles"
+    require_file(samples_dir, "samples_dir")
+    require_file(mask_dir, "mask_dir")
+    residue, product_masks = a["residue"], a["product_masks"]
+    if not (residue and product_masks):  # a default: stage 05's tiles, if it has finished
+        post = ctx.upstream("05_postprocess", required=False)
+        tiles = post / "tiles" if post is not None else None
+        has = {k: tiles is not None and any(tiles.glob(f"*_{k}.tif")) for k in ("residue", "mask")}
+        residue = residue or (str(tiles) if has["residue"] else "none")
+        product_masks = product_masks or (str(tiles) if has["mask"] else "none")
+    return samples_dir, mask_dir, residue, product_masks
+
+
+def _beside_paper(table1: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 (%) beside the numbers the paper gives (its full Table 1 is not in the text)."""
+    paper = pd.DataFrame(np.nan, index=table1.index, columns=list(SCORES))
+    paper.loc["all", "iou"] = _PUB["patch_iou"]
+    paper.loc["AR", ["precision", "iou"]] = _PUB["ar_precision"], _PUB["ar_iou"]
+    paper.loc["SL", ["recall", "iou"]] = _PUB["sl_recall"], _PUB["sl_iou"]
+    return pd.concat({"this run": as_percent(table1)[list(SCORES)], "paper": paper}, axis=1)
+
+
+def _records(table: pd.DataFrame | None, index: str) -> list[dict] | None:
+    return None if table is None else table.round(6).reset_index(names=index).to_dict("records")
+
+
+def run(ctx: Context) -> Result:
+    """Table 1, Table 2, the product's Table 1 and Fig. 5 on the test regions."""
+    a = ctx.args
+    samples_dir, mask_dir, residue, product_masks = _inputs(ctx)
+    size = a["patch_size"] or params.resolve(ctx.profile)["patch_size"]  # 0 = the profile's
+    P = ctx.override(patch_size=size)
+    ctx.begin()
+    types = P["region_types"]
+
+    test = regions.read_test_regions(samples_dir, mask_dir)
+    pixels = sum(r.label.size for r in test)
+    ctx.say(
+        f"{len(test)} test regions ({pixels / 1e6:.2f} Mpixel) from {samples_dir}; "
+        f"the paper: {_PUB['n_test_regions']:.0f} regions"
+    )
+    per_type = pd.Series([r.region_type for r in test]).value_counts().reindex(types, fill_value=0)
+    ctx.show("regions", per_type.to_frame("regions").T)
+
+    # Table 1: patch level
+    patches, table1 = metrics.patch_table(test, size, partial=a["partial"], order=types)
+    ctx.write_csv("table1_patch_accuracy.csv", table1, index_label="region_type")
+    ctx.write_csv("patches.csv", patches, index=False)
+    ctx.say(
+        f"{len(patches)} patches of {size} x {size} (partial strips: {a['partial']}); "
+        f"the paper: {_PUB['n_test_patches']:.0f} of 576 x 576"
+    )
+    ctx.show("table1", as_percent(table1)[["regions", "patches", "tp", "fp", "fn", "nodata", *SCORES]])
+    ctx.show("table1_vs_paper", _beside_paper(table1))
+    ctx.say(
+        f"paper: overall IoU {_PUB['patch_iou']}, the other overall scores above "
+        f"{_PUB['patch_recall_precision_f1_min']} %"
+    )
+    ctx.save(table1_bars(table1, {"IoU": _PUB["patch_iou"]}), "table1_patch_accuracy.png")
+
+    # Table 2: the river mask
+    residues, table2 = {}, None
+    if residue != "none":
+        residues = regions.read_residue(residue, samples_dir, test)
+        change, removed_px = metrics.river_mask_change(test, residues)
+        table2 = as_percent(change)
+        ctx.write_csv("table2_river_mask.csv", table2, index_label="row")
+        ctx.say(
+            f"river mask ({residue}): {removed_px} predicted lake pixels removed in the test regions; the paper: "
+            f"precision {_PUB['river_mask_precision_gain']:+} points, recall {_PUB['river_mask_recall_change']:+}"
+        )
+        ctx.show("table2", table2)
+    else:
+        ctx.say("no river-mask residue (stage 05 not run, or residue = 'none'): Table 2 skipped")
+
+    # the post-processed product, scored like Table 1
+    product = None
+    if product_masks != "none":
+        # read as the prediction is: pixels the label never observed are no data, left out of every score
+        final = regions.read_test_regions(samples_dir, product_masks)
+        _, product = metrics.patch_table(final, size, partial=a["partial"], order=types)
+        ctx.write_csv("product_patch_accuracy.csv", product, index_label="region_type")
+        ctx.show(
+            "product",
+            pd.concat(
+                {
+                    "prediction (stage 04)": as_percent(table1)[list(SCORES)],
+                    "product (stage 05)": as_percent(product)[list(SCORES)],
+                },
+                axis=1,
+            ),
+        )
+    else:
+        ctx.say("no product masks (stage 05 not run, or product_masks = 'none')")
+
+    # Fig. 5: lake level
+    labelled, predicted = metrics.lake_tables(test, connectivity=a["connectivity"], residues=residues or None)
+    summary = metrics.lake_level_summary(labelled, predicted, P["size_groups_km2"])
+    fits = metrics.lake_level_fits(labelled, predicted)
+    ctx.write_csv("lakes_labelled.csv", labelled, index=False)
+    ctx.write_csv("lakes_predicted.csv", predicted, index=False)
+    ctx.write_csv("fig5a_fits.csv", fits)
+    ctx.write_csv("fig5b_size_groups.csv", summary)
+    ctx.say(
+        f"{len(labelled)} labelled lakes, {len(predicted)} predicted lakes "
+        f"({int(predicted.river_residue.sum())} river residue)"
+    )
+    ctx.say(f"paper: R2 {_PUB['lake_level_r2']}, slopes > {_PUB['lake_level_slope_min']}")
+    ctx.show("fits", fits)
+    low = metrics.lowest_lake_level_score(summary) * 100
+    ctx.say(
+        f"lowest mean recall or precision above 0.005 km2: {low:.1f} % "
+        f"(paper: > {_PUB['lake_level_recall_precision_min']:g} %)"
+    )
+    ctx.keep("lake_level_recall_precision_min_pct", low)
+    ctx.show(
+        "size_groups", as_percent(summary.rename(columns={"mean_recall": "recall", "mean_precision": "precision"}))
+    )
+    ctx.save(
+        fig5(
+            labelled,
+            predicted,
+            summary,
+            published_min=_PUB["lake_level_recall_precision_min"],
+            pixel_km2=test[0].pixel_km2,
+        ),
+        "fig5_lake_level.png",
+        formats=("png", "pdf"),
+    )
+
+    return ctx.finish(
+        constants=CONSTANTS,
+        resolved={
+            "samples_dir": str(samples_dir),
+            "mask_dir": str(mask_dir),
+            "residue": residue,
+            "product_masks": product_masks,
+        },
+        extra={
+            "table1": _records(table1, "region_type"),
+            "table2": _records(table2, "row"),
+            "product": _records(product, "region_type"),
+            "fits": fits.round(6).reset_index().to_dict("records"),
+            "size_groups": summary.round(6).reset_index().to_dict("records"),
+            "lake_level_recall_precision_min_pct": None if np.isnan(low) else round(low, 4),
+        },
+    )

@@ -1,0 +1,174 @@
+"""Stage 03: training the U-Net (paper section 2.3, Supplementary Table 1) and its patch-level Table 1.
+
+Reads stage 02's chips and regions (train, validation and test splits). Writes ``best.pt`` (the
+kept model: lowest validation loss), ``last.pt`` (to resume), ``history.csv``, ``timing.csv`` and
+``train.log`` (:mod:`lakepaper.train.loop`), ``test_metrics.csv`` (Table 1 at patch level, pixels
+pooled per region type and over all: :mod:`lakepaper.train.evaluate`),
+``supplementary_table1.csv/.md`` (from the parameters stored in ``best.pt``), the figure
+``training_curves`` and the manifest.
+
+A rerun continues from ``last.pt`` when ``resume`` is set and it was written with the same
+parameters and data (:meth:`Context.begin` keeps it). On the ``demo`` profile the kept model must
+reach patch-level IoU :data:`DEMO_IOU_TARGET` on the test split; the stage stops before its manifest
+otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import torch
+
+from lakepaper import io, params
+from lakepaper.errors import LakepaperError
+from lakepaper.figures.train import training_curves
+from lakepaper.stages.context import Context, Result
+from lakepaper.train.checkpoint import load_model
+from lakepaper.train.evaluate import pooled, region_counts
+from lakepaper.train.loop import TRAIN_PARAMS, load_splits
+from lakepaper.train.loop import train as train_unet
+from lakepaper.train.table import supplementary_table1, write_table
+from lakepaper.unet import UNet, conv_flops, count_parameters
+
+#: The method constants this stage uses: every parameter that defines a training run.
+CONSTANTS = TRAIN_PARAMS
+#: Patch-level test IoU the demo model must reach on the simulated world.
+DEMO_IOU_TARGET = 0.85
+#: The side of the paper's input patches (for the model's cost beside this profile's).
+PAPER_PATCH = 576
+
+
+def run(ctx: Context) -> Result:
+    """Train (or resume), draw the curves, score the kept model on the test split, write Supp. Table 1."""
+    a, P = ctx.args, ctx.params
+    samples_dir = ctx.upstream("02_samples")
+    out = ctx.begin()  # last.pt stays, to resume from
+    device = a["device"] or None
+
+    ctx.show("model", model_size(P))
+    splits = load_splits(samples_dir, P["composite_bands"], ("train", "val", "test"))
+    ctx.show("training_set", training_set(splits))
+
+    trained = train_unet(
+        splits["train"],
+        splits["val"],
+        out,
+        P,
+        device=device,
+        resume=a["resume"],
+        folder=samples_dir,
+        progress=not ctx.quiet,
+    )
+    history = trained["history"]
+    say_training(ctx, trained)
+    ctx.show("history", history.tail())
+    ctx.save(training_curves(history, title=f"U-Net training, profile {ctx.profile}"), "training_curves.png")
+
+    model, meta = load_model(out / "best.pt", bands=P["composite_bands"])
+    counts = region_counts(
+        model,
+        splits["test"],
+        patch_size=meta["patch_size"],
+        batch=P["batch_size"],
+        threshold=P["prob_threshold"],
+        pad_value=P["pad_value"],
+        device=device,
+    )
+    table = pooled(counts)
+    with io.atomic_path(out / "test_metrics.csv") as tmp:
+        table.to_csv(tmp, index_label="region_type")
+    ctx.say(
+        f"test IoU {table.loc['all', 'iou']:.4f} over {table.loc['all', 'patches']} patches of "
+        f"{table.loc['all', 'regions']} regions (published: {params.PUBLISHED['patch_iou'][0]} %)"
+    )
+    ctx.show("test_metrics", table.drop(columns=["tn"]))
+    check_demo_iou(ctx, float(table.loc["all", "iou"]))
+
+    supp = supplementary_table1(
+        meta["params"], device=trained["device"], precision=trained["precision"], channels_last=trained["channels_last"]
+    )
+    write_table(supp, out / "supplementary_table1")
+    ctx.show("supplementary_table1", supp[["hyperparameter", "value"]])
+
+    return ctx.finish(
+        constants=CONSTANTS,
+        extra={
+            "test": {k: float(table.loc["all", k]) for k in ("recall", "precision", "f1", "iou")},
+            "test_by_type": table.round(6).reset_index(names="region_type").to_dict("records"),
+            "training": training_record(trained, count_parameters(model)),
+        },
+    )
+
+
+def model_size(p: dict[str, Any]) -> pd.DataFrame:
+    """Widths, trainable parameters and forward cost per patch of this profile's U-Net beside the paper's.
+
+    The networks are built on PyTorch's ``meta`` device: shapes without numbers, so tracing the
+    paper's network over a 576-px patch (:func:`lakepaper.unet.conv_flops`) takes no compute.
+    """
+    rows = {}
+    for name, widths, size in (
+        ("this profile", p["unet_widths"], p["patch_size"]),
+        ("the paper's", params.PAPER["unet_widths"].value, PAPER_PATCH),
+    ):
+        with torch.device("meta"):
+            net = UNet(p["in_channels"], widths, p["unet_upsample"])
+        rows[name] = {
+            "widths": "-".join(map(str, net.widths)),
+            "parameters": count_parameters(net),
+            "patch_px": size,
+            "gflop_forward": conv_flops(net, size, size) / 1e9,
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def training_set(splits: dict[str, list]) -> pd.DataFrame:
+    """Regions per split (rows) and region type (columns), with the split's area in km2."""
+    by_type = {s: pd.Series([c.region_type for c in chips]).value_counts() for s, chips in splits.items()}
+    overview = pd.DataFrame(by_type).fillna(0).astype(int).T
+    overview["area_km2"] = [round(sum(c.area_km2 for c in chips), 2) for chips in splits.values()]
+    return overview
+
+
+def say_training(ctx: Context, trained: dict[str, Any]) -> None:
+    """Say how the training ran: epochs, device and arithmetic, why it stopped, the kept epoch, throughput."""
+    history = trained["history"]
+    ctx.say(
+        f"{len(history)} epochs on {trained['device']} ({trained['precision']}"
+        f"{', channels-last' if trained['channels_last'] else ''}), stopped by {trained['stopped']}; "
+        f"best epoch {trained['best_epoch']}, validation loss {trained['best_val_loss']:.4f}"
+        + (f"; resumed after epoch {trained['resumed_from']}" if trained["resumed_from"] else "")
+    )
+    if len(history):
+        ctx.say(
+            f"training throughput: {ctx.params['patches_per_epoch'] * len(history) / history.seconds.sum():.1f} "
+            "patches/s (validation included in the time)"
+        )
+
+
+def check_demo_iou(ctx: Context, iou: float) -> None:
+    """On the demo profile, stop the stage if the kept model misses :data:`DEMO_IOU_TARGET` on the test split."""
+    if ctx.profile == "demo" and not iou >= DEMO_IOU_TARGET:
+        raise LakepaperError(
+            f"{ctx.out / 'best.pt'}: the demo model reaches patch-level IoU {iou:.4f} on the test split, below "
+            f"{DEMO_IOU_TARGET} (see test_metrics.csv and the training curves)"
+        )
+
+
+def training_record(trained: dict[str, Any], n_parameters: int) -> dict[str, Any]:
+    """The manifest's ``training`` entry: epochs, the kept epoch and its scores, how and where it ran."""
+    history = trained["history"]
+    best = history.loc[history.epoch == trained["best_epoch"]].iloc[0] if len(history) else {}
+    return {
+        "epochs": int(len(history)),
+        "best_epoch": int(trained["best_epoch"]),
+        "best_val_loss": float(trained["best_val_loss"]),
+        "best_val_iou": float(best["val_iou"]) if len(history) else None,
+        "stopped": trained["stopped"],
+        "device": trained["device"],
+        "precision": trained["precision"],
+        "channels_last": bool(trained["channels_last"]),
+        "parameters": n_parameters,
+        "seconds": float(history.seconds.sum()) if len(history) else 0.0,
+    }
