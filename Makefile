@@ -70,7 +70,7 @@ all: $(MANIFESTS) $(PAPER) ## run every notebook stage for PROFILE, then assembl
 paper: $(PAPER) ## assemble build/PROFILE/paper.html from the finished stages
 
 # The page reads every stage's outputs; rebuilt when any stage (or the page's own code) changed.
-$(PAPER): $(MANIFESTS) $(shell find lakepaper/paper -name '*.py') | $(VENV_STAMP)
+$(PAPER): $(MANIFESTS) $(shell find lakepaper/report -name '*.py') | $(VENV_STAMP)
 	$(PY) -m lakepaper paper --profile $(PROFILE)
 
 prereqs: $(VENV_STAMP) ## check what PROFILE needs (paper: Earth Engine, GPU, reference files) in one list

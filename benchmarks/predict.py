@@ -78,8 +78,8 @@ def build_model(profile: str, checkpoint: str | None):
 def iou_change(profile: str, checkpoint: str, p: dict) -> None:
     """Stage 04's stitched IoU over the test regions with fp32 and with bf16 (every tile, both ways)."""
     from lakepaper import paths
+    from lakepaper.predict.cluster import predict_tiles
     from lakepaper.predict.evaluate import pooled, region_counts
-    from lakepaper.predict.run import predict_tiles
 
     tiles = sorted((paths.stage_dir(profile, "01_composite") / "tiles").glob("*.tif"))
     iou = {}

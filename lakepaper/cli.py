@@ -95,13 +95,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_paper(args: argparse.Namespace) -> int:
-    from lakepaper.paper.build import main as paper_main
+    from lakepaper.report.build import main as paper_main
 
     return paper_main(args.profile, out=args.out, browser=args.browser)
 
 
 def _cmd_prereqs(args: argparse.Namespace) -> int:
-    from lakepaper.paper.prereqs import main as prereqs_main
+    from lakepaper.prereqs import main as prereqs_main
 
     return prereqs_main(args.profile, references=args.references, record=args.record, verify=not args.quick)
 

@@ -15,7 +15,7 @@ Sources:
 Example:
     >>> from lakepaper import params
     >>> p = params.resolve("demo")
-    >>> p["area_ratio_threshold"], p["patch_size"] < params.PAPER["patch_size"].value
+    >>> p["area_ratio_threshold"], p["patch_size"] < params.CONSTANTS["patch_size"].value
     (0.8, True)
 """
 
@@ -42,7 +42,7 @@ def _p(value: Any, source: str, *, scale: bool = False) -> Param:
     return Param(value, source, scale)
 
 
-PAPER: dict[str, Param] = {
+CONSTANTS: dict[str, Param] = {
     # --- 2.1 Sentinel-2 and preprocessing -------------------------------------------------
     "s2_collection": _p(
         "COPERNICUS/S2_SR_HARMONIZED", "[P] 2.1 (L2A); harmonized: corrects the 2022-01-25 baseline offset"
@@ -246,9 +246,9 @@ DEFAULT_PROFILE = "demo"
 def _check_profiles() -> None:
     for profile, overrides in PROFILES.items():
         for name in overrides:
-            if name not in PAPER:
+            if name not in CONSTANTS:
                 raise ParameterError(name, f"profile {profile!r} sets an unknown parameter")
-            if not PAPER[name].scale:
+            if not CONSTANTS[name].scale:
                 raise ParameterError(name, f"profile {profile!r} may not change a method constant")
 
 
@@ -271,7 +271,7 @@ def resolve(profile: str = DEFAULT_PROFILE, **overrides: Any) -> dict[str, Any]:
     """
     if profile not in PROFILES:
         raise ParameterError("profile", f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
-    values = {name: p.value for name, p in PAPER.items()}
+    values = {name: p.value for name, p in CONSTANTS.items()}
     values.update(PROFILES[profile])
     values.update(validate({k: v for k, v in overrides.items() if v is not None}))
     return values
@@ -301,7 +301,7 @@ def validate(given: Mapping[str, Any], *, allowed: Mapping[str, Any] | None = No
     Raises:
         ParameterError: naming the first unknown name or badly typed value.
     """
-    allowed = {n: p.value for n, p in PAPER.items()} if allowed is None else dict(allowed)
+    allowed = {n: p.value for n, p in CONSTANTS.items()} if allowed is None else dict(allowed)
     out: dict[str, Any] = {}
     for name, value in given.items():
         if name not in allowed:
@@ -321,4 +321,4 @@ def validate(given: Mapping[str, Any], *, allowed: Mapping[str, Any] | None = No
 
 def date_range() -> tuple[_dt.date, _dt.date]:
     """The paper's observation period as dates."""
-    return (_dt.date.fromisoformat(PAPER["start_date"].value), _dt.date.fromisoformat(PAPER["end_date"].value))
+    return (_dt.date.fromisoformat(CONSTANTS["start_date"].value), _dt.date.fromisoformat(CONSTANTS["end_date"].value))

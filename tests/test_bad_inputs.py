@@ -25,6 +25,9 @@ from lakepaper.errors import InputError, LakepaperError
 from lakepaper.predict.tiled import InputTile, predict_tile
 from lakepaper.samples.chips import read_training_set, write_chip
 from lakepaper.samples.stage import build_samples
+from lakepaper.stages import composite as composite_stage
+from lakepaper.stages import samples as samples_stage
+from lakepaper.stages.context import Context
 from lakepaper.world.files import WorldFiles
 from lakepaper.world.generate import generate_world
 from lakepaper.world.sites import WorldConfig
@@ -41,17 +44,20 @@ def p():
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    out = tmp_path_factory.mktemp("world")
+    out = tmp_path_factory.mktemp("built") / "00_world"
     cfg = WorldConfig(tile_px=256, scenes_per_tile=4, tiles=(TILE,)).validated()
     generate_world(cfg, out, workers=1, progress=False, parameters={"n_sample_regions": 6})
     return WorldFiles(out)
 
 
 @pytest.fixture(scope="module")
-def composite(world, p, tmp_path_factory):
-    out = tmp_path_factory.mktemp("composite")
-    composite_tile(world, TILE, out / "tiles" / f"{TILE}.tif", p=p)
-    return out
+def composite(world):
+    """Stage 01 run on the world, beside it (``<root>/01_composite``)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return composite_stage.run(
+            Context.create("01_composite", profile="tiny", root=world.root.parent, quiet=True)
+        ).out
 
 
 def _truncate(path, keep=0.5):
@@ -132,19 +138,25 @@ def test_nan_values_in_a_predict_input_become_nodata(tmp_path):
     assert (mask[5:9, 5:9] == 255).all() and (mask[10:, 10:] == 1).all()
 
 
-def _run_stage(stage, world, composite, p, out):
-    if stage == "composite":
-        composite_tile(world, TILE, out / f"{TILE}.tif", p=p)
-    elif stage == "samples":
+def _run_stage(stage, world, composite, out):
+    """Stages 01 and 02 through their run(ctx), into ``out`` (named as the stage, the earlier stages linked
+    beside it); stage 04's tile writer on one tile."""
+    if stage in ("composite", "samples"):
+        root = out.parent
+        (root / "00_world").symlink_to(world.root)
+        if stage == "samples":
+            (root / "01_composite").symlink_to(composite)
+        module = composite_stage if stage == "composite" else samples_stage
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            build_samples(world, composite, out, p, progress=False)
+            module.run(Context.create(FOLDER[stage], profile="tiny", root=root, quiet=True))
     else:
         tile = InputTile.open(composite / "tiles" / f"{TILE}.tif", BANDS)
         predict_tile(lambda x: np.zeros((len(x), *x.shape[2:])), tile, out / "p.tif", out / "m.tif", size=64, edge=8)
 
 
 STAGES = ["composite", "samples", "predict"]
+FOLDER = {"composite": "01_composite", "samples": "02_samples", "predict": "04_predict"}
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -155,10 +167,10 @@ def test_a_disk_that_refuses_the_final_rename_leaves_nothing(world, composite, p
         raise OSError(errno.EROFS, "Read-only file system", str(dst))
 
     monkeypatch.setattr(io.os, "replace", refuse)
-    out = tmp_path / "out"
+    out = tmp_path / FOLDER[stage]
     out.mkdir()
     with pytest.raises(OSError, match="Read-only"):
-        _run_stage(stage, world, composite, p, out)
+        _run_stage(stage, world, composite, out)
     left = [f.relative_to(out).as_posix() for f in out.rglob("*") if f.is_file()]
     assert not left, left
 
@@ -166,12 +178,12 @@ def test_a_disk_that_refuses_the_final_rename_leaves_nothing(world, composite, p
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions; the EROFS test above covers it")
 @pytest.mark.parametrize("stage", STAGES)
 def test_read_only_output_folder_fails_cleanly(world, composite, p, tmp_path, stage):
-    out = tmp_path / "ro"
+    out = tmp_path / FOLDER[stage]
     out.mkdir()
     out.chmod(0o555)
     try:
         with pytest.raises((OSError, LakepaperError)):
-            _run_stage(stage, world, composite, p, out)
+            _run_stage(stage, world, composite, out)
         assert not list(out.iterdir())
     finally:
         out.chmod(0o755)

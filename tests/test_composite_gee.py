@@ -206,7 +206,7 @@ def test_backends_share_the_recipe_parameters():
     assert local_reads == set(local.RECIPE_PARAMS)
     assert gee_reads == set(gee.RECIPE_PARAMS) | set(gee.GEE_PARAMS)
     assert set(gee.GEE_PARAMS).isdisjoint(gee.RECIPE_PARAMS)
-    assert set(gee.RECIPE_PARAMS) | set(gee.GEE_PARAMS) <= set(params.PAPER)
+    assert set(gee.RECIPE_PARAMS) | set(gee.GEE_PARAMS) <= set(params.CONSTANTS)
 
 
 # --- 5. bad input --------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 from lakepaper import params
 from lakepaper.errors import ParameterError
 
-METHOD_CONSTANTS = sorted(name for name, p in params.PAPER.items() if not p.scale)
+METHOD_CONSTANTS = sorted(name for name, p in params.CONSTANTS.items() if not p.scale)
 
 
 # --- profiles -----------------------------------------------------------------------------
@@ -23,13 +23,13 @@ def test_shipped_profiles_pass_the_check():
 @pytest.mark.parametrize("profile", sorted(params.PROFILES))
 def test_shipped_profiles_override_scale_parameters_only(profile):
     for name in params.PROFILES[profile]:
-        assert params.PAPER[name].scale, f"profile {profile!r} overrides method constant {name!r}"
+        assert params.CONSTANTS[name].scale, f"profile {profile!r} overrides method constant {name!r}"
 
 
 @pytest.mark.bad_input
 @pytest.mark.parametrize("name", ["area_ratio_threshold", "cloud_prob_threshold", "loss", "prob_threshold"])
 def test_profile_setting_a_method_constant_is_refused(monkeypatch, name):
-    monkeypatch.setitem(params.PROFILES, "sneaky", {"patch_size": 64, name: params.PAPER[name].value})
+    monkeypatch.setitem(params.PROFILES, "sneaky", {"patch_size": 64, name: params.CONSTANTS[name].value})
     with pytest.raises(ParameterError, match="method constant") as err:
         params._check_profiles()
     assert err.value.name == name
@@ -48,14 +48,14 @@ def test_method_constants_exist_and_scale_flags_are_sane():
     for name in ["area_ratio_threshold", "min_lake_area_km2", "cloud_prob_threshold", "prob_threshold", "loss"]:
         assert name in METHOD_CONSTANTS
     for name in ["patch_size", "unet_widths", "max_epochs", "world_tile_px"]:
-        assert params.PAPER[name].scale
+        assert params.CONSTANTS[name].scale
 
 
 # --- resolve ------------------------------------------------------------------------------
 
 
 def test_paper_profile_is_the_paper():
-    assert params.resolve("paper") == {name: p.value for name, p in params.PAPER.items()}
+    assert params.resolve("paper") == {name: p.value for name, p in params.CONSTANTS.items()}
 
 
 def test_default_profile_is_demo():
@@ -66,17 +66,17 @@ def test_default_profile_is_demo():
 @pytest.mark.parametrize("profile", sorted(params.PROFILES))
 def test_every_profile_keeps_every_method_constant(profile):
     values = params.resolve(profile)
-    assert set(values) == set(params.PAPER)
+    assert set(values) == set(params.CONSTANTS)
     for name in METHOD_CONSTANTS:
-        assert values[name] == params.PAPER[name].value, name
+        assert values[name] == params.CONSTANTS[name].value, name
 
 
 def test_demo_and_tiny_values():
     demo, tiny = params.resolve("demo"), params.resolve("tiny")
     # profiles only shrink the scale: the tiny test world is smaller than the demo, the demo than the paper
-    assert tiny["patch_size"] < demo["patch_size"] < params.PAPER["patch_size"].value
+    assert tiny["patch_size"] < demo["patch_size"] < params.CONSTANTS["patch_size"].value
     assert tiny["world_tile_px"] < demo["world_tile_px"]
-    assert tiny["edge_px"] < demo["edge_px"] < params.PAPER["edge_px"].value
+    assert tiny["edge_px"] < demo["edge_px"] < params.CONSTANTS["edge_px"].value
     assert 2 * demo["edge_px"] < demo["patch_size"]  # a central part survives the discarded edges
     assert demo["area_ratio_threshold"] == tiny["area_ratio_threshold"] == 0.8
     assert demo["min_lake_area_km2"] == 0.005
@@ -97,7 +97,7 @@ def test_resolve_returns_a_fresh_dict():
     values["area_ratio_threshold"] = 0.1
     assert params.resolve("demo")["patch_size"] == 128
     assert params.resolve("paper")["area_ratio_threshold"] == 0.8
-    assert params.PAPER["patch_size"].value == 576
+    assert params.CONSTANTS["patch_size"].value == 576
 
 
 @pytest.mark.bad_input
@@ -218,7 +218,7 @@ def test_date_range():
 
 
 def test_every_constant_names_its_source():
-    for name, p in params.PAPER.items():
+    for name, p in params.CONSTANTS.items():
         assert p.source.strip(), name
 
 

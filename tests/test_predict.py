@@ -10,7 +10,7 @@ from rasterio.transform import Affine
 
 from lakepaper import io
 from lakepaper.errors import InputError, ParameterError
-from lakepaper.predict import run, windows
+from lakepaper.predict import cluster, windows
 from lakepaper.predict.tiled import NODATA, PROB_SCALE, InputTile, predict_tile
 
 BANDS = ("B2", "B3", "B4", "B11", "NDWI")
@@ -155,30 +155,30 @@ def test_a_failure_mid_tile_leaves_no_file(tmp_path):
 def test_finished_tiles_are_skipped(tmp_path, monkeypatch):
     for k in range(3):
         _tile(tmp_path / f"T0{k}.tif", seed=k)
-    monkeypatch.setattr(run, "load_forward", lambda path, precision: (_forward(_net()), BANDS, SIZE))
+    monkeypatch.setattr(cluster, "load_forward", lambda path, precision: (_forward(_net()), BANDS, SIZE))
     tiles = sorted(tmp_path.glob("T0*.tif"))
-    first = run.predict_tiles(tiles[:2], "x.pt", tmp_path / "out", edge=EDGE, scheduler="sync", progress=False)
+    first = cluster.predict_tiles(tiles[:2], "x.pt", tmp_path / "out", edge=EDGE, scheduler="sync", progress=False)
     assert not first.skipped.any()
     stamp = (tmp_path / "out" / "T00_mask.tif").stat().st_mtime_ns
-    second = run.predict_tiles(tiles, "x.pt", tmp_path / "out", edge=EDGE, scheduler="sync", progress=False)
+    second = cluster.predict_tiles(tiles, "x.pt", tmp_path / "out", edge=EDGE, scheduler="sync", progress=False)
     assert second.skipped.tolist() == [True, True, False]
     assert (tmp_path / "out" / "T00_mask.tif").stat().st_mtime_ns == stamp
 
 
 def test_tiles_of_another_model_or_setting_are_predicted_again(tmp_path, monkeypatch):
     _tile(tmp_path / "T00.tif", seed=0)
-    monkeypatch.setattr(run, "load_forward", lambda path, precision: (_forward(_net()), BANDS, SIZE))
+    monkeypatch.setattr(cluster, "load_forward", lambda path, precision: (_forward(_net()), BANDS, SIZE))
     tiles = [tmp_path / "T00.tif"]
     model_a, model_b = tmp_path / "a.pt", tmp_path / "b.pt"
     model_a.write_bytes(b"model a")
     model_b.write_bytes(b"model b")
     kw = {"edge": EDGE, "scheduler": "sync", "progress": False}
-    assert not run.predict_tiles(tiles, model_a, tmp_path / "out", **kw).skipped.any()
-    assert run.predict_tiles(tiles, model_a, tmp_path / "out", **kw).skipped.all()  # same run: kept
-    assert not run.predict_tiles(tiles, model_b, tmp_path / "out", **kw).skipped.any()  # another model
-    assert not run.predict_tiles(tiles, model_b, tmp_path / "out", **kw, threshold=0.7).skipped.any()
+    assert not cluster.predict_tiles(tiles, model_a, tmp_path / "out", **kw).skipped.any()
+    assert cluster.predict_tiles(tiles, model_a, tmp_path / "out", **kw).skipped.all()  # same run: kept
+    assert not cluster.predict_tiles(tiles, model_b, tmp_path / "out", **kw).skipped.any()  # another model
+    assert not cluster.predict_tiles(tiles, model_b, tmp_path / "out", **kw, threshold=0.7).skipped.any()
     _tile(tmp_path / "T00.tif", seed=1)  # the composite changed
-    assert not run.predict_tiles(tiles, model_b, tmp_path / "out", **kw, threshold=0.7).skipped.any()
+    assert not cluster.predict_tiles(tiles, model_b, tmp_path / "out", **kw, threshold=0.7).skipped.any()
 
 
 def test_precision_auto_is_a_concrete_choice_and_bad_ones_are_named():

@@ -179,7 +179,7 @@ def _predict_job(tiles, checkpoint) -> str:
         """
         import torch
         torch.set_num_threads(1)
-        from lakepaper.predict.run import predict_tiles
+        from lakepaper.predict.cluster import predict_tiles
         """,
         f"""
         predict_tiles({[str(t) for t in tiles]!r}, {str(checkpoint)!r}, os.path.join(out, "tiles"), edge=8, batch=4,
@@ -234,7 +234,7 @@ def test_a_worker_dying_mid_tile_loses_and_duplicates_no_tile(predict_inputs, tm
     the scheduler gives the tile to a worker again: every tile once, each identical to a run without Dask."""
     from dask.distributed import Client, LocalCluster
 
-    from lakepaper.predict.run import predict_tiles
+    from lakepaper.predict.cluster import predict_tiles
 
     tiles, checkpoint = predict_inputs
     clean = predict_tiles(tiles, checkpoint, tmp_path / "clean", edge=8, batch=4, scheduler="sync", progress=False)

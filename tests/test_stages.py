@@ -192,3 +192,32 @@ def test_make_reruns_only_the_stages_a_change_reaches(built_copy):
     reran = _make_reruns(built_copy, "PARAMS=-p min_lake_area_km2 0.01")
     assert reran == ["05_postprocess", "06_accuracy", "07_distribution", "08_comparison", "paper"]
     assert (built_copy / ".venv" / ".installed").stat().st_mtime_ns == installed, "make reinstalled the environment"
+
+
+def test_notebooks_are_thin_one_call_and_displays():
+    """A notebook's code outside the parameters cell: under 40 lines, one call of its stage's run(ctx), and
+    nothing assigned but ``result`` (the numbers are computed in the package, the notebook displays them)."""
+    import ast
+
+    from lakepaper import paths
+
+    for stage in stages.STAGES:
+        cells = json.loads((paths.NOTEBOOKS / f"{stage}.ipynb").read_text())["cells"]
+        code = [
+            "".join(c["source"])
+            for c in cells
+            if c["cell_type"] == "code" and "parameters" not in c["metadata"].get("tags", [])
+        ]
+        lines = [line for cell in code for line in cell.splitlines() if line.strip()]
+        assert len(lines) < 40, f"{stage}: {len(lines)} lines of code outside the parameters cell"
+        module = stages.REGISTRY[stage].module
+        call = f'result = {module}.run(Context.from_notebook("{stage}", globals()))'
+        assert sum(line == call for line in lines) == 1, f"{stage}: no single line {call!r}"
+        for cell in code:
+            for node in ast.walk(ast.parse(cell)):
+                targets = []
+                if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.NamedExpr):
+                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names = {t.id for t in targets if isinstance(t, ast.Name)}
+                assert names <= {"result"}, f"{stage} assigns {names - {'result'}} in a notebook cell"
+                assert not isinstance(node, ast.FunctionDef | ast.Lambda), f"{stage} defines a function"

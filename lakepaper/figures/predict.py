@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 from lakepaper import io, scoring
 from lakepaper.composite.local import read_composite
-from lakepaper.predict.run import output_paths
+from lakepaper.predict.cluster import output_paths
 from lakepaper.predict.tiled import NODATA, PROB_SCALE
 
 

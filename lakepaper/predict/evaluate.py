@@ -12,7 +12,7 @@ import os
 import pandas as pd
 
 from lakepaper import scoring
-from lakepaper.predict.run import output_paths
+from lakepaper.predict.cluster import output_paths
 from lakepaper.regions import read_test_regions
 
 

@@ -143,7 +143,7 @@ def predict_tile(
         size: window side (the model's patch size); edge: pixels discarded at each window border.
         batch: windows per model call.
         threshold: probability above which a pixel is lake (the paper's 0.5).
-        run_id: written into both files as the ``RUN_ID`` tag (:func:`lakepaper.predict.run.run_id`: which
+        run_id: written into both files as the ``RUN_ID`` tag (:func:`lakepaper.predict.cluster.run_id`: which
             model, input and settings made them); empty: no tag.
 
     Returns:

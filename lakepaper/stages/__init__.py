@@ -32,7 +32,7 @@ class Stage:
     module: str  # the module under lakepaper.stages whose run(ctx) does the work
     title: str  # the flowchart box's title
     does: str  # one line: what the stage does
-    section: str  # the paper section it reproduces (a key of lakepaper.paper.content.SECTION_TITLES)
+    section: str  # the paper section it reproduces (a key of lakepaper.report.content.SECTION_TITLES)
     reads: tuple[str, ...] = ()  # earlier stages whose outputs it may read
 
 

@@ -3,7 +3,7 @@
 Reads stage 05's product (or any catalogue given as ``product``) and the two references. ``""`` for
 ``glakes`` or ``pld`` means the simulated world's ``references/`` when there is a world (stage 00)
 and the profile is not ``paper``, else the real files laid out under ``references/``
-(:mod:`lakepaper.paper.prereqs`, ``make prereqs PROFILE=paper``). On the simulated world its truth
+(:mod:`lakepaper.prereqs`, ``make prereqs PROFILE=paper``). On the simulated world its truth
 lakes are compared too, and Fig. 8 shows one tile per kind of landscape over stage 01's composite
 (:func:`lakepaper.figures.comparison.world_panels`) unless ``fig8_regions`` are given.
 
@@ -33,7 +33,7 @@ def _references(ctx: Context, world: Path) -> tuple[str, str]:
     glakes, pld = ctx.args["glakes"], ctx.args["pld"]
     if (world / "world.json").exists() and ctx.profile != "paper":
         return glakes or str(world / "references" / "glakes.shp"), pld or str(world / "references" / "pld.shp")
-    from lakepaper.paper.prereqs import REFERENCES, reference_path, references_dir
+    from lakepaper.prereqs import REFERENCES, reference_path, references_dir
 
     real = {r.name: str(reference_path(r, references_dir())) for r in REFERENCES}
     return glakes or real["glakes"], pld or real["pld"]

@@ -112,7 +112,7 @@ class Context:
         args.update(given)
         # a declared name that is a method constant with the default None ("the profile's value") overrides
         # the profile; one with another default (06's patch_size = 0) is the stage's own argument
-        constants = tuple(k for k in args if k in params.PAPER and declared[k] is None)
+        constants = tuple(k for k in args if k in params.CONSTANTS and declared[k] is None)
         p = params.resolve(profile, **{k: args[k] for k in constants})
         base = Path(root) if root is not None else paths.build_root() / profile
         return cls(entry, profile, args, p, base, overrides=constants, quiet=quiet)

@@ -4,7 +4,7 @@ Reads stage 04's masks (or any folder of ``<tile>_mask.tif`` given as ``predicti
 grid (each tile's core), the reference datasets, and for scoring stage 02's test regions and, on the
 simulated world, stage 00's truth. A reference given as ``""`` is the simulated world's file when stage
 00 built a world and the profile is not ``paper``, else the real file laid out under ``references/``
-(:mod:`lakepaper.paper.prereqs`); ``"none"`` switches it off.
+(:mod:`lakepaper.prereqs`); ``"none"`` switches it off.
 
 Runs :func:`lakepaper.postprocess.pipeline.postprocess` and writes its outputs
 (:func:`~lakepaper.postprocess.pipeline.write_outputs`: ``lakes.gpkg``, ``lakes.parquet``,
@@ -101,8 +101,8 @@ def references(ctx: Context, world: Path | None) -> ReferenceSet:
     without a world, the real file under ``references/`` (``make prereqs PROFILE=paper``)."""
     given = {name: ctx.args[name] for name in REFERENCES}
     if world is None:
-        from lakepaper.paper.prereqs import REFERENCES as REAL_FILES
-        from lakepaper.paper.prereqs import reference_path, references_dir
+        from lakepaper.prereqs import REFERENCES as REAL_FILES
+        from lakepaper.prereqs import reference_path, references_dir
 
         given.update({r.name: str(reference_path(r, references_dir())) for r in REAL_FILES if not given[r.name]})
     return ReferenceSet(resolve_paths(given, world / "references" if world is not None else None))

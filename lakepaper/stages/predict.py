@@ -3,7 +3,7 @@
 Reads stage 01's composite tiles, stage 03's best checkpoint (or any given as ``checkpoint``), stage 02's
 test regions (to score the stitched prediction) and, for the figures, stage 00's truth where there is one.
 Writes per tile ``tiles/<tile>_prob.tif`` (lake probability x 250) and ``tiles/<tile>_mask.tif`` (1 lake,
-0 not, 255 no data) through :func:`lakepaper.predict.run.predict_tiles`, on a Dask cluster (``scheduler``:
+0 not, 255 no data) through :func:`lakepaper.predict.cluster.predict_tiles`, on a Dask cluster (``scheduler``:
 "" a LocalCluster of ``n_workers`` processes, ``sync`` no Dask, or a scheduler's address). A tile whose
 two files carry this run's ``RUN_ID`` (checkpoint, input tile and settings) is not predicted again, so a
 killed run resumes. Also writes ``figures/prediction_<tile>.png`` for the first two tiles; the manifest
@@ -16,9 +16,9 @@ import time
 
 from lakepaper import io
 from lakepaper.figures.predict import prediction_vs_truth
+from lakepaper.predict.cluster import predict_tiles
 from lakepaper.predict.evaluate import pooled, region_counts
 from lakepaper.predict.model import resolve_precision
-from lakepaper.predict.run import predict_tiles
 from lakepaper.stages.context import Context, Result
 
 #: The method constants this stage uses.
@@ -65,7 +65,7 @@ def run(ctx: Context) -> Result:
 
 
 def predict(ctx: Context, tiles, checkpoint: str, precision: str):
-    """Every tile not yet done (:func:`~lakepaper.predict.run.predict_tiles`); one row per tile, and a note of
+    """Every tile not yet done (:func:`~lakepaper.predict.cluster.predict_tiles`); one row per tile, and a note of
     the throughput."""
     a, P = ctx.args, ctx.params
     t0 = time.perf_counter()

@@ -22,7 +22,7 @@ from typing import Any
 
 from lakepaper import paths
 from lakepaper.errors import InputError, ParameterError
-from lakepaper.params import PAPER, PROFILES, validate
+from lakepaper.params import CONSTANTS, PROFILES, validate
 from lakepaper.stages import STAGES
 
 
@@ -90,7 +90,7 @@ def check_parameters(stage: str, given: dict[str, Any]) -> dict[str, Any]:
         if value is None:
             continue
         if default is None:  # "None: the profile's value": check against the paper constant of that name
-            if name in PAPER:
+            if name in CONSTANTS:
                 validate({name: value})
             continue
         numeric = (int, float)

@@ -110,7 +110,7 @@ def model_size(p: dict[str, Any]) -> pd.DataFrame:
     rows = {}
     for name, widths, size in (
         ("this profile", p["unet_widths"], p["patch_size"]),
-        ("the paper's", params.PAPER["unet_widths"].value, PAPER_PATCH),
+        ("the paper's", params.CONSTANTS["unet_widths"].value, PAPER_PATCH),
     ):
         with torch.device("meta"):
             net = UNet(p["in_channels"], widths, p["unet_upsample"])

@@ -1,7 +1,7 @@
 """Supplementary Table 1 (the U-Net's hyperparameters), generated from the parameters a run used.
 
 The values come from a checkpoint's ``params`` (or any resolved parameter dict), never typed in,
-so the table shows what was actually trained; each row names its source (``params.PAPER``).
+so the table shows what was actually trained; each row names its source (``params.CONSTANTS``).
 
 Example:
     >>> from lakepaper import params
@@ -20,12 +20,12 @@ from typing import Any
 import pandas as pd
 
 from lakepaper import io
-from lakepaper.params import PAPER
+from lakepaper.params import CONSTANTS
 from lakepaper.unet import UNet, count_parameters
 
 
 def _src(*names: str) -> str:
-    return "; ".join(f"{n}: {PAPER[n].source}" for n in names if n in PAPER)
+    return "; ".join(f"{n}: {CONSTANTS[n].source}" for n in names if n in CONSTANTS)
 
 
 def supplementary_table1(

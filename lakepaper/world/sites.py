@@ -203,8 +203,8 @@ class WorldConfig:
     size_exponent: float = 2.14
     min_lake_km2: float = 0.001
     max_lake_km2: float = 30.0
-    start: str = params.PAPER["start_date"].value
-    end: str = params.PAPER["end_date"].value
+    start: str = params.CONSTANTS["start_date"].value
+    end: str = params.CONSTANTS["end_date"].value
     cloud_factor: int = 8
     biome_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 

@@ -1,6 +1,6 @@
 """The pipeline's stage graph, and the paper's Fig. 1 flowchart drawn from it.
 
-Nodes are the stages (:class:`~lakepaper.paper.run.Run.stages`). Edges come from the data: a
+Nodes are the stages (:class:`~lakepaper.report.outputs.Run.stages`). Edges come from the data: a
 finished stage's manifest records, under ``inputs``, the sha256 of every upstream stage's manifest
 it read, so each such key is an arrow. A stage that has not run yet has no manifest; its arrows are
 the ones the registry plans (:data:`lakepaper.stages.REGISTRY` ``reads``), else the
@@ -19,8 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lakepaper.paper.run import Run
-from lakepaper.paper.sections import SECTION_TITLES, stage_info
+from lakepaper.report.outputs import Run
+from lakepaper.report.sections import SECTION_TITLES, stage_info
 
 #: Status -> (edge colour, line style, words) of a flowchart box.
 STATUS_STYLE = {

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lakepaper import paths
-from lakepaper.paper.run import Run
+from lakepaper.report.outputs import Run
 
 #: Packages whose versions the paper build reports (the stages record their own in their manifests).
 PACKAGES = (

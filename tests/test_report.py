@@ -1,4 +1,4 @@
-"""The HTML paper (lakepaper.paper): stage graph, Fig. 1, published-vs-run numbers, embedding, colophon,
+"""The HTML paper (lakepaper.report): stage graph, Fig. 1, published-vs-run numbers, embedding, colophon,
 the prerequisites check, and the page in a real headless Chromium.
 
 Every test builds its own small fake build under tmp_path (manifests written by lakepaper.io.write_manifest,
@@ -18,12 +18,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lakepaper import io
+from lakepaper import io, prereqs
 from lakepaper.errors import InputError
-from lakepaper.paper import graph, html, prereqs, registry
-from lakepaper.paper.build import build_paper
-from lakepaper.paper.numbers import NUMBERS, published_vs_run
-from lakepaper.paper.run import Missing, Run
+from lakepaper.report import graph, html, registry
+from lakepaper.report.build import build_paper
+from lakepaper.report.numbers import NUMBERS, published_vs_run
+from lakepaper.report.outputs import Missing, Run
 from lakepaper.stages import REGISTRY
 
 # --- a fake build --------------------------------------------------------------------------------
@@ -488,7 +488,7 @@ def test_prereqs_checksums_recorded_then_verified(tmp_path):
 
 
 def _browser_or_skip():
-    from lakepaper.paper import browser
+    from lakepaper.report import browser
 
     try:
         browser.find_browser()

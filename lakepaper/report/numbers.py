@@ -3,7 +3,7 @@ that say what the run did.
 
 * :data:`NUMBERS`: the published-vs-run table: a key of :data:`lakepaper.params.PUBLISHED` and a function
   that *reads* this run's value from a stage's manifest or CSV (the stages compute; nothing is re-derived
-  here). A function raises :class:`~lakepaper.paper.run.Missing` (or fails to find a key) when the stage
+  here). A function raises :class:`~lakepaper.report.outputs.Missing` (or fails to find a key) when the stage
   has not produced the value; the page then says "not produced by this run" and why.
 * :data:`RUN_FACTS`: numbers the paper does not publish but a reviewer wants (tiles, scenes, epochs, ...).
 """
@@ -17,8 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from lakepaper.paper.run import Missing, Run
 from lakepaper.params import PUBLISHED
+from lakepaper.report.outputs import Missing, Run
 
 # --- published vs this run -----------------------------------------------------------------------
 
@@ -318,7 +318,7 @@ def run_facts(run: Run, facts: Sequence[Fact] = RUN_FACTS) -> list[FactRow]:
 
 def scale_rows(profile: str) -> list[tuple[str, Any, Any, str]]:
     """(parameter, paper value, this profile's value, source) for every constant the profile scales down."""
-    from lakepaper.params import PAPER, PROFILES
+    from lakepaper.params import CONSTANTS, PROFILES
 
     overrides = PROFILES.get(profile, {})
-    return [(k, PAPER[k].value, v, PAPER[k].source) for k, v in overrides.items() if k in PAPER]
+    return [(k, CONSTANTS[k].value, v, CONSTANTS[k].source) for k, v in overrides.items() if k in CONSTANTS]

@@ -1,8 +1,8 @@
 """The paper page's text: its sections (summaries of the seed paper, in our own words), their titles, and
 the line each stage gets in the Fig. 1 flowchart (from :data:`lakepaper.stages.REGISTRY`).
 
-Edit the prose here, not in the HTML code (:mod:`lakepaper.paper.html`). Each :class:`Section` lists the
-figures and tables placed in it (labels of :mod:`lakepaper.paper.registry`) and the stages it reports.
+Edit the prose here, not in the HTML code (:mod:`lakepaper.report.html`). Each :class:`Section` lists the
+figures and tables placed in it (labels of :mod:`lakepaper.report.registry`) and the stages it reports.
 """
 
 from __future__ import annotations

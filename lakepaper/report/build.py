@@ -15,10 +15,10 @@ from pathlib import Path
 
 from lakepaper import io
 from lakepaper.errors import InputError
-from lakepaper.paper.graph import draw_flowchart, stage_graph
-from lakepaper.paper.html import PageParts, now_utc, render
-from lakepaper.paper.numbers import NUMBERS, published_vs_run
-from lakepaper.paper.run import Run
+from lakepaper.report.graph import draw_flowchart, stage_graph
+from lakepaper.report.html import PageParts, now_utc, render
+from lakepaper.report.numbers import NUMBERS, published_vs_run
+from lakepaper.report.outputs import Run
 from lakepaper.stages import REGISTRY
 
 ASSETS = "paper"  # folder beside paper.html: Fig. 1, the stage graph as JSON, the screenshot
@@ -35,7 +35,7 @@ def build_paper(profile: str = "demo", *, out: str | Path | None = None, root: s
     Raises:
         InputError: no stage of the profile has finished (there is nothing to report).
     """
-    from lakepaper.paper.colophon import git_info
+    from lakepaper.report.colophon import git_info
 
     run = Run.load(profile, root=root, extra_stages=REGISTRY)
     if not run.manifests and not run.problems:
@@ -70,7 +70,7 @@ def summary(profile: str, path: Path, root: str | Path | None = None) -> str:
 
 def main(profile: str, *, out: str | None = None, browser: str = "auto") -> int:
     """The ``lakepaper paper`` command: build, then check in a browser (auto: when one is installed)."""
-    from lakepaper.paper.browser import BrowserUnavailable, check_page
+    from lakepaper.report.browser import BrowserUnavailable, check_page
 
     t0 = time.perf_counter()
     path = build_paper(profile, out=out)

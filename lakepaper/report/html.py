@@ -23,12 +23,12 @@ from typing import Any
 
 import pandas as pd
 
-from lakepaper.paper import colophon as col
-from lakepaper.paper.graph import StageGraph, _duration
-from lakepaper.paper.numbers import NUMBERS, FactRow, NumberRow, published_vs_run, run_facts, scale_rows
-from lakepaper.paper.registry import FIGURES, TABLES, FigureCaptions, FigureItem, TableItem
-from lakepaper.paper.run import Missing, Run
-from lakepaper.paper.sections import SECTIONS, stage_info
+from lakepaper.report import colophon as col
+from lakepaper.report.graph import StageGraph, _duration
+from lakepaper.report.numbers import NUMBERS, FactRow, NumberRow, published_vs_run, run_facts, scale_rows
+from lakepaper.report.outputs import Missing, Run
+from lakepaper.report.registry import FIGURES, TABLES, FigureCaptions, FigureItem, TableItem
+from lakepaper.report.sections import SECTIONS, stage_info
 
 #: Figures larger than this are embedded as a downscaled JPEG (keeps the page a few MB).
 EMBED_MAX_BYTES = 700_000
