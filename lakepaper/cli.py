@@ -106,6 +106,11 @@ def _cmd_prereqs(args: argparse.Namespace) -> int:
     return prereqs_main(args.profile, references=args.references, record=args.record, verify=not args.quick)
 
 
+def _param_option(parser: argparse.ArgumentParser, text: str) -> None:
+    """``-p NAME VALUE``, repeatable, as papermill takes it."""
+    parser.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help=text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lakepaper",
@@ -117,15 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="execute one stage's notebook with papermill (parameters checked first)")
     run.add_argument("stage", help="stage name, e.g. 00_world (see `lakepaper stages`)")
     run.add_argument("--profile", default="demo", help="demo (default), tiny or paper")
-    run.add_argument(
-        "-p",
-        "--param",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="notebook parameter, as with papermill -p (repeatable)",
-    )
+    _param_option(run, "notebook parameter, as with papermill -p (repeatable)")
     run.add_argument("--params-file", default=None, help="JSON object of parameters (as `lakepaper stamps` writes)")
     run.add_argument("--no-progress-bar", action="store_true", help="no cell progress bar (for CI logs)")
     run.set_defaults(func=_cmd_run)
@@ -136,15 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         "depends on (build/<profile>/.stages.mk); used by make",
     )
     stamps.add_argument("--profile", default="demo", help="demo (default), tiny or paper")
-    stamps.add_argument(
-        "-p",
-        "--param",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="parameter, given to every stage whose notebook declares it (repeatable)",
-    )
+    _param_option(stamps, "parameter, given to every stage whose notebook declares it (repeatable)")
     stamps.set_defaults(func=_cmd_stamps)
 
     stages = sub.add_parser("stages", help="list the stages, what each reads, and the parameters each notebook takes")
