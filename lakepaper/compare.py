@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from lakepaper import references as registry
 from lakepaper.errors import InputError, ParameterError
 from lakepaper.stats import (
     LakeCells,
@@ -44,12 +45,15 @@ from lakepaper.stats import (
     to_lonlat,
 )
 
-#: Id and area (km2) columns of the catalogues the paper uses, and of this pipeline's own files.
+#: Id and area (km2) columns of the catalogues the paper uses (their published names, from the one
+#: registry :mod:`lakepaper.references`: GLAKES, PLD, HydroLAKES), and of this pipeline's own files.
 PRESETS: dict[str, dict[str, str]] = {
     "glakesplus": {"id": "id", "area": "area_km2"},  # stage 05 lakes.parquet / lakes.gpkg
-    "glakes": {"id": "Lake_id", "area": "Area_bound"},  # Pi et al. (2022)
-    "pld": {"id": "lake_id", "area": "ref_area"},  # SWOT Prior Lake Database (Wang et al., 2023)
-    "hydrolakes": {"id": "Hylak_id", "area": "Lake_area"},  # Messager et al. (2016)
+    **{
+        name: {"id": d.id_col, "area": d.area_col}
+        for name, d in registry.DATASETS.items()
+        if d.id_col is not None and d.area_col is not None
+    },
     "truth": {"id": "lake_id", "area": "area_km2"},  # simulated world truth/lakes.parquet
 }
 
@@ -73,11 +77,23 @@ def _columns(path: Path, layer: str | None) -> list[str]:
     return list(pyogrio.read_info(path, layer=layer)["fields"])
 
 
-def _guess(columns: Sequence[str], id_col: str | None, area_col: str | None, preset: str | None):
+def _guess(
+    columns: Sequence[str],
+    id_col: str | None,
+    area_col: str | None,
+    preset: str | None,
+    mapping: Mapping[str, str] | None = None,
+):
     if preset is not None:
         if preset not in PRESETS:
             raise ParameterError("preset", f"unknown catalogue {preset!r}; known: {', '.join(PRESETS)}")
-        return id_col or PRESETS[preset]["id"], area_col or PRESETS[preset]["area"]
+        ids, area = PRESETS[preset]["id"], PRESETS[preset]["area"]
+        if preset in registry.DATASETS:  # published names, through the dataset's column mapping
+            cols = registry.columns_for(preset, mapping)
+            ids, area = cols.get(ids, ids), cols.get(area, area)
+        elif mapping:
+            raise ParameterError("columns", f"{preset!r} is not a registry dataset; give id_col and area_col")
+        return id_col or ids, area_col or area
     if id_col is None and area_col is None:
         for p in PRESETS.values():
             if p["id"] in columns and p["area"] in columns:
@@ -126,6 +142,7 @@ def read_catalogue(
     bbox: tuple[float, float, float, float] | None = None,
     layer: str | None = None,
     name: str | None = None,
+    columns: Mapping[str, str] | None = None,
 ) -> gpd.GeoDataFrame:
     """Read a lake catalogue into ``lake_id``, ``area_km2``, geometry (EPSG:4326).
 
@@ -138,22 +155,26 @@ def read_catalogue(
         bbox: only lakes intersecting this box, in the file's CRS (lon/lat for the real catalogues).
         layer: layer of a multi-layer file.
         name: label used in messages (default: the file name).
+        columns: with a registry ``preset`` (glakes, pld, hydrolakes), the column mapping ``{published
+            name: the file's column}`` (:func:`lakepaper.references.columns_for`; also read from
+            ``$LAKEPAPER_REF_<NAME>_COLUMNS``), e.g. ``{"Lake_id": "ID", "Area_bound": "AREA"}``.
 
     Raises:
-        InputError: missing or unreadable file, or a named column not in it.
+        InputError: missing or unreadable file, or a named column not in it (naming the file and the column).
     """
     path = Path(path)
     name = name or path.name
     if not path.exists():
         raise InputError(path, "lake catalogue not found")
     try:
-        columns = _columns(path, layer)
+        fields = _columns(path, layer)
     except Exception as exc:  # noqa: BLE001 - any reader failure is an unreadable input
         raise InputError(path, f"not a readable vector file ({exc})") from exc
-    id_col, area_col = _guess(columns, id_col, area_col, preset)
+    id_col, area_col = _guess(fields, id_col, area_col, preset, columns)
     for what, col in (("id_col", id_col), ("area_col", area_col)):
-        if col is not None and col not in columns:
-            raise InputError(path, f"{what} {col!r} not in the file; columns: {columns}")
+        if col is not None and col not in fields:
+            schema = f" ({preset}'s published schema; map it with columns=)" if preset in registry.DATASETS else ""
+            raise InputError(path, f"{name}: {what} {col!r} not in the file{schema}; columns: {fields}")
     keep = [c for c in (id_col, area_col) if c is not None]
     try:
         if path.suffix.lower() == ".parquet":

@@ -230,6 +230,38 @@ def patch_table(
     return patches, pooled(patches, "region_type", order=order)
 
 
+#: Prefix of the stitched columns of :func:`table1_beside_stitched`.
+STITCHED = "stitched "
+
+
+def table1_beside_stitched(
+    isolated: pd.DataFrame | None, stitched: pd.DataFrame, *, order: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Table 1 as the paper defines it, with the stitched scores beside it.
+
+    Args:
+        isolated: the paper's Table 1: the model on isolated patches of the test regions, pixels pooled per
+            region type and over all (stage 03's ``test_metrics.csv``, indexed by region type plus ``all``);
+            None where there is none (its columns are then NaN).
+        stitched: the same regions cut from the stitched, seamless prediction (:func:`patch_table`).
+        order: order of the rows (default: ``stitched``'s).
+
+    Returns:
+        Per region type and ``all``: ``regions``, ``patches``, recall, precision, f1, iou of the isolated
+        patches; the stitched ones prefixed :data:`STITCHED`; and ``iou gain (pp)``, the stitched IoU minus the
+        isolated one in percentage points (what seamless inference adds).
+    """
+    rows = list(order) + ["all"] if order is not None else list(stitched.index)
+    cols = ["regions", "patches", *SCORES]
+    iso = (isolated if isolated is not None else pd.DataFrame(columns=cols)).reindex(index=rows, columns=cols)
+    if isolated is None:  # the sizes of the table are those of the stitched cut
+        iso[["regions", "patches"]] = stitched.reindex(rows)[["regions", "patches"]].to_numpy()
+    st = stitched.reindex(index=rows, columns=list(SCORES)).add_prefix(STITCHED)
+    out = pd.concat([iso.astype({c: float for c in SCORES}), st.astype(float)], axis=1)
+    out["iou gain (pp)"] = 100 * (out[STITCHED + "iou"] - out["iou"])
+    return out
+
+
 def mask_change(before: Mapping[str, int], after: Mapping[str, int]) -> pd.DataFrame:
     """Table 2: scores before and after a step that removes predicted pixels (the river mask).
 

@@ -4,13 +4,17 @@ The method is fixed here; a *profile* changes only the scale of a run (how
 many tiles, how wide the network, how many epochs), never a threshold or a
 rule. A profile that tries to override a method constant is refused.
 
-Sources:
-    [P]  Hu & Feng, GLAKESplus paper (``shared/seeds/glakesplus_paper.txt``),
-         section given per entry.
-    [A]  The authors' released code (MIT), read for facts, not copied.
-    [EE] Earth Engine's s2cloudless tutorial (cloud-shadow recipe).
-    [Q]  The QTP lake dataset's description (``shared/seeds/qtp_lake_dataset.txt``).
-    [C]  The Jilin-1 check-dam dataset's description (``shared/seeds/checkdam_gully_dataset.txt``).
+Provenance: every constant carries exactly one ``origin`` label of :data:`ORIGINS`:
+
+    ``paper``     the published text: Hu & Feng's GLAKESplus paper [P] (``shared/seeds/glakesplus_paper.txt``),
+                  section given per entry; for notebooks 09-10, the dataset's own published description,
+                  [Q] the QTP lake dataset (``shared/seeds/qtp_lake_dataset.txt``) or [C] the Jilin-1
+                  check-dam dataset (``shared/seeds/checkdam_gully_dataset.txt``).
+    ``code``      [A] the authors' released code (MIT), read for facts, not copied.
+    ``tutorial``  [EE] Earth Engine's s2cloudless tutorial (cloud-shadow recipe).
+    ``own``       this compendium's own choice; the source says why.
+
+The ``source`` text gives the detail (section, what the value means, the reason of a choice).
 
 Example:
     >>> from lakepaper import params
@@ -28,6 +32,14 @@ from typing import Any
 
 from lakepaper.errors import ParameterError
 
+#: The four provenance labels a constant may carry, and what each means.
+ORIGINS: dict[str, str] = {
+    "paper": "the paper",
+    "code": "the authors' released code",
+    "tutorial": "the Earth Engine s2cloudless tutorial",
+    "own": "this compendium's own choice",
+}
+
 
 @dataclass(frozen=True)
 class Param:
@@ -36,140 +48,248 @@ class Param:
     value: Any
     source: str
     scale: bool = False  # True: a profile may override it (size of the run, not the method)
+    origin: str = ""  # one key of ORIGINS: the paper, the authors' code, the EE tutorial, or our own choice
+
+    @property
+    def provenance(self) -> str:
+        """The origin label in words (``ORIGINS[origin]``)."""
+        return ORIGINS.get(self.origin, "")
 
 
-def _p(value: Any, source: str, *, scale: bool = False) -> Param:
-    return Param(value, source, scale)
+def _p(value: Any, source: str, *, origin: str, scale: bool = False) -> Param:
+    if origin not in ORIGINS:
+        raise ParameterError("origin", f"{origin!r} is not a provenance label; choose one of {sorted(ORIGINS)}")
+    return Param(value, source, scale, origin)
 
 
 CONSTANTS: dict[str, Param] = {
     # --- 2.1 Sentinel-2 and preprocessing -------------------------------------------------
     "s2_collection": _p(
-        "COPERNICUS/S2_SR_HARMONIZED", "[P] 2.1 (L2A); harmonized: corrects the 2022-01-25 baseline offset"
+        "COPERNICUS/S2_SR_HARMONIZED",
+        "[P] 2.1 names COPERNICUS/S2_SR (L2A); own choice: the harmonized copy, which removes the +1000 DN offset "
+        "of processing baseline 04.00 (scenes from 2022-01-25), so the 2017-2022 mean mixes no two scales",
+        origin="own",
     ),
-    "cloud_collection": _p("COPERNICUS/S2_CLOUD_PROBABILITY", "[P] 2.1 (S2Cloudless product)"),
-    "start_date": _p("2017-03-28", "[P] 2.1, first L2A date in Earth Engine"),
-    "end_date": _p("2022-04-10", "[P] 2.1"),
-    "max_scene_cloud_pct": _p(60.0, "[P] 2.1, scenes with CLOUDY_PIXEL_PERCENTAGE < 60"),
-    "cloud_prob_threshold": _p(50.0, "[P] 2.1, pixels with cloud probability > 50 % masked"),
-    "nir_dark_threshold": _p(0.15, "[EE] dark-NIR threshold (reflectance) for shadow candidates"),
-    "cloud_proj_dist_km": _p(1.0, "[EE] maximum distance a cloud shadow is projected, km"),
-    "cloud_buffer_m": _p(50.0, "[EE] buffer around cloud and shadow masks, m"),
-    "scl_snow_class": _p(11, "[P] 2.1, SCL class 11 (snow/ice) removed"),
-    "composite_bands": _p(("B2", "B3", "B4", "B11", "NDWI"), "[P] 2.1, band order of the 5-band composite"),
-    "composite_scale": _p(1000, "[A] composites stored as integers x1000 (undone by the reader)"),
-    "resolution_m": _p(10.0, "[P] 2.1, B11 resampled to 10 m"),
+    "cloud_collection": _p("COPERNICUS/S2_CLOUD_PROBABILITY", "[P] 2.1 (S2Cloudless product)", origin="paper"),
+    "start_date": _p("2017-03-28", "[P] 2.1, first L2A date in Earth Engine", origin="paper"),
+    "end_date": _p("2022-04-10", "[P] 2.1", origin="paper"),
+    "max_scene_cloud_pct": _p(60.0, "[P] 2.1, scenes with CLOUDY_PIXEL_PERCENTAGE < 60", origin="paper"),
+    "cloud_prob_threshold": _p(50.0, "[P] 2.1, pixels with cloud probability > 50 % masked", origin="paper"),
+    "nir_dark_threshold": _p(0.15, "[EE] dark-NIR threshold (reflectance) for shadow candidates", origin="tutorial"),
+    "cloud_proj_dist_km": _p(1.0, "[EE] maximum distance a cloud shadow is projected, km", origin="tutorial"),
+    "cloud_buffer_m": _p(50.0, "[EE] buffer around cloud and shadow masks, m", origin="tutorial"),
+    "scl_snow_class": _p(11, "[P] 2.1, SCL class 11 (snow/ice) removed", origin="paper"),
+    "composite_bands": _p(
+        ("B2", "B3", "B4", "B11", "NDWI"), "[P] 2.1, band order of the 5-band composite", origin="paper"
+    ),
+    "composite_scale": _p(1000, "[A] composites stored as integers x1000 (undone by the reader)", origin="code"),
+    "resolution_m": _p(10.0, "[P] 2.1, B11 resampled to 10 m", origin="paper"),
     # --- 2.2 Sample preparation ---------------------------------------------------------
     "region_types": _p(
-        ("NR", "AR", "BR", "IL", "SL"), "[P] 2.2, normal, alongside rivers, built-up, ice lakes, salt lakes"
+        ("NR", "AR", "BR", "IL", "SL"),
+        "[P] 2.2, normal, alongside rivers, built-up, ice lakes, salt lakes",
+        origin="paper",
     ),
-    "n_sample_regions": _p(799, "[P] 2.2", scale=True),
-    "split_fractions": _p((0.6, 0.2, 0.2), "[P] 2.2, train/validation/test, stratified by region type"),
-    "region_size_bins": _p(27, "[P] Fig. 2b, equal-width bins in log space"),
-    "ndwi_threshold": _p(0.0, "[P] 2.2, initial label NDWI > threshold; chosen by hand per region (override table)"),
-    "sample_seed": _p(20240502, "seed of the stratified split (the authors set none)", scale=True),
+    "n_sample_regions": _p(799, "[P] 2.2", scale=True, origin="paper"),
+    "split_fractions": _p((0.6, 0.2, 0.2), "[P] 2.2, train/validation/test, stratified by region type", origin="paper"),
+    "region_size_bins": _p(27, "[P] Fig. 2b, equal-width bins in log space", origin="paper"),
+    "ndwi_threshold": _p(
+        0.0, "[P] 2.2, initial label NDWI > threshold; chosen by hand per region (override table)", origin="paper"
+    ),
+    "sample_seed": _p(
+        20240502,
+        "seed of the stratified split: the authors set none; fixed so a rerun splits alike",
+        scale=True,
+        origin="own",
+    ),
     # --- 2.3 Model application (Supplementary Table 1) -----------------------------------
-    "patch_size": _p(576, "[P] 2.3, model input 576x576x5", scale=True),
-    "in_channels": _p(5, "[P] 2.3"),
-    "unet_widths": _p((64, 128, 256, 512, 1024), "[A] 4-level U-Net, 1024 bottleneck", scale=True),
-    "batch_size": _p(16, "[A] Supplementary Table 1", scale=True),
-    "optimizer": _p("adadelta", "[A] AdaDelta"),
-    "learning_rate": _p(1.0, "[A] AdaDelta learning rate"),
-    "adadelta_rho": _p(0.95, "[A]"),
-    "adadelta_eps": _p(1e-7, "Keras' AdaDelta default epsilon (the authors' framework; torch's is 1e-6)"),
-    "l2_output": _p(1e-4, "[A] L2 on the 1x1 output layer only"),
-    "loss": _p("dice", "[P] 2.3 as Pi et al.; [A] 1 - Dice over the batch"),
-    "flip_probability": _p(0.5, "[A] horizontal and vertical flips, the only augmentation"),
-    "patience": _p(50, "[P] 2.3, early stopping after 50 epochs without val-loss improvement", scale=True),
-    "max_epochs": _p(1000, "[A] upper bound; early stopping ends training", scale=True),
-    "patches_per_epoch": _p(1000, "[A] training patches drawn per epoch", scale=True),
-    "edge_px": _p(100, "[P] 2.3, outer 100 px of each window's prediction discarded", scale=True),
-    "prob_threshold": _p(0.5, "[A] sigmoid output > 0.5 is lake"),
+    "patch_size": _p(576, "[P] 2.3, model input 576x576x5", scale=True, origin="paper"),
+    "in_channels": _p(5, "[P] 2.3", origin="paper"),
+    "unet_widths": _p((64, 128, 256, 512, 1024), "[A] 4-level U-Net, 1024 bottleneck", scale=True, origin="code"),
+    "batch_size": _p(16, "[A] Supplementary Table 1", scale=True, origin="code"),
+    "optimizer": _p("adadelta", "[A] AdaDelta", origin="code"),
+    "learning_rate": _p(1.0, "[A] AdaDelta learning rate", origin="code"),
+    "adadelta_rho": _p(0.95, "[A]", origin="code"),
+    "adadelta_eps": _p(
+        1e-7, "[A] Keras' AdaDelta default epsilon (the authors' framework; torch's is 1e-6)", origin="code"
+    ),
+    "l2_output": _p(1e-4, "[A] L2 on the 1x1 output layer only", origin="code"),
+    "loss": _p("dice", "[P] 2.3 as Pi et al.; [A] 1 - Dice over the batch", origin="paper"),
+    "flip_probability": _p(0.5, "[A] horizontal and vertical flips, the only augmentation", origin="code"),
+    "patience": _p(
+        50, "[P] 2.3, early stopping after 50 epochs without val-loss improvement", scale=True, origin="paper"
+    ),
+    "max_epochs": _p(
+        200, "[A] 200 epochs at most; early stopping (patience) usually ends training first", scale=True, origin="code"
+    ),
+    "patches_per_epoch": _p(
+        11056, "[A] about 11,056 training patches drawn per epoch (691 batches of 16)", scale=True, origin="code"
+    ),
+    "edge_px": _p(100, "[P] 2.3, outer 100 px of each window's prediction discarded", scale=True, origin="paper"),
+    "prob_threshold": _p(0.5, "[A] sigmoid output > 0.5 is lake", origin="code"),
     "predict_precision": _p(
         "auto",
-        "inference arithmetic: auto (bf16 where native, else fp32), fp32 or bf16 (benchmarks/predict.py: bf16 "
+        "inference arithmetic, a speed choice: auto (bf16 where native, else fp32), fp32 or bf16 "
+        "(benchmarks/predict.py: bf16 "
         "3.5-4.5x faster here, no pixel changed class)",
         scale=True,
+        origin="own",
     ),
     "unet_upsample": _p(
-        "bilinear", "[A] decoder upsampling by interpolation (bilinear or nearest), no transposed conv"
+        "bilinear",
+        "decoder upsampling by interpolation, no transposed conv ([A]); bilinear is our choice (smoother than the "
+        "nearest-neighbour default of the authors' Keras UpSampling2D; set nearest for theirs)",
+        origin="own",
     ),
-    "dice_smooth": _p(1.0, "smoothing s of Dice = (2|PY| + s) / (|P| + |Y| + s); the usual Keras recipe, not in [P]"),
-    "pad_value": _p(0.0, "[A] regions smaller than a patch padded with 0; padded pixels left out of loss and metrics"),
+    "dice_smooth": _p(
+        1.0,
+        "smoothing s of Dice = (2|PY| + s) / (|P| + |Y| + s): not in [P]; the usual Keras recipe, chosen so an "
+        "empty batch has Dice 1 and a finite gradient",
+        origin="own",
+    ),
+    "pad_value": _p(
+        0.0,
+        "[A] regions smaller than a patch padded with 0; leaving the padded pixels out of loss and metrics is our "
+        "choice (the padding is not land)",
+        origin="code",
+    ),
     "val_patches_per_epoch": _p(
-        333,
-        "validation patches per epoch, drawn like training ones unflipped; [P]/[A] give no count: 1000 x 20/60",
+        3584,
+        "[A] about 3,584 validation patches per epoch (224 batches of 16), drawn like training ones, unflipped",
         scale=True,
+        origin="code",
     ),
-    "val_resample": _p(True, "[A] validation patches drawn afresh each epoch (a generator); False: one fixed set"),
-    "train_seed": _p(20240503, "seed of weight initialisation and patch draws (the authors set none)", scale=True),
+    "val_resample": _p(
+        True, "[A] validation patches drawn afresh each epoch (a generator); False: one fixed set", origin="code"
+    ),
+    "train_seed": _p(
+        20240503,
+        "seed of weight initialisation and patch draws: the authors set none; fixed so a rerun trains alike",
+        scale=True,
+        origin="own",
+    ),
     "train_precision_cpu": _p(
         "auto",
-        "training arithmetic on CPU: auto (bf16 autocast where the CPU computes it natively, else fp32), fp32 or "
+        "training arithmetic on CPU, a speed choice (the authors trained on GPU): auto (bf16 autocast where the "
+        "CPU computes it natively, else fp32), fp32 or "
         "bf16; benchmarks/train.py: bf16 + channels-last 1.8x fp32 here, demo test IoU 0.911 vs 0.913",
         scale=True,
+        origin="own",
     ),
     "train_precision_cuda": _p(
-        "fp16", "[A] mixed precision on GPU: fp16 autocast with loss scaling (or bf16, fp32)", scale=True
+        "fp16", "[A] mixed precision on GPU: fp16 autocast with loss scaling (or bf16, fp32)", scale=True, origin="code"
     ),
     "train_channels_last": _p(
-        True, "channels-last memory layout in training: 1.2-2.5x fp32 on CPU (benchmarks/train.py)", scale=True
+        True,
+        "channels-last memory layout in training, a speed choice: 1.2-2.5x fp32 on CPU (benchmarks/train.py)",
+        scale=True,
+        origin="own",
     ),
     # --- 2.4 Post-processing -----------------------------------------------------------
-    "coast_distance_m": _p(10.0, "[A] polygons within 10 m of the coastline count as ocean"),
-    "area_ratio_threshold": _p(0.8, "[P] 2.4, Area Ratio = area after / before river mask"),
-    "min_lake_area_km2": _p(0.005, "[P] 2.4, smaller polygons deleted"),
+    "coast_distance_m": _p(10.0, "[A] polygons within 10 m of the coastline count as ocean", origin="code"),
+    "area_ratio_threshold": _p(0.8, "[P] 2.4, Area Ratio = area after / before river mask", origin="paper"),
+    "min_lake_area_km2": _p(0.005, "[P] 2.4, smaller polygons deleted", origin="paper"),
     "reservoir_distance_m": _p(
         30.0,
-        "not in [P]: a polygon within 30 m (3 px) of a GeoDAR dam is a reservoir; the river mask spares reservoir polygons grown by 30 m",
+        "not in [P]: a polygon within 30 m (3 px) of a GeoDAR dam is a reservoir; the river mask spares reservoir "
+        "polygons grown by 30 m; chosen because GeoDAR dams are points that may lie a pixel off the water",
+        origin="own",
     ),
-    "glakes_completion_min_km2": _p(1.0, "[P] 2.4, GLAKES natural lakes > 1 km2 merged"),
-    "aridity_threshold": _p(0.2, "[P] 2.4, arid where aridity index < 0.2"),
-    "aridity_scale": _p(10000, "Global Aridity Index v3 stores AI x 10000"),
+    "glakes_completion_min_km2": _p(1.0, "[P] 2.4, GLAKES natural lakes > 1 km2 merged", origin="paper"),
+    "aridity_threshold": _p(0.2, "[P] 2.4, arid where aridity index < 0.2", origin="paper"),
+    "aridity_scale": _p(
+        10000,
+        "how this compendium reads the Global Aridity Index v3 files, which store AI x 10000 (a data format, not "
+        "a method choice)",
+        origin="own",
+    ),
     "floodplain_occurrence_pct": _p(
-        30.0, "[P] 2.4, GLAKES pixels with water occurrence < 30 % removed inside the SHIFT floodplain"
+        30.0, "[P] 2.4, GLAKES pixels with water occurrence < 30 % removed inside the SHIFT floodplain", origin="paper"
     ),
     # --- 3 Results: analysis conventions ----------------------------------------------
     "size_groups_km2": _p(
-        (0.005, 0.01, 0.03, 0.1, 1.0, 100.0, 10000.0), "[P] Fig. 7, group edges (last group > 10000)"
+        (0.005, 0.01, 0.03, 0.1, 1.0, 100.0, 10000.0), "[P] Fig. 7, group edges (last group > 10000)", origin="paper"
     ),
-    "grid_deg": _p(1.0, "[P] Fig. 6, 1x1 degree cells"),
-    "high_latitude_deg": _p(57.0, "[P] 3.2, share of lakes north of 57 N"),
+    "grid_deg": _p(1.0, "[P] Fig. 6, 1x1 degree cells", origin="paper"),
+    "high_latitude_deg": _p(57.0, "[P] 3.2, share of lakes north of 57 N", origin="paper"),
     # --- notebooks 09-10: the QTP lake and Jilin-1 check-dam datasets (lakepaper.datasets) ----
-    "qtp_image_px": _p(256, "[Q] RGB images of 256 x 256 pixels"),
-    "qtp_resolution_m": _p(17.0, "[Q] Google Earth level 14, 17 m"),
-    "qtp_split_fractions": _p((0.6, 0.2, 0.2), "[Q] publishes no split; the paper's 60/20/20 ([P] 2.2), by image"),
-    "qtp_split_seed": _p(20240509, "seed of the QTP split (none is published)", scale=True),
-    "qtp_replica_chips": _p(300, "replica only: 256 x 256 chips rendered from the world's plateau tiles", scale=True),
-    "checkdam_chip_px": _p(256, "[C] (1) grid cells of 256 x 256 pixels"),
-    "checkdam_resolution_m": _p(0.75, "[C] Jilin-1 Wideband 01A PMS-02, 0.75 m"),
-    "checkdam_epsg": _p(
-        32606, "[C] WGS 1984 UTM zone 6N, as published (replica only; the reader takes the file's CRS)"
+    "qtp_image_px": _p(256, "[Q] RGB images of 256 x 256 pixels", origin="paper"),
+    "qtp_resolution_m": _p(17.0, "[Q] Google Earth level 14, 17 m", origin="paper"),
+    "qtp_split_fractions": _p(
+        (0.6, 0.2, 0.2),
+        "[Q] publishes no split; we reuse the GLAKESplus paper's 60/20/20 ([P] 2.2), by image",
+        origin="own",
     ),
-    "checkdam_class": _p("gully", "[C] (3) the one Labelme class, 'gully'"),
-    "checkdam_augment_factor": _p(5, "[C] (5) 584 -> 2920 samples: the original and 4 copies"),
+    "qtp_split_seed": _p(
+        20240509, "seed of the QTP split: none is published; fixed so a rerun splits alike", scale=True, origin="own"
+    ),
+    "qtp_replica_chips": _p(
+        300,
+        "replica only: 256 x 256 chips rendered from the world's plateau tiles, enough to train in minutes",
+        scale=True,
+        origin="own",
+    ),
+    "checkdam_chip_px": _p(256, "[C] (1) grid cells of 256 x 256 pixels", origin="paper"),
+    "checkdam_resolution_m": _p(0.75, "[C] Jilin-1 Wideband 01A PMS-02, 0.75 m", origin="paper"),
+    "checkdam_epsg": _p(
+        32606, "[C] WGS 1984 UTM zone 6N, as published (replica only; the reader takes the file's CRS)", origin="paper"
+    ),
+    "checkdam_class": _p("gully", "[C] (3) the one Labelme class, 'gully'", origin="paper"),
+    "checkdam_augment_factor": _p(5, "[C] (5) 584 -> 2920 samples: the original and 4 copies", origin="paper"),
     "checkdam_augmentations": _p(
         ("hflip", "vflip", "rot", "brightness"),
         "[C] (5) names mirror flips, rotation, brightness; this cycle of copies is ours",
+        origin="paper",
     ),
-    "checkdam_brightness_range": _p((0.8, 1.2), "brightness factor range of the brightness copies; [C] gives none"),
-    "checkdam_split_fractions": _p((0.6, 0.2, 0.2), "[C] (6) 6:2:2; here by source cell, copies together"),
-    "checkdam_split_seed": _p(20240510, "seed of the augmentation draws and the split (none is published)", scale=True),
-    "checkdam_replica_px": _p(2048, "replica only: side of the drawn 0.75 m image, pixels", scale=True),
+    "checkdam_brightness_range": _p(
+        (0.8, 1.2), "brightness factor range of the brightness copies: [C] gives none; a mild +-20 %", origin="own"
+    ),
+    "checkdam_split_fractions": _p(
+        (0.6, 0.2, 0.2), "[C] (6) 6:2:2; here by source cell, copies together", origin="paper"
+    ),
+    "checkdam_split_seed": _p(
+        20240510,
+        "seed of the augmentation draws and the split: none is published; fixed so a rerun splits alike",
+        scale=True,
+        origin="own",
+    ),
+    "checkdam_replica_px": _p(
+        2048,
+        "replica only: side of the drawn 0.75 m image, pixels, enough cells to split 6:2:2",
+        scale=True,
+        origin="own",
+    ),
     "dataset_max_epochs": _p(
-        1000, "epochs of the notebook 09-10 trainings, early stopping as in 03; as max_epochs [A]", scale=True
+        1000,
+        "epochs of the notebook 09-10 trainings at most: [Q] and [C] give none; an upper bound, early stopping as "
+        "in 03 ends them",
+        scale=True,
+        origin="own",
     ),
     "dataset_patches_per_epoch": _p(
-        1000, "training patches per epoch in notebooks 09-10; as patches_per_epoch [A]", scale=True
+        1000,
+        "training patches per epoch in notebooks 09-10: [Q] and [C] give none; a fixed epoch size so patience "
+        "means the same in both",
+        scale=True,
+        origin="own",
     ),
     "dataset_val_patches": _p(
-        333, "validation patches per epoch in notebooks 09-10; as val_patches_per_epoch", scale=True
+        333,
+        "validation patches per epoch in notebooks 09-10: [Q] and [C] give none; a third of the training draw",
+        scale=True,
+        origin="own",
     ),
     # --- demo world (the embedded default; see lakepaper.world) ---------------------------
-    "world_seed": _p(20240501, "demo world seed", scale=True),
-    "world_tile_px": _p(768, "demo world: tile side in 10 m pixels", scale=True),
-    "world_scenes_per_tile": _p(12, "demo world: Sentinel-2 scenes per tile", scale=True),
-    "world_tiles": _p(None, "demo world: tile names (None: all sites)", scale=True),
+    "world_seed": _p(
+        20240501, "demo world seed: fixed so the simulated world is the same on every machine", scale=True, origin="own"
+    ),
+    "world_tile_px": _p(768, "demo world: tile side in 10 m pixels, sized for a laptop CPU", scale=True, origin="own"),
+    "world_scenes_per_tile": _p(
+        12, "demo world: Sentinel-2 scenes per tile, enough for a clear-sky mean", scale=True, origin="own"
+    ),
+    "world_tiles": _p(
+        None, "demo world: tile names (None: all sites, one per biome and region type)", scale=True, origin="own"
+    ),
 }
 
 #: What the paper reports, for side-by-side comparison with a run (never used as a result).

@@ -7,11 +7,12 @@ here in seconds, and everything missing is reported together, with where to get 
 traceback an hour into the run.
 
 Reference files live under one folder, ``$LAKEPAPER_REFERENCES`` (default ``<repo>/references``),
-at the paths of :data:`REFERENCES`; ``LAKEPAPER_REF_<NAME>`` (e.g. ``LAKEPAPER_REF_GLAKES``) points
-one of them elsewhere. Checksums are verified with :func:`pooch.file_hash`. We do not publish
-checksums we have not measured: where none is known, the entry says "to be recorded on first
-download", and ``lakepaper prereqs --record`` writes the sha256 of the files present into
-``<references>/checksums.txt`` (pooch registry format); from then on they are verified against it.
+at the paths of the one registry of reference datasets, :mod:`lakepaper.references` (:data:`REFERENCES`);
+``LAKEPAPER_REF_<NAME>`` (e.g. ``LAKEPAPER_REF_GLAKES``) points one of them elsewhere. Checksums are
+verified with :func:`pooch.file_hash`. We do not publish checksums we have not measured: where none
+is known, the entry says "to be recorded on first download", and ``lakepaper prereqs --record``
+writes the sha256 of the files present into ``<references>/checksums.txt`` (pooch registry format);
+from then on they are verified against it.
 A folder (the tiled rasters) is fingerprinted by the sha256 of its file listing (names and sizes),
 which is cheap; its files are not hashed one by one.
 """
@@ -27,124 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lakepaper import paths
+from lakepaper import references as registry
 
+#: One reference dataset of the real run: the registry's :class:`lakepaper.references.Dataset` (``name``,
+#: ``title``, ``default`` = its path under the references folder, ``url``, ``how``, ``cite``, ``sha256``,
+#: ``folder``).
+Reference = registry.Dataset
 
-@dataclass(frozen=True)
-class Reference:
-    """One reference dataset of the real run."""
-
-    name: str  # the stage parameter it is passed as (05_postprocess, 08_comparison)
-    title: str
-    default: str  # path under the references folder
-    url: str  # where to get it
-    how: str  # what to download and how to lay it out
-    cite: str
-    sha256: str | None = None  # of the file as laid out here; None: not known to us, recorded on first download
-    folder: bool = False  # a folder of tiles rather than one file
-
-
-REFERENCES: tuple[Reference, ...] = (
-    Reference(
-        "osm_land",
-        "OSM land polygons (split, WGS84)",
-        "osm/land-polygons-split-4326/land_polygons.shp",
-        "https://osmdata.openstreetmap.de/data/land-polygons.html",
-        "download land-polygons-split-4326.zip and unzip it here",
-        "OpenStreetMap contributors (ODbL)",
-    ),
-    Reference(
-        "osm_ocean",
-        "OSM water polygons (the ocean, split, WGS84)",
-        "osm/water-polygons-split-4326/water_polygons.shp",
-        "https://osmdata.openstreetmap.de/data/water-polygons.html",
-        "download water-polygons-split-4326.zip and unzip it here",
-        "OpenStreetMap contributors (ODbL)",
-    ),
-    Reference(
-        "osm_rivers",
-        "OSM river areas",
-        "osm/osm_rivers.gpkg",
-        "https://planet.openstreetmap.org/",
-        "extract river-area polygons (water=river, waterway=riverbank) from the planet file, e.g. with "
-        "`osmium tags-filter` then `ogr2ogr`, into one GeoPackage",
-        "OpenStreetMap contributors (ODbL)",
-    ),
-    Reference(
-        "osm_reservoirs",
-        "OSM reservoirs",
-        "osm/osm_reservoirs.gpkg",
-        "https://planet.openstreetmap.org/",
-        "extract reservoir polygons (water=reservoir, landuse=reservoir) from the planet file into one GeoPackage",
-        "OpenStreetMap contributors (ODbL)",
-    ),
-    Reference(
-        "grwl",
-        "GRWL river centre lines v01.01 (with width_m)",
-        "grwl/grwl_centerlines.gpkg",
-        "https://doi.org/10.5281/zenodo.1297434",
-        "download the GRWL vector archive and merge its tile shapefiles into one GeoPackage (ogr2ogr -append)",
-        "Allen & Pavelsky (2018), Science 361, 585-588",
-    ),
-    Reference(
-        "geodar_reservoirs",
-        "GeoDAR v1.1 reservoir polygons",
-        "geodar/GeoDAR_v11_reservoirs.shp",
-        "https://doi.org/10.5281/zenodo.6163413",
-        "download GeoDAR v1.0/v1.1 and unzip the v1.1 reservoirs shapefile here",
-        "Wang et al. (2022), ESSD 14, 1869-1899",
-    ),
-    Reference(
-        "geodar_dams",
-        "GeoDAR v1.1 dam points",
-        "geodar/GeoDAR_v11_dams.shp",
-        "https://doi.org/10.5281/zenodo.6163413",
-        "from the same GeoDAR archive, the v1.1 dams shapefile",
-        "Wang et al. (2022), ESSD 14, 1869-1899",
-    ),
-    Reference(
-        "glakes",
-        "GLAKES lakes (Lake_id, Lake_type)",
-        "glakes/glakes.gpkg",
-        "https://doi.org/10.1038/s41467-022-33239-3",
-        "follow the paper's Data availability statement to the GLAKES polygons; merge them into one file that "
-        "keeps Lake_id and Lake_type",
-        "Pi et al. (2022), Nature Communications 13",
-    ),
-    Reference(
-        "pld",
-        "SWOT Prior Lake Database (lake_id)",
-        "pld/pld.gpkg",
-        "https://hydroweb.next.theia-land.fr/",
-        "download the PLD (free account) and merge its polygons into one file that keeps lake_id",
-        "Wang et al. (2023), SWOT Prior Lake Database",
-    ),
-    Reference(
-        "aridity",
-        "Global Aridity Index v3 (annual, AI x 10000)",
-        "aridity/ai_v3_yr.tif",
-        "https://doi.org/10.6084/m9.figshare.7504448",
-        "download the annual Global-AI archive and unzip the annual aridity index GeoTIFF here",
-        "Zomer, Xu & Trabucco (2022), Scientific Data 9, 409",
-    ),
-    Reference(
-        "floodplain",
-        "SHIFT geomorphic floodplain, 90 m",
-        "shift",
-        "https://doi.org/10.5281/zenodo.10440608",
-        "download the SHIFT 90 m GeoTIFF(s) into this folder (1 floodplain, 0 not)",
-        "Zheng, Lin & Yin (2024), ESSD 16, 3873-3891",
-        folder=True,
-    ),
-    Reference(
-        "occurrence",
-        "Global Surface Water occurrence",
-        "gsw/occurrence",
-        "https://global-surface-water.appspot.com/download",
-        "download the occurrence tiles (10 x 10 degree GeoTIFFs) into this folder",
-        "Pekel et al. (2016), Nature 540, 418-422",
-        folder=True,
-    ),
-)
+#: The reference datasets the real run needs, from the one registry (:mod:`lakepaper.references`);
+#: optional ones (HydroLAKES, stage 08's further catalogue) are not asked for.
+REFERENCES: tuple[Reference, ...] = tuple(d for d in registry.DATASETS.values() if not d.optional)
 
 REGISTRY_FILE = "checksums.txt"
 PENDING = "checksum: to be recorded on first download (`lakepaper prereqs --profile paper --record`)"
@@ -160,12 +53,11 @@ class Check:
 
 
 def references_dir(given: str | os.PathLike[str] | None = None) -> Path:
-    return Path(given or os.environ.get("LAKEPAPER_REFERENCES") or paths.ROOT / "references").expanduser()
+    return registry.references_dir(given)
 
 
 def reference_path(ref: Reference, folder: Path) -> Path:
-    override = os.environ.get(f"LAKEPAPER_REF_{ref.name.upper()}")
-    return Path(override).expanduser() if override else folder / ref.default
+    return registry.real_path(ref, folder)
 
 
 def read_registry(folder: Path) -> dict[str, str]:

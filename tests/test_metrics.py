@@ -127,6 +127,37 @@ def test_patch_table_table1():
         metrics.patch_table([], 64)
 
 
+def test_table1_beside_stitched_keeps_the_papers_definition_first():
+    types = ("NR", "AR", "SL")
+    lab = np.zeros((100, 100), np.uint8)
+    lab[20:70, 20:70] = 1
+    stitched_pred = lab.copy()
+    stitched_pred[20:70, 20:30] = 0  # the stitched map misses a strip
+    isolated_pred = lab.copy()
+    isolated_pred[20:70, 20:45] = 0  # isolated patches miss more (no context at their borders)
+    ar = np.zeros((40, 40), np.uint8)
+    ar[5:15, 5:15] = 1
+
+    def table(pred):
+        regions = [Region("r1", "NR", lab, pred), Region("r2", "AR", ar, ar)]
+        return metrics.patch_table(regions, 64, order=types)[1]
+
+    isolated, stitched = table(isolated_pred), table(stitched_pred)
+    both = metrics.table1_beside_stitched(isolated, stitched, order=types)
+    assert list(both.index) == [*types, "all"]
+    assert both.loc["NR", "iou"] == pytest.approx(isolated.loc["NR", "iou"]) == pytest.approx(0.5)
+    assert both.loc["NR", metrics.STITCHED + "iou"] == pytest.approx(stitched.loc["NR", "iou"]) == pytest.approx(0.8)
+    assert both.loc["NR", "iou gain (pp)"] == pytest.approx(30.0)
+    assert both.loc["AR", "iou gain (pp)"] == pytest.approx(0.0)
+    assert np.isnan(both.loc["SL", "iou"]) and both.loc["SL", "patches"] == 0  # a type without regions
+    assert both.loc["all", "regions"] == 2 and both.loc["all", "patches"] == isolated.loc["all", "patches"]
+    assert "tp" not in both and "nodata" not in both  # the counts stay in the stitched table of their own
+    # without the isolated scores the sizes come from the stitched cut and the paper's columns stay empty
+    alone = metrics.table1_beside_stitched(None, stitched, order=types)
+    assert alone["iou"].isna().all() and alone.loc["all", "patches"] == stitched.loc["all", "patches"]
+    assert alone.loc["NR", metrics.STITCHED + "iou"] == pytest.approx(0.8)
+
+
 def test_mask_change_table2():
     t = metrics.mask_change({"tp": 90, "fp": 30, "fn": 10}, {"tp": 89, "fp": 10, "fn": 11})
     assert t.loc["before", "precision"] == pytest.approx(0.75)

@@ -222,6 +222,37 @@ def test_every_constant_names_its_source():
         assert p.source.strip(), name
 
 
+def test_every_constant_has_exactly_one_of_the_four_provenance_labels():
+    assert set(params.ORIGINS) == {"paper", "code", "tutorial", "own"}
+    tags = {"paper": ("[P]", "[Q]", "[C]"), "code": ("[A]",), "tutorial": ("[EE]",)}
+    for name, p in params.CONSTANTS.items():
+        assert isinstance(p.origin, str) and p.origin in params.ORIGINS, name
+        assert p.provenance == params.ORIGINS[p.origin]
+        if p.origin in tags:  # the source names the document the label claims
+            assert any(t in p.source for t in tags[p.origin]), name
+        else:  # our own choice: never a bare citation of someone else's value, and it says why
+            assert not p.source.startswith(("[A]", "[EE]")), name
+            assert len(p.source.split()) >= 8, f"{name}: an own choice needs its reason"
+
+
+def test_a_constant_without_a_known_label_is_refused():
+    with pytest.raises(ParameterError) as err:
+        params._p(1, "somewhere", origin="folklore")
+    assert err.value.name == "origin"
+    with pytest.raises(TypeError):
+        params._p(1, "somewhere")  # the label is required
+
+
+def test_the_paper_profile_trains_like_the_authors_code():
+    """Issue 20: the authors' code draws about 11,056 training and 3,584 validation patches per epoch for at
+    most 200 epochs; demo and tiny scale these down."""
+    p = params.resolve("paper")
+    assert (p["patches_per_epoch"], p["val_patches_per_epoch"], p["max_epochs"]) == (11056, 3584, 200)
+    for name in ("patches_per_epoch", "val_patches_per_epoch", "max_epochs"):
+        assert params.CONSTANTS[name].origin == "code" and params.CONSTANTS[name].scale
+        assert all(p[name] < params.CONSTANTS[name].value for p in map(params.resolve, ("demo", "tiny")))
+
+
 def test_module_doctest():
     result = doctest.testmod(params, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0

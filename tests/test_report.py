@@ -22,7 +22,7 @@ from lakepaper import io, prereqs
 from lakepaper.errors import InputError
 from lakepaper.report import graph, html, registry
 from lakepaper.report.build import build_paper
-from lakepaper.report.numbers import NUMBERS, published_vs_run
+from lakepaper.report.numbers import NUMBERS, published_vs_run, run_facts
 from lakepaper.report.outputs import Missing, Run
 from lakepaper.stages import REGISTRY
 
@@ -71,6 +71,10 @@ TABLE1 = pd.DataFrame(
     },
     index=pd.Index(["NR", "AR", "SL", "all"], name="region_type"),
 )
+STITCHED = TABLE1.assign(iou=TABLE1.iou + [0.02, 0.03, 0.05, 0.025], precision=TABLE1.precision + 0.01)
+TABLE1_BOTH = pd.concat(
+    [TABLE1, STITCHED[["recall", "precision", "f1", "iou"]].add_prefix("stitched ")], axis=1
+).assign(**{"iou gain (pp)": 100 * (STITCHED.iou - TABLE1.iou)})
 TABLE2 = pd.DataFrame(
     {"recall": [94.0, 93.9, -0.1], "precision": [91.0, 92.8, 1.8], "f1": [92.4, 93.3, 0.9], "iou": [86.0, 87.4, 1.4]},
     index=pd.Index(["before", "after", "change"], name="row"),
@@ -123,7 +127,7 @@ def make_build(root: Path, upto: str = "10_checkdam") -> Path:
             "03_train",
             dict(
                 reads=["02_samples"],
-                figures=["training_curves.png"],
+                figures=["training_curves.png", "supplementary_fig1.png"],
                 files={
                     "supplementary_table1.csv": "hyperparameter,value,params,source\n"
                     "Input size,64 x 64 x 5,patch_size,[P] 2.3\nOptimizer,AdaDelta (lr 1.0),optimizer,[A]\n",
@@ -152,11 +156,12 @@ def make_build(root: Path, upto: str = "10_checkdam") -> Path:
         (
             "06_accuracy",
             dict(
-                reads=["02_samples", "04_predict", "05_postprocess"],
+                reads=["02_samples", "03_train", "04_predict", "05_postprocess"],
                 figures=["fig5_lake_level.png", "table1_patch_accuracy.png"],
-                files={"table1_patch_accuracy.csv": _csv(TABLE1), "table2_river_mask.csv": _csv(TABLE2)},
+                files={"table1_patch_accuracy.csv": _csv(TABLE1_BOTH), "table2_river_mask.csv": _csv(TABLE2)},
                 extra={
                     "table1": TABLE1.reset_index().to_dict("records"),
+                    "table1_stitched": STITCHED.reset_index().to_dict("records"),
                     "table2": TABLE2.reset_index().to_dict("records"),
                     "lake_level_recall_precision_min_pct": 88.0,
                     "fits": [
@@ -340,6 +345,45 @@ def test_numbers_extracted_from_a_full_run(tmp_path):
     assert rows["checkdam_miou_min"].value == pytest.approx(81.0)
 
 
+def test_table1_numbers_are_the_isolated_patches_with_the_stitched_value_beside(tmp_path):
+    """Issue 20: the published-vs-run numbers of Table 1 use the paper's definition (isolated patches, stage 06's
+    ``table1``); the stitched value of the same number stays visible in the row's note, and in the facts."""
+    b = make_build(tmp_path)
+    run = Run.load("demo", root=b)
+    rows = {r.number.key: r for r in published_vs_run(run)}
+    table1_keys = ("patch_iou", "patch_recall_precision_f1_min", "ar_precision", "ar_iou", "sl_recall", "sl_iou")
+    for key in table1_keys:
+        assert "isolated" in rows[key].number.note and "stitched" in rows[key].number.note, key
+    assert rows["patch_iou"].value == pytest.approx(100 * TABLE1.loc["all", "iou"])
+    assert f"{100 * STITCHED.loc['all', 'iou']:.2f} %" in rows["patch_iou"].number.note
+    assert f"{100 * STITCHED.loc['AR', 'precision']:.2f} %" in rows["ar_precision"].number.note
+    facts = {f.fact.label: f.value for f in run_facts(run)}
+    gain = facts["What seamless inference adds to the test IoU"]
+    assert gain == pytest.approx(100 * (STITCHED.loc["all", "iou"] - TABLE1.loc["all", "iou"]))
+    # without the stitched record the number stays, its note says only what it is
+    m = json.loads((b / "06_accuracy" / "manifest.json").read_text())
+    del m["table1_stitched"]
+    (b / "06_accuracy" / "manifest.json").write_text(json.dumps(m))
+    rows = {r.number.key: r for r in published_vs_run(Run.load("demo", root=b))}
+    assert rows["patch_iou"].value == pytest.approx(100 * TABLE1.loc["all", "iou"])
+    assert "stitched prediction" not in rows["patch_iou"].number.note
+
+
+def test_page_table1_shows_both_definitions_and_states_the_pooling(tmp_path):
+    b = make_build(tmp_path)
+    page = build_paper("demo", root=b, out=tmp_path / "paper.html").read_text()
+    t1 = page.split("id='table-1'")[1].split("</table>")[0]
+    assert "pooled" in t1 and "on its own" in t1  # the caption states the definition and the pooling rule
+    head = t1.split("</thead>")[0]
+    for col in ("iou", "stitched iou", "stitched precision", "iou gain (pp)"):
+        assert f"<th>{col}</th>" in head, col
+    assert f"{100 * TABLE1.loc['AR', 'iou']:.2f}" in t1 and f"{100 * STITCHED.loc['AR', 'iou']:.2f}" in t1
+    sup = page.split("id='supplementary-fig-1'")[1].split("</figure>")[0]
+    assert "median" in sup and "03_train/figures/supplementary_fig1.png" in sup
+    # placed in section 3.1, after Table 1
+    assert page.index("id='table-1'") < page.index("id='supplementary-fig-1'") < page.index("id='table-2'")
+
+
 def test_a_broken_extractor_input_says_why_instead_of_failing(tmp_path):
     b = make_build(tmp_path, upto="06_accuracy")
     m = json.loads((b / "06_accuracy" / "manifest.json").read_text())
@@ -376,7 +420,14 @@ def test_page_is_self_contained_with_every_figure_table_and_hash(tmp_path):
     assert all(s.startswith("data:image/") for s in srcs)
     assert not re.search(r"""(src|href)\s*=\s*['"]?(https?:|//|file:)""", page)
     assert "<script" not in page and "@import" not in page
-    for label in ["Fig. 1", *(f"Fig. {i}" for i in range(2, 10)), "Table 1", "Table 2", "Supplementary Table 1"]:
+    for label in [
+        "Fig. 1",
+        *(f"Fig. {i}" for i in range(2, 10)),
+        "Table 1",
+        "Table 2",
+        "Supplementary Table 1",
+        "Supplementary Fig. 1",
+    ]:
         assert f"<b>{label}.</b>" in page, label
     assert "not produced by this run" not in page.split("id='colophon'")[0]
     # Table 1 shown in %, from the stage's CSV

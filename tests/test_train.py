@@ -503,6 +503,15 @@ def test_supplementary_table_comes_from_the_parameters(tmp_path):
     assert "AdaDelta (learning rate 1.0, rho 0.95" in v["Optimizer"] and "L2 0.0001" in v["Output layer"]
     assert "50 epochs" in v["Early stopping"] and "p = 0.5" in v["Augmentation"]
     assert t.source.str.len().min() > 0
+    # every row names the provenance of its constants, in the words of params.ORIGINS
+    labels = set(params.ORIGINS.values())
+    assert all(p and set(p.split("; ")) <= labels for p in t.provenance)
+    row = dict(zip(t.hyperparameter, t.provenance, strict=True))
+    assert row["Seed"] == params.ORIGINS["own"] and row["Optimizer"] == params.ORIGINS["code"]
+    assert row["Early stopping"] == "; ".join(params.ORIGINS[k] for k in ("paper", "code"))  # patience, max_epochs
+    assert v["Patches per epoch"].startswith(
+        f"{params.CONSTANTS['patches_per_epoch'].value} training, {params.CONSTANTS['val_patches_per_epoch'].value}"
+    )
     demo = dict(
         zip(*supplementary_table1(params.resolve("demo"), device="cpu", precision="fp32").T.values[:2], strict=True)
     )
@@ -568,7 +577,13 @@ def test_stage_03_trains_scores_and_resumes_to_the_same_bytes(data, tmp_path):
     assert table.loc["all", "regions"] == len(data["test"])
     assert first.manifest["test"]["iou"] == pytest.approx(table.loc["all", "iou"], nan_ok=True)
     assert first.manifest["training"]["epochs"] == 2 and (out / "supplementary_table1.md").exists()
-    assert set(first.figures) == {"training_curves"} and set(first.tables) >= {"model", "test_metrics"}
+    assert set(first.figures) == {"training_curves", "supplementary_fig1"}
+    assert set(first.tables) >= {"model", "test_metrics", "supplementary_fig1_examples"}
+    per_patch = pd.read_csv(out / "test_patches.csv")  # Table 1 is these patches' counts, pooled
+    assert per_patch[["tp", "fp", "fn", "tn"]].sum().to_dict() == table.loc["all", ["tp", "fp", "fn", "tn"]].to_dict()
+    examples = pd.read_csv(out / "supplementary_fig1_examples.csv")
+    assert set(examples.region_type) <= set(table.index) and len(examples) == len(first.manifest["examples"])
+    assert (out / "figures" / "supplementary_fig1.png").stat().st_size > 5000
     best, last = (out / "best.pt").read_bytes(), (out / "last.pt").read_bytes()
 
     again = run(max_epochs=2)  # last.pt survives the stage's start: nothing left to train

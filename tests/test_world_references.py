@@ -328,3 +328,28 @@ def test_occurrence_makes_the_30_percent_floodplain_threshold_work(built, truths
         assert false_pos.any()
         assert (occ10[false_pos] < 30).mean() > 0.8, name  # the 30 % occurrence mask removes them
         assert (occ10[core] >= 30).mean() > 0.99
+
+
+def test_world_files_are_where_the_registry_says_in_the_published_schema(built):
+    """Every simulated file is at the registry's ``simulated`` path, with the published columns the
+    stages read (and GLAKES'/PLD's id and area) under their published names and types."""
+    from lakepaper import references as registry
+
+    out_dir, _ = built
+    kinds = {"int": "i", "float": "f", "str": "O"}
+    for name, d in registry.DATASETS.items():
+        path = registry.simulated_path(d, out_dir)
+        if path is None:
+            continue
+        assert path.exists(), f"{name}: {path}"
+        if d.kind == "raster":
+            assert (path / "index.gpkg").exists()
+            with rasterio.open(next(path.glob("*.tif"))) as src:
+                assert src.dtypes[0] == d.raster.dtype, name
+            continue
+        frame = pyogrio.read_dataframe(path)
+        published = {c.name: c for c in (*d.columns, *d.keys)}
+        wanted = [*d.required, *(c for c in (d.id_col, d.area_col) if c)]
+        for col in wanted:
+            assert col in frame.columns, f"{name}: published column {col!r} missing from {path.name}"
+            assert frame[col].dtype.kind == kinds[published[col].dtype], f"{name}.{col}: {frame[col].dtype}"

@@ -131,18 +131,33 @@ def fig5(
 
 
 def table1_bars(table: pd.DataFrame, published: Mapping[str, float] | None = None) -> Figure:
-    """Table 1 as bars: recall, precision, F1 and IoU (%) per region type and overall."""
+    """Table 1 as bars: recall, precision, F1 and IoU (%) per region type and overall.
+
+    Where ``table`` also has the stitched columns (``"stitched " + score``, as
+    :func:`lakepaper.metrics.table1_beside_stitched` writes), each bar gets a black tick at the stitched value.
+    """
     cols = ["recall", "precision", "f1", "iou"]
-    fig, ax = plt.subplots(figsize=(9, 3.6))
+    fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
     x = np.arange(len(table))
     w = 0.2
+    stitched = all(f"stitched {c}" in table for c in cols)
     for i, c in enumerate(cols):
         ax.bar(x + (i - 1.5) * w, 100 * table[c].to_numpy(float), w, label=c)
+        if stitched:
+            ax.scatter(
+                x + (i - 1.5) * w,
+                100 * table[f"stitched {c}"].to_numpy(float),
+                marker="_",
+                s=120,
+                color="k",
+                zorder=3,
+                label="stitched (stage 04)" if i == 0 else None,
+            )
     ax.set_xticks(x, list(table.index)), ax.set_ylim(0, 105), ax.set_ylabel("%")
     if published:
         for k, v in published.items():
             ax.axhline(v, lw=0.6, ls=":", color="k")
             ax.text(len(table) - 0.5, v, f" paper {k} {v:g}", fontsize=7, va="center")
-    ax.legend(ncol=4, fontsize=8, loc="lower left")
-    ax.set_title("Table 1: patch-level accuracy per region type (pixels pooled)")
+    ax.legend(ncol=5, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
+    ax.set_title("Table 1: patch-level accuracy per region type, isolated patches (pixels pooled)")
     return fig

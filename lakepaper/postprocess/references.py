@@ -1,33 +1,25 @@
 """The reference datasets of the post-processing, each read by path, in whatever CRS it comes in.
 
-Every dataset is a *path parameter* (the notebook's parameters cell; :data:`REFERENCES` lists them):
-
-==================  =========  ====================================================================
-name                kind       what it is (and the file of the simulated world it defaults to)
-==================  =========  ====================================================================
-osm_land            polygons   OSM land polygons (osmdata.openstreetmap.de): everything not ocean
-osm_ocean           polygons   OSM water polygons: the ocean
-osm_rivers          polygons   OSM river areas (``water=river`` / riverbank)
-grwl                lines      GRWL river centre lines with a width column (``width_m``), buffered
-                               by width / 2 into river polygons
-osm_reservoirs      polygons   OSM reservoirs (``water=reservoir``)
-geodar_reservoirs   polygons   GeoDAR v1.1 reservoir polygons
-geodar_dams         points     GeoDAR v1.1 dams
-glakes              polygons   GLAKES (``Lake_id``, ``Lake_type`` 1 natural / 2 reservoir)
-pld                 polygons   SWOT Prior Lake Database (``lake_id``)
-aridity             raster     Global Aridity Index v3 (AI x ``aridity_scale``)
-floodplain          raster     SHIFT floodplain (1 floodplain, 0 not)
-occurrence          raster     Global Surface Water occurrence (percent of time water was seen)
-==================  =========  ====================================================================
+Which datasets there are, their published columns, their simulated and real files and where to get
+them is :mod:`lakepaper.references` (the one registry); :data:`REFERENCES` is its stage-05 part
+(osm_land, osm_ocean, osm_rivers, grwl, osm_reservoirs, geodar_reservoirs, geodar_dams, glakes, pld,
+aridity, floodplain, occurrence). Each is a *path parameter* of notebook 05.
 
 How a path is read
-    ``""`` means the simulated world's file (``build/<profile>/00_world/references/...``; the
-    ``paper`` profile has none, so there every path must be given). ``"none"`` switches a dataset
-    off: the rule that needs it is skipped and the run says so. Any other value is a file (vector:
-    GeoPackage, Shapefile, GeoParquet, anything GDAL reads) or, for a raster, a GeoTIFF/VRT, a
-    folder of them, or a folder with an ``index.gpkg`` footprint table (columns ``path`` relative to
-    the folder; how the simulated world and tiled global products are laid out). A missing file is a
-    :class:`~lakepaper.errors.ParameterError` naming the parameter.
+    ``""`` means the simulated world's file (``build/<profile>/00_world/references/...``) when there is
+    a world; without one (the ``paper`` profile) the real file under ``references/``
+    (:func:`resolve_paths` with ``real=True``, as stage 05 does), or an error naming the parameter.
+    ``"none"`` switches a dataset off: the rule that needs it is skipped and the run says so. Any other
+    value is a file (vector: GeoPackage, Shapefile, GeoParquet, anything GDAL reads) or, for a raster, a
+    GeoTIFF/VRT, a folder of them, or a folder with an ``index.gpkg`` footprint table (columns ``path``
+    relative to the folder; how the simulated world and tiled global products are laid out). A missing
+    file is a :class:`~lakepaper.errors.ParameterError` naming the parameter.
+Columns
+    Read under their published names (GLAKES ``Lake_id``/``Lake_type``, PLD ``lake_id``, GRWL
+    ``width_m``); a file whose columns are named otherwise is read through the dataset's column mapping
+    (:func:`lakepaper.references.columns_for`): the file's column is renamed to the published name. A
+    column neither in the file nor mapped is an :class:`~lakepaper.errors.InputError` naming the file,
+    the dataset and the column.
 CRS
     Vector files are read only within the bounding box of the area at hand, transformed into the
     file's own CRS (so a global file is never read whole), then reprojected into the working CRS.
@@ -59,45 +51,31 @@ from rasterio.transform import Affine
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 
+from lakepaper import references as registry
 from lakepaper.errors import InputError, ParameterError
 
-#: name -> (file of the simulated world under ``00_world/references``, kind, description).
-REFERENCES: dict[str, tuple[str, str, str]] = {
-    "osm_land": ("osm_land_polygons.gpkg", "polygons", "OSM land polygons"),
-    "osm_ocean": ("osm_water_polygons.gpkg", "polygons", "OSM water (ocean) polygons"),
-    "osm_rivers": ("osm_rivers.gpkg", "polygons", "OSM river polygons"),
-    "grwl": ("grwl_centerlines.gpkg", "lines", "GRWL river centre lines with width_m"),
-    "osm_reservoirs": ("osm_reservoirs.gpkg", "polygons", "OSM reservoir polygons"),
-    "geodar_reservoirs": ("geodar_reservoirs.gpkg", "polygons", "GeoDAR reservoir polygons"),
-    "geodar_dams": ("geodar_dams.gpkg", "points", "GeoDAR dam points"),
-    "glakes": ("glakes.shp", "polygons", "GLAKES lakes with Lake_id and Lake_type"),
-    "pld": ("pld.shp", "polygons", "Prior Lake Database lakes with lake_id"),
-    "aridity": ("aridity_index", "raster", "Global Aridity Index v3 (AI x aridity_scale)"),
-    "floodplain": ("floodplain", "raster", "SHIFT floodplain (1 = floodplain)"),
-    "occurrence": ("occurrence", "raster", "GSW water occurrence (percent)"),
-}
+#: The stage-05 datasets of the registry (:data:`lakepaper.references.DATASETS`), by parameter name.
+REFERENCES: dict[str, registry.Dataset] = registry.for_stage("05_postprocess")
 
-#: Columns each vector dataset must have (besides its geometry).
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "grwl": ("width_m",),
-    "glakes": ("Lake_id", "Lake_type"),
-    "pld": ("lake_id",),
-}
+#: Published columns each vector dataset must have (besides its geometry).
+COLUMNS: dict[str, tuple[str, ...]] = {n: d.required for n, d in REFERENCES.items() if d.required}
 
-OFF = "none"  # the path value that switches a dataset off
+OFF = registry.OFF  # the path value that switches a dataset off
 
 _GEOM_KIND = {"polygons": (3, 6), "lines": (1, 5), "points": (0, 4)}  # shapely type ids kept per kind
 
 
 def resolve_paths(
-    given: Mapping[str, str] | None, default_dir: str | os.PathLike[str] | None
+    given: Mapping[str, str] | None, default_dir: str | os.PathLike[str] | None, *, real: bool = False
 ) -> dict[str, Path | None]:
-    """Every reference's path: the given one, the simulated world's for ``""``, None for ``"none"``.
+    """Every reference's path: the given one, the default for ``""``, None for ``"none"``.
 
     Args:
         given: name -> path as in the notebook's parameters (missing names count as ``""``).
         default_dir: the simulated world's ``references`` folder (None: there is none, as in the
-            ``paper`` profile, and every dataset must be given or switched off).
+            ``paper`` profile).
+        real: without ``default_dir``, ``""`` is the real file under ``references/``
+            (:func:`lakepaper.references.real_path`); else it is an error.
 
     Raises:
         ParameterError: an unknown name, a path that does not exist, or ``""`` without a default, naming the
@@ -107,22 +85,8 @@ def resolve_paths(
     unknown = sorted(set(given) - set(REFERENCES))
     if unknown:
         raise ParameterError(unknown[0], f"not a reference dataset; known: {', '.join(REFERENCES)}")
-    out: dict[str, Path | None] = {}
-    for name, (default, _, what) in REFERENCES.items():
-        value = str(given.get(name) or "")
-        if value.lower() == OFF:
-            out[name] = None
-            continue
-        if value:
-            path = Path(value).expanduser()
-        elif default_dir is not None:
-            path = Path(default_dir) / default
-        else:
-            raise ParameterError(name, f"no simulated {what} in this profile: give the file's path (or {OFF!r})")
-        if not path.exists():
-            raise ParameterError(name, f"{what}: file not found: {path}")
-        out[name] = path
-    return out
+    world = Path(default_dir) if default_dir is not None else None
+    return {name: registry.resolve(name, given.get(name), world, real=real).path for name in REFERENCES}
 
 
 # --- vectors -------------------------------------------------------------------------------------
@@ -163,26 +127,46 @@ def read_vector(
     crs,
     columns: Sequence[str] = (),
     kind: str = "polygons",
+    mapping: Mapping[str, str] | None = None,
 ) -> tuple[gpd.GeoDataFrame, int]:
     """The features of a vector file within ``bounds`` (given in ``crs``), reprojected into ``crs``.
 
+    Args:
+        columns: the published columns wanted.
+        mapping: published name -> the file's column (:func:`lakepaper.references.columns_for`); a
+            published name not in it is read as it is.
+
     Returns:
-        (frame with ``columns`` and valid geometries in ``crs``, number of geometries repaired).
+        (frame with ``columns`` under their published names and valid geometries in ``crs``, number of
+        geometries repaired).
 
     Raises:
-        InputError: unreadable file, no CRS, or a required column missing (naming the dataset).
+        InputError: unreadable file, no CRS, or a required column missing (naming the file, the dataset,
+            the published column and the file's column it was looked for under).
     """
     path = Path(path)
     file_crs = _file_crs(path, name)
     crs = CRS.from_user_input(crs)
-    bbox = tuple(bounds) if file_crs == crs else transform_bounds(crs, file_crs, *bounds, densify_pts=21)
+    mapping = dict(mapping or {})
+    wanted = {c: mapping.get(c, c) for c in columns}  # published -> in the file
     try:
-        frame = pyogrio.read_dataframe(path, bbox=bbox, columns=list(columns) or None)
+        fields = list(pyogrio.read_info(path)["fields"])
     except Exception as exc:
         raise InputError(path, f"{name}: cannot read ({exc})") from exc
-    missing = [c for c in columns if c not in frame.columns]
+    missing = [c for c, f in wanted.items() if f not in fields]
     if missing:
-        raise InputError(path, f"{name}: column(s) {missing} missing; has {list(frame.columns)}")
+        how = ", ".join(f"{c!r}" + (f" (mapped to {wanted[c]!r})" if wanted[c] != c else "") for c in missing)
+        raise InputError(
+            path,
+            f"{name}: column {how} missing; the file has {fields}. Rename it, or map it: "
+            f"LAKEPAPER_REF_{name.upper()}_COLUMNS='{missing[0]}=<the file's column>'",
+        )
+    bbox = tuple(bounds) if file_crs == crs else transform_bounds(crs, file_crs, *bounds, densify_pts=21)
+    try:
+        frame = pyogrio.read_dataframe(path, bbox=bbox, columns=list(wanted.values()) or None)
+    except Exception as exc:
+        raise InputError(path, f"{name}: cannot read ({exc})") from exc
+    frame = frame.rename(columns={f: c for c, f in wanted.items() if f != c})
     if frame.crs is None:
         frame = frame.set_crs(file_crs)
     geoms, n_bad = repair(frame.geometry.values, kind)
@@ -209,11 +193,14 @@ class RasterSource:
     name: str
     files: list[Path] = field(default_factory=list)
     footprints: list[tuple[float, float, float, float]] = field(default_factory=list)
+    #: the published nodata value, used for a file that does not tag its own (GSW occurrence: 255)
+    nodata: float | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], name: str) -> RasterSource:
         path = Path(path)
-        src = cls(path, name)
+        spec = registry.DATASETS[name].raster if name in registry.DATASETS else None
+        src = cls(path, name, nodata=spec.nodata if spec is not None else None)
         if path.is_dir():
             index = path / "index.gpkg"
             if index.exists():
@@ -272,6 +259,8 @@ class RasterSource:
                     arr = np.ma.array(data, mask=data == ds.nodata)
                 else:
                     arr = vrt.read(1, masked=True)
+                    if self.nodata is not None:  # untagged file: the published nodata value
+                        arr = np.ma.array(arr.data, mask=np.ma.getmaskarray(arr) | (arr.data == self.nodata))
             if out is None:
                 out = arr
             else:
@@ -292,17 +281,26 @@ class ReferenceSet:
     paths: dict[str, Path | None]
     repaired: dict[str, int] = field(default_factory=dict)
     _rasters: dict[str, RasterSource] = field(default_factory=dict)
+    #: name -> {published column: the file's column}: overrides of the registry's mapping
+    #: (:func:`lakepaper.references.columns_for`, which also reads ``$LAKEPAPER_REF_<NAME>_COLUMNS``).
+    columns: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.columns = {n: registry.columns_for(n, self.columns.get(n)) for n in self.paths if n in REFERENCES}
 
     def on(self, name: str) -> bool:
         return self.paths.get(name) is not None
 
     def vector(self, name: str, *, bounds: Sequence[float], crs, columns: Sequence[str] | None = None):
-        """The dataset within ``bounds`` (in ``crs``) in ``crs``; an empty frame when switched off."""
-        kind = REFERENCES[name][1]
+        """The dataset within ``bounds`` (in ``crs``) in ``crs``, its columns under their published names;
+        an empty frame when switched off."""
+        kind = REFERENCES[name].kind
         cols = tuple(columns) if columns is not None else COLUMNS.get(name, ())
         if not self.on(name):
             return gpd.GeoDataFrame({c: [] for c in cols}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
-        frame, n_bad = read_vector(self.paths[name], name, bounds=bounds, crs=crs, columns=cols, kind=kind)
+        frame, n_bad = read_vector(
+            self.paths[name], name, bounds=bounds, crs=crs, columns=cols, kind=kind, mapping=self.columns.get(name)
+        )
         self.repaired[name] = self.repaired.get(name, 0) + n_bad
         return frame
 

@@ -89,7 +89,7 @@ REGISTRY: dict[str, Stage] = {
             "Accuracy",
             "patch-level Table 1, river-mask Table 2, lake-level Fig. 5",
             "3.1",
-            ("02_samples", "04_predict", "05_postprocess"),
+            ("02_samples", "03_train", "04_predict", "05_postprocess"),
         ),
         Stage(
             "07_distribution",

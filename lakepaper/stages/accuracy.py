@@ -1,15 +1,23 @@
 """Stage 06: accuracy on the test regions (paper section 3.1: Table 1, Table 2, Fig. 5).
 
-Reads stage 02's test regions and label chips (or any ``samples_dir`` in that layout), stage 04's
-per-tile masks (or any ``mask_dir``: 1 lake, 0 not, 255 no data) and, when stage 05 has finished,
-its river-mask residue (``tiles/<tile>_residue.tif``) and post-processed product
-(``tiles/<tile>_mask.tif``); ``residue`` may also be a vector file of removed polygons.
+Reads stage 02's test regions and label chips (or any ``samples_dir`` in that layout), stage 03's
+Table 1 on isolated test patches (``test_metrics.csv``), stage 04's per-tile masks (or any
+``mask_dir``: 1 lake, 0 not, 255 no data) and, when stage 05 has finished, its river-mask residue
+(``tiles/<tile>_residue.tif``) and post-processed product (``tiles/<tile>_mask.tif``); ``residue``
+may also be a vector file of removed polygons.
 
-Writes ``table1_patch_accuracy.csv`` and ``patches.csv`` (Table 1, fractions),
+Table 1 has the paper's definition: the model on isolated patches of the test regions (each patch
+predicted on its own, no context beyond it), taken sequentially, pixels pooled per region type and over
+all (stage 03 computes it). Beside it, the same regions cut from the stitched prediction of stage 04
+(every pixel predicted with at least ``edge_px`` of context): what seamless inference adds.
+
+Writes ``table1_patch_accuracy.csv`` (Table 1, both definitions: :func:`lakepaper.metrics.table1_beside_stitched`),
+``table1_stitched.csv`` and ``patches.csv`` (the stitched cut in full, fractions),
 ``table2_river_mask.csv`` (Table 2 in %, when there is a residue: only this stage computes Table 2),
 ``product_patch_accuracy.csv`` (the product scored like Table 1), ``lakes_labelled.csv``,
 ``lakes_predicted.csv``, ``fig5a_fits.csv``, ``fig5b_size_groups.csv``, and the figures
-``table1_patch_accuracy.png`` and Fig. 5. The manifest carries the tables and
+``table1_patch_accuracy.png`` and Fig. 5. The manifest carries the tables (``table1``: the paper's
+definition; ``table1_stitched``: the stitched cut) and
 ``lake_level_recall_precision_min_pct``: the lowest mean recall or precision of the size groups
 above 0.005 km2, in % (the paper's "> 86 %"), for the paper page to read.
 
@@ -53,12 +61,32 @@ def _inputs(ctx: Context) -> tuple[Path, Path, str, str]:
 
 
 def _beside_paper(table1: pd.DataFrame) -> pd.DataFrame:
-    """Table 1 (%) beside the numbers the paper gives (its full Table 1 is not in the text)."""
+    """Table 1 (%, both definitions) beside the numbers the paper gives (its full Table 1 is not in the text)."""
     paper = pd.DataFrame(np.nan, index=table1.index, columns=list(SCORES))
     paper.loc["all", "iou"] = _PUB["patch_iou"]
     paper.loc["AR", ["precision", "iou"]] = _PUB["ar_precision"], _PUB["ar_iou"]
     paper.loc["SL", ["recall", "iou"]] = _PUB["sl_recall"], _PUB["sl_iou"]
-    return pd.concat({"this run": as_percent(table1)[list(SCORES)], "paper": paper}, axis=1)
+    stitched = table1[[metrics.STITCHED + k for k in SCORES]].set_axis(list(SCORES), axis=1)
+    return pd.concat(
+        {
+            "isolated patches": as_percent(table1)[list(SCORES)],
+            "stitched": as_percent(stitched),
+            "paper": paper,
+        },
+        axis=1,
+    )
+
+
+def _isolated(ctx: Context, samples_dir: Path) -> pd.DataFrame | None:
+    """Stage 03's Table 1 on isolated test patches, or None (stage 03 not run, or other samples given)."""
+    if ctx.args["samples_dir"] and Path(samples_dir).resolve() != ctx.stage_dir("02_samples").resolve():
+        ctx.say(f"samples_dir {samples_dir} is not stage 02's: stage 03's isolated-patch scores are left out")
+        return None
+    train = ctx.upstream("03_train", required=False)
+    if train is None:
+        ctx.say("stage 03 has not run: Table 1's isolated-patch columns are empty")
+        return None
+    return pd.read_csv(require_file(train / "test_metrics.csv", "03_train"), index_col="region_type")
 
 
 def _records(table: pd.DataFrame | None, index: str) -> list[dict] | None:
@@ -83,15 +111,23 @@ def run(ctx: Context) -> Result:
     per_type = pd.Series([r.region_type for r in test]).value_counts().reindex(types, fill_value=0)
     ctx.show("regions", per_type.to_frame("regions").T)
 
-    # Table 1: patch level
-    patches, table1 = metrics.patch_table(test, size, partial=a["partial"], order=types)
+    # Table 1: patch level, the paper's isolated patches (stage 03) beside the stitched prediction cut alike
+    patches, stitched = metrics.patch_table(test, size, partial=a["partial"], order=types)
+    isolated = _isolated(ctx, samples_dir)
+    table1 = metrics.table1_beside_stitched(isolated, stitched, order=types)
     ctx.write_csv("table1_patch_accuracy.csv", table1, index_label="region_type")
+    ctx.write_csv("table1_stitched.csv", stitched, index_label="region_type")
     ctx.write_csv("patches.csv", patches, index=False)
     ctx.say(
         f"{len(patches)} patches of {size} x {size} (partial strips: {a['partial']}); "
         f"the paper: {_PUB['n_test_patches']:.0f} of 576 x 576"
     )
-    ctx.show("table1", as_percent(table1)[["regions", "patches", "tp", "fp", "fn", "nodata", *SCORES]])
+    ctx.say(
+        f"IoU over all test patches: isolated {100 * table1.loc['all', 'iou']:.2f} % (the paper's definition), "
+        f"stitched {100 * table1.loc['all', metrics.STITCHED + 'iou']:.2f} %"
+    )
+    ctx.show("table1", as_percent(table1))
+    ctx.show("table1_stitched", as_percent(stitched)[["regions", "patches", "tp", "fp", "fn", "nodata", *SCORES]])
     ctx.show("table1_vs_paper", _beside_paper(table1))
     ctx.say(
         f"paper: overall IoU {_PUB['patch_iou']}, the other overall scores above "
@@ -125,7 +161,7 @@ def run(ctx: Context) -> Result:
             "product",
             pd.concat(
                 {
-                    "prediction (stage 04)": as_percent(table1)[list(SCORES)],
+                    "prediction (stage 04)": as_percent(stitched)[list(SCORES)],
                     "product (stage 05)": as_percent(product)[list(SCORES)],
                 },
                 axis=1,
@@ -178,7 +214,11 @@ def run(ctx: Context) -> Result:
             "product_masks": product_masks,
         },
         extra={
-            "table1": _records(table1, "region_type"),
+            "table1": _records(
+                table1[["regions", "patches", *SCORES]] if isolated is not None else None, "region_type"
+            ),
+            "table1_stitched": _records(stitched, "region_type"),
+            "table1_both": _records(table1, "region_type"),
             "table2": _records(table2, "row"),
             "product": _records(product, "region_type"),
             "fits": fits.round(6).reset_index().to_dict("records"),

@@ -1,9 +1,11 @@
 """Stage 08: this product against GLAKES and PLD (paper section 3.3, Figs. 7-9).
 
-Reads stage 05's product (or any catalogue given as ``product``) and the two references. ``""`` for
-``glakes`` or ``pld`` means the simulated world's ``references/`` when there is a world (stage 00)
-and the profile is not ``paper``, else the real files laid out under ``references/``
-(:mod:`lakepaper.prereqs`, ``make prereqs PROFILE=paper``). On the simulated world its truth
+Reads stage 05's product (or any catalogue given as ``product``) and the two references, both from the
+one registry :mod:`lakepaper.references` (published columns GLAKES ``Lake_id``/``Area_bound``, PLD
+``lake_id``/``ref_area``, HydroLAKES ``Hylak_id``/``Lake_area``; a column mapping by
+``$LAKEPAPER_REF_<NAME>_COLUMNS``). ``""`` for ``glakes`` or ``pld`` means the simulated world's
+``references/`` when there is a world (stage 00) and the profile is not ``paper``, else the real files
+laid out under ``references/`` (``make prereqs PROFILE=paper``). On the simulated world its truth
 lakes are compared too, and Fig. 8 shows one tile per kind of landscape over stage 01's composite
 (:func:`lakepaper.figures.comparison.world_panels`) unless ``fig8_regions`` are given.
 
@@ -18,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from lakepaper import compare
+from lakepaper import references as registry
 from lakepaper.figures.comparison import fig7, fig8, fig9, region_panels, world_panels
 from lakepaper.stages.context import Context, Result
 
@@ -28,15 +31,15 @@ CONSTANTS = ("grid_deg", "size_groups_km2")
 FIG9C_RANGE = (0.01, 0.1)
 
 
-def _references(ctx: Context, world: Path) -> tuple[str, str]:
-    """The GLAKES and PLD files: as given, else the simulated world's, else the real ones under references/."""
-    glakes, pld = ctx.args["glakes"], ctx.args["pld"]
-    if (world / "world.json").exists() and ctx.profile != "paper":
-        return glakes or str(world / "references" / "glakes.shp"), pld or str(world / "references" / "pld.shp")
-    from lakepaper.prereqs import REFERENCES, reference_path, references_dir
-
-    real = {r.name: str(reference_path(r, references_dir())) for r in REFERENCES}
-    return glakes or real["glakes"], pld or real["pld"]
+def _references(ctx: Context, world: Path) -> dict[str, registry.Resolved]:
+    """GLAKES, PLD and (when given) HydroLAKES from the one registry (:mod:`lakepaper.references`): as
+    given, else the simulated world's, else the real ones under references/."""
+    simulated = (world / "world.json").exists() and ctx.profile != "paper"
+    folder = world / "references" if simulated else None
+    out = {name: registry.resolve(name, ctx.args[name], folder, real=True) for name in ("glakes", "pld")}
+    if ctx.args["hydrolakes"] and ctx.args["hydrolakes"].lower() != registry.OFF:  # optional: "" = none
+        out["hydrolakes"] = registry.resolve("hydrolakes", ctx.args["hydrolakes"], None)
+    return out
 
 
 def _fig8_panels(ctx: Context, world: Path, cats: dict, name: str) -> list:
@@ -56,18 +59,23 @@ def run(ctx: Context) -> Result:
     name, edges = a["product_name"], P["size_groups_km2"]
     product = a["product"] or str(ctx.upstream("05_postprocess") / "lakes.parquet")
     world = ctx.upstream("00_world", required=False) or ctx.stage_dir("00_world")
-    glakes, pld = _references(ctx, world)
+    datasets = _references(ctx, world)
+    glakes, pld = str(datasets["glakes"].path), str(datasets["pld"].path)
     world_truth = world / "truth" / "lakes.parquet"
     truth = a["truth"] or (str(world_truth) if world_truth.exists() else "none")
     ctx.begin()
 
     # the catalogues
     sources = {name: (product, None), "GLAKES": (glakes, "glakes"), "PLD": (pld, "pld")}
-    if a["hydrolakes"]:
-        sources["HydroLAKES"] = (a["hydrolakes"], "hydrolakes")
+    if "hydrolakes" in datasets:
+        sources["HydroLAKES"] = (str(datasets["hydrolakes"].path), "hydrolakes")
     if truth != "none":
         sources["truth"] = (truth, "truth" if Path(truth) == world_truth else None)
-    cats = {n: compare.read_catalogue(path, preset=preset, name=n) for n, (path, preset) in sources.items()}
+    mapping = {r.dataset.name: r.columns for r in datasets.values()}
+    cats = {
+        n: compare.read_catalogue(path, preset=preset, name=n, columns=mapping.get(preset))
+        for n, (path, preset) in sources.items()
+    }
     cells = compare.locate_all(cats, grid_deg=P["grid_deg"])
     ctx.show("catalogues", compare.summary(cats, {n: path for n, (path, _) in sources.items()}))
 
@@ -118,6 +126,7 @@ def run(ctx: Context) -> Result:
             "product": product,
             "glakes": glakes,
             "pld": pld,
+            "references": {n: r.record() for n, r in datasets.items()},
             "truth": truth,
             **{k: list(a[k]) for k in ("exclude_box", "fig8_regions", "fig8_basemaps")},
         },

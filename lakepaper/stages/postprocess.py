@@ -4,7 +4,9 @@ Reads stage 04's masks (or any folder of ``<tile>_mask.tif`` given as ``predicti
 grid (each tile's core), the reference datasets, and for scoring stage 02's test regions and, on the
 simulated world, stage 00's truth. A reference given as ``""`` is the simulated world's file when stage
 00 built a world and the profile is not ``paper``, else the real file laid out under ``references/``
-(:mod:`lakepaper.prereqs`); ``"none"`` switches it off.
+(both from the one registry, :mod:`lakepaper.references`; ``make prereqs PROFILE=paper``); ``"none"``
+switches it off. The manifest records each dataset's path, origin (given, simulated, real), size and
+column mapping where it differs from the published names.
 
 Runs :func:`lakepaper.postprocess.pipeline.postprocess` and writes its outputs
 (:func:`~lakepaper.postprocess.pipeline.write_outputs`: ``lakes.gpkg``, ``lakes.parquet``,
@@ -22,11 +24,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from lakepaper import references as registry
 from lakepaper.figures.postprocess import fig3, fig4, rule_effects
 from lakepaper.figures.postprocess_examples import FigureExamples
 from lakepaper.postprocess import evaluate, pipeline
 from lakepaper.postprocess.product import by_source
-from lakepaper.postprocess.references import REFERENCES, ReferenceSet, resolve_paths
+from lakepaper.postprocess.references import REFERENCES, ReferenceSet
 from lakepaper.postprocess.rules import read_edits
 from lakepaper.stages.context import Context, Result
 from lakepaper.world.files import WorldFiles
@@ -54,12 +57,22 @@ def run(ctx: Context) -> Result:
     predicted = ctx.upstream("04_predict", required=not a["prediction"])
     prediction_dir = Path(a["prediction"]) if a["prediction"] else predicted / "tiles"
     simulated = world is not None and (world / "world.json").exists() and ctx.profile != "paper"
-    refs = references(ctx, world if simulated else None)
+    resolved = resolve_references(ctx, world if simulated else None)
+    refs = ReferenceSet({n: r.path for n, r in resolved.items()}, columns={n: r.columns for n, r in resolved.items()})
     grid = a["tile_grid"] or (composite / "tile_grid.gpkg" if (composite / "tile_grid.gpkg").exists() else "")
     edits = read_edits(a["edits"]) if a["edits"] else None
     ctx.begin()
     ctx.keep("simulated", simulated)
-    ctx.show("references", pd.DataFrame({"path": {k: str(v) if v else "(off)" for k, v in refs.paths.items()}}))
+    ctx.show(
+        "references",
+        pd.DataFrame(
+            {
+                "path": {k: str(r.path) if r.path else "(off)" for k, r in resolved.items()},
+                "origin": {k: r.origin for k, r in resolved.items()},
+                "columns": {k: registry.overridden(r.columns) or "" for k, r in resolved.items()},
+            }
+        ),
+    )
 
     r, examples = make_product(ctx, prediction_dir, refs, grid, edits)
     if simulated:
@@ -81,7 +94,7 @@ def run(ctx: Context) -> Result:
         resolved={
             "prediction": str(prediction_dir),
             "tile_grid": str(grid),
-            "references": {k: reference_record(v) for k, v in refs.paths.items()},
+            "references": {k: r.record() for k, r in resolved.items()},
         },
         omit=REFERENCES,  # recorded as resolved, under "references"
         extra={
@@ -96,16 +109,18 @@ def run(ctx: Context) -> Result:
     )
 
 
-def references(ctx: Context, world: Path | None) -> ReferenceSet:
-    """The reference datasets: each as given, ``""`` the simulated world's file (``world``: its folder) or,
-    without a world, the real file under ``references/`` (``make prereqs PROFILE=paper``)."""
-    given = {name: ctx.args[name] for name in REFERENCES}
-    if world is None:
-        from lakepaper.prereqs import REFERENCES as REAL_FILES
-        from lakepaper.prereqs import reference_path, references_dir
+def resolve_references(ctx: Context, world: Path | None) -> dict[str, registry.Resolved]:
+    """Each reference dataset of the one registry (:mod:`lakepaper.references`) as this run uses it: as
+    given, ``""`` the simulated world's file (``world``: its folder) or, without a world, the real file
+    under ``references/`` (``make prereqs PROFILE=paper``); with its column mapping."""
+    folder = world / "references" if world is not None else None
+    return {name: registry.resolve(name, ctx.args[name], folder, real=True) for name in REFERENCES}
 
-        given.update({r.name: str(reference_path(r, references_dir())) for r in REAL_FILES if not given[r.name]})
-    return ReferenceSet(resolve_paths(given, world / "references" if world is not None else None))
+
+def references(ctx: Context, world: Path | None) -> ReferenceSet:
+    """The :class:`ReferenceSet` of :func:`resolve_references`."""
+    resolved = resolve_references(ctx, world)
+    return ReferenceSet({n: r.path for n, r in resolved.items()}, columns={n: r.columns for n, r in resolved.items()})
 
 
 def make_product(
@@ -161,14 +176,6 @@ def write_lake_level(ctx: Context, r: pipeline.Postprocessed, world: WorldFiles)
     _, _, level = evaluate.lake_level(r.steps["final"], r.tiles, world, ctx.params["size_groups_km2"])
     ctx.write_csv("lake_level.csv", level)
     return ctx.show("lake_level", level)
-
-
-def reference_record(path: Path | None) -> dict | None:
-    """A reference dataset as the manifest records it: its path and size in bytes (a folder: all its files)."""
-    if path is None:
-        return None
-    files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file())
-    return {"path": str(path), "bytes": sum(f.stat().st_size for f in files)}
 
 
 def records(frame: pd.DataFrame) -> list[dict]:

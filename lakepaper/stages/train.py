@@ -2,10 +2,13 @@
 
 Reads stage 02's chips and regions (train, validation and test splits). Writes ``best.pt`` (the
 kept model: lowest validation loss), ``last.pt`` (to resume), ``history.csv``, ``timing.csv`` and
-``train.log`` (:mod:`lakepaper.train.loop`), ``test_metrics.csv`` (Table 1 at patch level, pixels
-pooled per region type and over all: :mod:`lakepaper.train.evaluate`),
-``supplementary_table1.csv/.md`` (from the parameters stored in ``best.pt``), the figure
-``training_curves`` and the manifest.
+``train.log`` (:mod:`lakepaper.train.loop`), ``test_metrics.csv`` (Table 1 as the paper defines it:
+the kept model on isolated patches taken sequentially from the test regions, pixels pooled per region
+type and over all: :mod:`lakepaper.train.evaluate`; stage 06 puts it beside the stitched scores),
+``test_patches.csv`` (the counts and IoU of every test patch), ``supplementary_fig1_examples.csv``
+(the patches of Supplementary Fig. 1: per region type the median-IoU and the lowest-IoU patch,
+:mod:`lakepaper.train.examples`), ``supplementary_table1.csv/.md`` (from the parameters stored in
+``best.pt``), the figures ``training_curves`` and ``supplementary_fig1`` and the manifest.
 
 A rerun continues from ``last.pt`` when ``resume`` is set and it was written with the same
 parameters and data (:meth:`Context.begin` keeps it). On the ``demo`` profile the kept model must
@@ -22,10 +25,12 @@ import torch
 
 from lakepaper import io, params
 from lakepaper.errors import LakepaperError
+from lakepaper.figures.examples import supplementary_fig1
 from lakepaper.figures.train import training_curves
 from lakepaper.stages.context import Context, Result
 from lakepaper.train.checkpoint import load_model
-from lakepaper.train.evaluate import pooled, region_counts
+from lakepaper.train.evaluate import pooled
+from lakepaper.train.examples import choose_examples, example_patches, patch_counts, region_totals
 from lakepaper.train.loop import TRAIN_PARAMS, load_splits
 from lakepaper.train.loop import train as train_unet
 from lakepaper.train.table import supplementary_table1, write_table
@@ -66,24 +71,29 @@ def run(ctx: Context) -> Result:
     ctx.save(training_curves(history, title=f"U-Net training, profile {ctx.profile}"), "training_curves.png")
 
     model, meta = load_model(out / "best.pt", bands=P["composite_bands"])
-    counts = region_counts(
-        model,
-        splits["test"],
-        patch_size=meta["patch_size"],
-        batch=P["batch_size"],
-        threshold=P["prob_threshold"],
-        pad_value=P["pad_value"],
-        device=device,
-    )
-    table = pooled(counts)
+    scored = dict(patch_size=meta["patch_size"], threshold=P["prob_threshold"], pad_value=P["pad_value"], device=device)
+    per_patch = patch_counts(model, splits["test"], batch=P["batch_size"], **scored)  # one pass: Table 1 and examples
+    table = pooled(region_totals(per_patch, splits["test"]))
     with io.atomic_path(out / "test_metrics.csv") as tmp:
         table.to_csv(tmp, index_label="region_type")
+    ctx.write_csv("test_patches.csv", per_patch.drop(columns="region").round({"iou": 6}), index=False)
     ctx.say(
         f"test IoU {table.loc['all', 'iou']:.4f} over {table.loc['all', 'patches']} patches of "
         f"{table.loc['all', 'regions']} regions (published: {params.PUBLISHED['patch_iou'][0]} %)"
     )
     ctx.show("test_metrics", table.drop(columns=["tn"]))
     check_demo_iou(ctx, float(table.loc["all", "iou"]))
+
+    chosen = choose_examples(per_patch, P["region_types"])
+    ctx.write_csv("supplementary_fig1_examples.csv", chosen.drop(columns="region"), index=False)
+    ctx.show("supplementary_fig1_examples", chosen.drop(columns=["region", "row", "col"]))
+    ctx.save(
+        supplementary_fig1(
+            example_patches(model, splits["test"], chosen, **scored),
+            title=f"Supplementary Fig. 1: isolated {meta['patch_size']}-px test patches, profile {ctx.profile}",
+        ),
+        "supplementary_fig1.png",
+    )
 
     supp = supplementary_table1(
         meta["params"], device=trained["device"], precision=trained["precision"], channels_last=trained["channels_last"]
@@ -97,6 +107,7 @@ def run(ctx: Context) -> Result:
             "test": {k: float(table.loc["all", k]) for k in ("recall", "precision", "f1", "iou")},
             "test_by_type": table.round(6).reset_index(names="region_type").to_dict("records"),
             "training": training_record(trained, count_parameters(model)),
+            "examples": chosen.drop(columns="region").round({"iou": 6}).to_dict("records"),
         },
     )
 

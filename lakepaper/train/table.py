@@ -1,7 +1,9 @@
 """Supplementary Table 1 (the U-Net's hyperparameters), generated from the parameters a run used.
 
 The values come from a checkpoint's ``params`` (or any resolved parameter dict), never typed in,
-so the table shows what was actually trained; each row names its source (``params.CONSTANTS``).
+so the table shows what was actually trained; each row names its provenance (the labels of
+:data:`lakepaper.params.ORIGINS`: the paper, the authors' released code, the Earth Engine tutorial, or
+this compendium's own choice) and its source (``params.CONSTANTS``).
 
 Example:
     >>> from lakepaper import params
@@ -20,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from lakepaper import io
-from lakepaper.params import CONSTANTS
+from lakepaper.params import CONSTANTS, ORIGINS
 from lakepaper.unet import UNet, count_parameters
 
 
@@ -28,10 +30,20 @@ def _src(*names: str) -> str:
     return "; ".join(f"{n}: {CONSTANTS[n].source}" for n in names if n in CONSTANTS)
 
 
+def provenance(*names: str) -> str:
+    """The provenance labels of the constants ``names``, each once, in the order of :data:`ORIGINS`.
+
+    >>> provenance("learning_rate", "patience", "adadelta_rho")
+    "the paper; the authors' released code"
+    """
+    found = {CONSTANTS[n].origin for n in names if n in CONSTANTS}
+    return "; ".join(text for key, text in ORIGINS.items() if key in found)
+
+
 def supplementary_table1(
     p: Mapping[str, Any], *, device: str | None = None, precision: str | None = None, channels_last: bool | None = None
 ) -> pd.DataFrame:
-    """One row per hyperparameter: ``hyperparameter``, ``value``, ``params`` (the names), ``source``.
+    """One row per hyperparameter: ``hyperparameter``, ``value``, ``params`` (the names), ``provenance``, ``source``.
 
     Args:
         p: the parameters used (a checkpoint's ``params`` or ``params.resolve(profile)``).
@@ -91,7 +103,10 @@ def supplementary_table1(
         ("Seed", f"{p['train_seed']} (weights and patch draws; the authors set none)", ("train_seed",)),
     ]
     return pd.DataFrame(
-        [{"hyperparameter": h, "value": v, "params": ", ".join(n), "source": _src(*n)} for h, v, n in rows]
+        [
+            {"hyperparameter": h, "value": v, "params": ", ".join(n), "provenance": provenance(*n), "source": _src(*n)}
+            for h, v, n in rows
+        ]
     )
 
 

@@ -1,0 +1,270 @@
+"""lakepaper.references: one registry of the reference datasets, read in their published schemas.
+
+The fixtures here are written in each dataset's *published* layout (column names and types from its
+documentation, cited in :mod:`lakepaper.references`), not from the simulated world's files.
+"""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import shapely
+from rasterio.transform import from_origin
+
+from lakepaper import compare, params, prereqs
+from lakepaper import references as registry
+from lakepaper.errors import InputError, ParameterError
+from lakepaper.postprocess import references as pp
+from lakepaper.postprocess import rules
+
+UTM = "EPSG:32633"  # 15 E
+BOUNDS = (500000.0, 0.0, 502000.0, 2000.0)  # 2 x 2 km at the equator
+
+
+def _box(x0, y0, size):
+    return shapely.box(x0, y0, x0 + size, y0 + size)
+
+
+def _lonlat(geoms):
+    return gpd.GeoSeries(geoms, crs=UTM).to_crs(4326).to_numpy()
+
+
+@pytest.fixture
+def published(tmp_path):
+    """Small files in the published schemas of GLAKES, PLD, HydroLAKES, GRWL, GeoDAR, OSM, Global-AI, GSW."""
+    d = tmp_path / "references"
+    d.mkdir()
+    lakes = _lonlat([_box(500100, 100, 300), _box(501000, 1000, 500)])
+    gpd.GeoDataFrame(  # GLAKES (Pi et al., 2022)
+        {
+            "Lake_id": np.array([1001, 1002], "int64"),
+            "Area_PW": [0.08, 0.2],
+            "Area_bound": [0.09, 0.25],
+            "Lake_type": np.array([1, 2], "int32"),
+        },
+        geometry=lakes,
+        crs=4326,
+    ).to_file(d / "glakes.gpkg")
+    gpd.GeoDataFrame(  # SWOT PLD: 10-digit lake_id, names, ref_area (km2), ...
+        {
+            "lake_id": np.array([1120000001, 1120000002], "int64"),
+            "names": ["", "Lac"],
+            "grand_id": np.array([0, 0], "int32"),
+            "ref_area": [0.09, 0.25],
+            "ref_wse": [101.2, 99.0],
+        },
+        geometry=lakes,
+        crs=4326,
+    ).to_file(d / "pld.gpkg")
+    gpd.GeoDataFrame(  # HydroLAKES v1.0
+        {
+            "Hylak_id": np.array([7, 8], "int32"),
+            "Lake_name": ["", "Lac"],
+            "Lake_type": np.array([1, 2], "int16"),
+            "Lake_area": [0.1, 0.26],
+            "Shore_len": [1.2, 2.0],
+            "Vol_total": [0.5, 3.1],
+        },
+        geometry=lakes,
+        crs=4326,
+    ).to_file(d / "HydroLAKES_polys_v10.shp")
+    line = shapely.LineString([(500000, 1800), (502000, 1800)])
+    gpd.GeoDataFrame(  # GRWL v01.01 vector
+        {
+            "utm_east": [501000.0],
+            "utm_north": [1800.0],
+            "width_m": [120.0],
+            "nchannels": np.array([1], "int32"),
+            "segmentID": np.array([3], "int32"),
+            "segmentInd": np.array([17], "int32"),
+            "lakeFlag": np.array([0], "int32"),
+            "elev_m": [55.0],
+        },
+        geometry=_lonlat([line]),
+        crs=4326,
+    ).to_file(d / "grwl.shp")
+    gpd.GeoDataFrame(  # GeoDAR v1.1 dams
+        {
+            "id_v11": np.array([5], "int32"),
+            "id_v10": np.array([5], "int32"),
+            "id_grd_v13": np.array([0], "int32"),
+            "lat": [0.01],
+            "lon": [15.0],
+            "qa_rank": ["M1"],
+            "rv_mcm_v11": [12.5],
+        },
+        geometry=_lonlat([shapely.Point(501250, 1000)]),
+        crs=4326,
+    ).to_file(d / "GeoDAR_v11_dams.shp")
+    gpd.GeoDataFrame({"FID": [0]}, geometry=_lonlat([_box(500000, 0, 2000)]), crs=4326).to_file(d / "land_polygons.shp")
+    # Global-AI v3: int32 AI x 10000, 30 arc-s; one nodata cell
+    ai = np.full((4, 4), 1500, np.int32)  # AI 0.15: arid
+    ai[0, 0] = -2147483648
+    with rasterio.open(
+        d / "ai_v3_yr.tif", "w", driver="GTiff", width=4, height=4, count=1, dtype="int32",
+        crs="EPSG:4326", transform=from_origin(14.99, 0.03, 1 / 120, 1 / 120), nodata=-2147483648,
+    ) as ds:  # fmt: skip
+        ds.write(ai, 1)
+    # GSW occurrence tile: uint8 percent, 255 no data, no nodata tag (as the JRC tiles)
+    occ = np.full((80, 80), 10, np.uint8)
+    occ[:, :40] = 255
+    (d / "gsw").mkdir()
+    with rasterio.open(
+        d / "gsw" / "occurrence_10E_10N.tif", "w", driver="GTiff", width=80, height=80, count=1, dtype="uint8",
+        crs="EPSG:4326", transform=from_origin(14.99, 0.03, 0.0005, 0.0005),
+    ) as ds:  # fmt: skip
+        ds.write(occ, 1)
+    return d
+
+
+# --- one registry ----------------------------------------------------------------------------------------
+
+
+def test_every_list_reads_the_one_registry():
+    assert all(isinstance(r, registry.Dataset) for r in prereqs.REFERENCES)
+    assert {r.name for r in prereqs.REFERENCES} == {n for n, d in registry.DATASETS.items() if not d.optional}
+    assert registry.for_stage("05_postprocess") == pp.REFERENCES
+    for name in ("glakes", "pld", "hydrolakes"):
+        d = registry.DATASETS[name]
+        assert compare.PRESETS[name] == {"id": d.id_col, "area": d.area_col}
+    for d in registry.DATASETS.values():
+        assert d.url and d.cite and d.how and d.real
+        assert (d.raster is None) == (d.kind != "raster")
+    assert registry.DATASETS["aridity"].raster.scale == 10000 == params.resolve("paper")["aridity_scale"]
+    assert registry.DATASETS["occurrence"].raster.nodata == 255
+
+
+def test_empty_means_simulated_with_a_world_else_real(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAKEPAPER_REFERENCES", str(tmp_path / "refs"))
+    world = tmp_path / "00_world" / "references"
+    (world / "aridity_index").mkdir(parents=True)
+    r = registry.resolve("aridity", "", world)
+    assert r.path == world / "aridity_index" and r.origin == "simulated"
+    with pytest.raises(ParameterError, match="'glakes'.*not found.*doi.org") as e:
+        registry.resolve("glakes", "", None)  # the real file, not laid out
+    assert str(tmp_path / "refs" / "glakes" / "glakes.gpkg") in str(e.value)
+    real = tmp_path / "refs" / "glakes" / "glakes.gpkg"
+    real.parent.mkdir(parents=True)
+    real.write_bytes(b"x")
+    assert registry.resolve("glakes", "", None).origin == "real"
+    with pytest.raises(ParameterError, match="'glakes'.*give the file"):
+        registry.resolve("glakes", "", None, real=False)
+    assert registry.resolve("glakes", "none", None).path is None
+
+
+# --- the published schemas read through the registry ----------------------------------------------------
+
+
+def test_published_vectors_read_through_the_registry(published):
+    given = {
+        "glakes": published / "glakes.gpkg",
+        "pld": published / "pld.gpkg",
+        "grwl": published / "grwl.shp",
+        "geodar_dams": published / "GeoDAR_v11_dams.shp",
+        "osm_land": published / "land_polygons.shp",
+    }
+    paths = pp.resolve_paths({n: str(given.get(n, "none")) for n in pp.REFERENCES}, None)
+    refs = pp.ReferenceSet(paths)
+    g = refs.vector("glakes", bounds=BOUNDS, crs=UTM)
+    assert list(g.columns[:2]) == ["Lake_id", "Lake_type"] and sorted(g.Lake_id) == [1001, 1002]
+    assert g.crs == UTM and np.allclose(sorted(g.area / 1e6), [0.09, 0.25], rtol=1e-3)
+    assert sorted(refs.vector("pld", bounds=BOUNDS, crs=UTM).lake_id) == [1120000001, 1120000002]
+    rivers = pp.river_polygons(
+        refs.vector("osm_rivers", bounds=BOUNDS, crs=UTM), refs.vector("grwl", bounds=BOUNDS, crs=UTM)
+    )
+    assert len(rivers) == 1 and rivers[0].area == pytest.approx(
+        2000 * 120 + np.pi * 60**2, rel=0.01
+    )  # width_m / 2, round caps
+    assert len(refs.vector("geodar_dams", bounds=BOUNDS, crs=UTM, columns=())) == 1
+    assert len(refs.vector("osm_land", bounds=BOUNDS, crs=UTM)) == 1
+
+
+def test_published_rasters_scale_and_nodata(published):
+    refs = pp.ReferenceSet(
+        pp.resolve_paths(
+            {n: "none" for n in pp.REFERENCES}
+            | {"aridity": str(published / "ai_v3_yr.tif"), "occurrence": str(published / "gsw")},
+            None,
+        )
+    )
+    t = from_origin(14.99, 0.03, 1 / 120, 1 / 120)
+    ai = refs.raster("aridity", (4, 4), t, "EPSG:4326")
+    assert ai.mask[0, 0] and not ai.mask[1:, 1:].any()
+    arid = rules.arid(ai, threshold=0.2, scale=registry.DATASETS["aridity"].raster.scale)
+    assert not arid[0, 0] and arid[1:, 1:].all()  # AI 0.15 < 0.2; the nodata cell is not arid
+    occ = refs.raster("occurrence", (80, 80), from_origin(14.99, 0.03, 0.0005, 0.0005), "EPSG:4326")
+    assert occ.mask[:, :40].all() and not occ.mask[:, 40:].any()  # 255 untagged: no data all the same
+    assert (occ[:, 40:] == 10).all()
+
+
+def test_published_catalogues_in_stage_08(published):
+    h = compare.read_catalogue(published / "HydroLAKES_polys_v10.shp", preset="hydrolakes")
+    assert sorted(h.lake_id) == [7, 8] and sorted(h.area_km2) == [0.1, 0.26]
+    g = compare.read_catalogue(published / "glakes.gpkg", preset="glakes")
+    assert sorted(g.area_km2) == [0.09, 0.25]  # Area_bound, not Area_PW
+    p = compare.read_catalogue(published / "pld.gpkg")  # guessed from the published columns
+    assert sorted(p.lake_id) == [1120000001, 1120000002] and sorted(p.area_km2) == [0.09, 0.25]
+
+
+# --- a user's column mapping --------------------------------------------------------------------------------
+
+
+def _renamed(published, tmp_path):
+    g = gpd.read_file(published / "glakes.gpkg").rename(
+        columns={"Lake_id": "ID", "Lake_type": "TYPE", "Area_bound": "AREA"}
+    )
+    g.to_file(tmp_path / "my_glakes.gpkg")
+    return tmp_path / "my_glakes.gpkg"
+
+
+def test_user_column_mapping(published, tmp_path, monkeypatch):
+    mine = _renamed(published, tmp_path)
+    paths = pp.resolve_paths({n: "none" for n in pp.REFERENCES} | {"glakes": str(mine)}, None)
+    refs = pp.ReferenceSet(paths, columns={"glakes": {"Lake_id": "ID", "Lake_type": "TYPE"}})
+    g = refs.vector("glakes", bounds=BOUNDS, crs=UTM)
+    assert {"Lake_id", "Lake_type"} <= set(g.columns) and sorted(g.Lake_type) == [1, 2]
+    c = compare.read_catalogue(mine, preset="glakes", columns={"Lake_id": "ID", "Area_bound": "AREA"})
+    assert sorted(c.lake_id) == [1001, 1002] and sorted(c.area_km2) == [0.09, 0.25]
+    # the same through the environment, as a stage run reads it
+    monkeypatch.setenv("LAKEPAPER_REF_GLAKES_COLUMNS", "Lake_id=ID, Lake_type=TYPE,Area_bound=AREA")
+    assert sorted(pp.ReferenceSet(paths).vector("glakes", bounds=BOUNDS, crs=UTM).Lake_id) == [1001, 1002]
+    assert registry.resolve("glakes", str(mine), None).record()["columns"]["Lake_id"] == "ID"
+    assert sorted(compare.read_catalogue(mine, preset="glakes").lake_id) == [1001, 1002]
+    with pytest.raises(ParameterError, match="'Lake_ID' is not a published column of glakes"):
+        registry.columns_for("glakes", {"Lake_ID": "ID"})
+    monkeypatch.setenv("LAKEPAPER_REF_GLAKES_COLUMNS", "Lake_id")
+    with pytest.raises(ParameterError, match="LAKEPAPER_REF_GLAKES_COLUMNS"):
+        registry.columns_for("glakes")
+
+
+# --- a wrong schema -------------------------------------------------------------------------------------
+
+
+@pytest.mark.bad_input
+def test_wrong_schema_names_the_file_and_the_column(published, tmp_path):
+    mine = _renamed(published, tmp_path)
+    paths = pp.resolve_paths({n: "none" for n in pp.REFERENCES} | {"glakes": str(mine)}, None)
+    with pytest.raises(InputError, match=r"glakes: column 'Lake_id'.* missing") as e:
+        pp.ReferenceSet(paths).vector("glakes", bounds=BOUNDS, crs=UTM)
+    assert e.value.path == str(mine) and "LAKEPAPER_REF_GLAKES_COLUMNS" in str(e.value)
+    with pytest.raises(InputError, match=r"'Lake_type' \(mapped to 'KIND'\) missing") as e:
+        pp.ReferenceSet(paths, columns={"glakes": {"Lake_id": "ID", "Lake_type": "KIND"}}).vector(
+            "glakes", bounds=BOUNDS, crs=UTM
+        )
+    with pytest.raises(InputError, match=r"'lake_id'.*pld's published schema") as e:
+        compare.read_catalogue(published / "glakes.gpkg", preset="pld")
+    assert e.value.path == str(published / "glakes.gpkg")
+    # a GLAKES file given as PLD: PLD's lake_id is missing
+    paths = pp.resolve_paths({n: "none" for n in pp.REFERENCES} | {"pld": str(published / "glakes.gpkg")}, None)
+    with pytest.raises(InputError, match="pld: column 'lake_id'"):
+        pp.ReferenceSet(paths).vector("pld", bounds=BOUNDS, crs=UTM)
+
+
+def test_reference_record_in_the_manifest(published):
+    r = registry.resolve("pld", str(published / "pld.gpkg"), None)
+    rec = r.record()
+    assert rec["origin"] == "given" and rec["bytes"] == (published / "pld.gpkg").stat().st_size
+    assert "columns" not in rec  # the published names: nothing to record
+    assert registry.resolve("pld", "none", None).record() is None
