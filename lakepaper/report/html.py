@@ -205,7 +205,11 @@ def facts_html(rows: Sequence[FactRow]) -> str:
         if r.value is None:
             cell = f"<td class='absent'>not produced by this run<div class='why'>{esc(r.missing)}</div></td>"
         else:
-            text = r.value if isinstance(r.value, str) else fmt_number(float(r.value), r.fact.unit)
+            text = (
+                r.value
+                if isinstance(r.value, str)
+                else fmt_number(float(r.value), r.fact.unit, signed=r.fact.unit == "pp")
+            )
             cell = f"<td class='value'>{esc(text)}</td>"
         out.append(f"<tr><td>{esc(r.fact.label)}</td>{cell}<td><code>{esc(r.fact.stage)}</code></td></tr>")
     out.append("</tbody></table>")
