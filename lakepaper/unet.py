@@ -40,6 +40,22 @@ from lakepaper.errors import ParameterError
 
 UPSAMPLE_MODES = ("bilinear", "nearest")
 LEVELS = 4  # poolings; the input side must be divisible by 2**LEVELS
+#: CUDA's channels-last interpolation indexes with 32-bit integers and refuses an output of this many elements or
+#: more (``upsample_bilinear2d_nhwc``: batch 64 x 128 channels x 576^2 = 2.7e9); a larger one is made in batch chunks.
+MAX_UPSAMPLE_ELEMENTS = 2**31 - 1
+
+
+def upsample2x(x: torch.Tensor, mode: str) -> torch.Tensor:
+    """``x`` interpolated to twice its height and width; made batch chunk by batch chunk when the output would reach
+    ``MAX_UPSAMPLE_ELEMENTS`` (each sample is interpolated on its own, so chunked and whole give the same values)."""
+    align = False if mode == "bilinear" else None
+    per_sample = 4 * x[:1].numel()
+    if x.shape[0] * per_sample < MAX_UPSAMPLE_ELEMENTS or x.shape[0] < 2:
+        return F.interpolate(x, scale_factor=2, mode=mode, align_corners=align)
+    chunk = max(1, (MAX_UPSAMPLE_ELEMENTS - 1) // per_sample)
+    parts = [F.interpolate(c, scale_factor=2, mode=mode, align_corners=align) for c in x.split(chunk)]
+    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    return torch.cat(parts, dim=0).contiguous(memory_format=fmt)
 
 
 def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
@@ -103,9 +119,8 @@ class UNet(nn.Module):
             skips.append(x)
             x = F.max_pool2d(x, 2)
         x = self.bottom(x)
-        align = False if self.upsample == "bilinear" else None
         for block, bn, skip in zip(self.up, self.up_bn, reversed(skips), strict=True):
-            x = bn(F.interpolate(x, scale_factor=2, mode=self.upsample, align_corners=align))
+            x = bn(upsample2x(x, self.upsample))
             x = block(torch.cat([x, skip], dim=1))
         return torch.sigmoid(self.out(x))
 

@@ -186,11 +186,16 @@ def test_precision_auto_is_a_concrete_choice_and_bad_ones_are_named():
 
     assert resolve_precision("fp32") == "fp32" and resolve_precision("bf16") == "bf16"
     assert resolve_precision("auto", "cpu") in ("fp32", "bf16")
+    from lakepaper.predict.model import make_forward
+
+    f = make_forward(_net(), "fp32", device="cpu")
+    assert f.device == "cpu" and not hasattr(f, "empty")  # pinned buffers are for CUDA only
+    assert f(np.zeros((2, 5, 16, 16), np.float32)).shape == (2, 16, 16)
     with pytest.raises(ParameterError, match="precision"):
         resolve_precision("fp16")
 
 
-def _peak_numpy_bytes(tmp_path, shape, name) -> int:
+def _peak_numpy_bytes(tmp_path, shape, name, pipeline="auto") -> int:
     """Peak bytes allocated through Python's allocators (numpy included) while predicting a tile."""
     import tracemalloc
 
@@ -199,15 +204,92 @@ def _peak_numpy_bytes(tmp_path, shape, name) -> int:
     f = _forward(_net())
     tracemalloc.start()
     try:
-        predict_tile(f, tile, tmp_path / f"{name}_p.tif", tmp_path / f"{name}_m.tif", size=SIZE, edge=EDGE, batch=4)
+        out = (tmp_path / f"{name}_p.tif", tmp_path / f"{name}_m.tif")
+        predict_tile(f, tile, *out, size=SIZE, edge=EDGE, batch=4, pipeline=pipeline)
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
 
 
-def test_memory_is_bounded_by_the_strip_not_the_tile(tmp_path):
-    base = _peak_numpy_bytes(tmp_path, (256, 512), "base")
-    taller = _peak_numpy_bytes(tmp_path, (1024, 512), "taller")  # 4x the pixels, same strip width
-    wider = _peak_numpy_bytes(tmp_path, (512, 1024), "wider")  # 4x the pixels, strips twice as wide
+@pytest.mark.parametrize("pipeline", ["sequential", "overlapped"])
+def test_memory_is_bounded_by_the_strip_not_the_tile(tmp_path, pipeline):
+    base = _peak_numpy_bytes(tmp_path, (256, 512), "base", pipeline)
+    taller = _peak_numpy_bytes(tmp_path, (1024, 512), "taller", pipeline)  # 4x the pixels, same strip width
+    wider = _peak_numpy_bytes(tmp_path, (512, 1024), "wider", pipeline)  # 4x the pixels, strips twice as wide
     assert taller < 1.3 * base, (base, taller)
     assert wider < 2.6 * base, (base, wider)
+
+
+@pytest.mark.parametrize("readers", [1, 3])
+def test_overlapped_loop_writes_the_same_bytes_as_the_sequential_one(tmp_path, readers):
+    _tile(tmp_path / "in.tif", shape=(300, 170))  # 7 strips: more than the read-ahead and writer queues hold
+    tile = InputTile.open(tmp_path / "in.tif", BANDS)
+    f = _forward(_net(seed=3))
+    files, infos = {}, {}
+    for mode in ("sequential", "overlapped"):
+        out = tmp_path / mode
+        infos[mode] = predict_tile(
+            f, tile, out / "p.tif", out / "m.tif", size=SIZE, edge=EDGE, batch=3, pipeline=mode, readers=readers
+        )
+        files[mode] = [(out / name).read_bytes() for name in ("p.tif", "m.tif")]
+        assert infos[mode]["pipeline"] == mode
+    assert files["overlapped"] == files["sequential"]
+    for key in ("windows", "lake_share", "nodata_share"):
+        assert infos["overlapped"][key] == infos["sequential"][key]
+    shapes = []  # a model call that hands out its own (on CUDA: pinned) buffers gets its windows stacked into them
+    f.empty = lambda shape: shapes.append(shape) or np.full(shape, np.nan, np.float32)
+    out = tmp_path / "buffers"
+    predict_tile(f, tile, out / "p.tif", out / "m.tif", size=SIZE, edge=EDGE, batch=3, pipeline="overlapped")
+    assert shapes[:2] == [(3, 5, SIZE, SIZE), (1, 5, SIZE, SIZE)]  # 4 windows a strip: 3 + 1
+    assert [(out / name).read_bytes() for name in ("p.tif", "m.tif")] == files["sequential"]
+    assert 0 < infos["overlapped"]["lake_share"] < 1 and infos["overlapped"]["nodata_share"] > 0
+
+
+def test_auto_pipeline_follows_the_model_calls_device(tmp_path):
+    from lakepaper.predict import tiled
+
+    assert tiled.resolve_pipeline("auto", "cpu") == tiled.AUTO_PIPELINE["cpu"]
+    assert tiled.resolve_pipeline("auto", "cuda:1") == "overlapped"
+    assert tiled.resolve_pipeline("sequential", "cuda") == "sequential"
+    with pytest.raises(ParameterError, match="pipeline"):
+        tiled.resolve_pipeline("parallel")
+    _tile(tmp_path / "in.tif", shape=(40, 40), hole=False)
+    tile = InputTile.open(tmp_path / "in.tif", BANDS)
+    f = _forward(_net())
+    f.device = "cuda"  # a model call says where it runs; the loop on the CPU side follows
+    info = predict_tile(f, tile, tmp_path / "p.tif", tmp_path / "m.tif", size=SIZE, edge=EDGE)
+    assert info["pipeline"] == "overlapped"
+    with pytest.raises(ParameterError, match="readers"):
+        predict_tile(f, tile, tmp_path / "p.tif", tmp_path / "m.tif", size=SIZE, edge=EDGE, readers=0)
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("where", ["model", "reader", "writer"])
+def test_a_failure_in_any_thread_of_the_overlapped_loop_leaves_no_file(tmp_path, monkeypatch, where):
+    from lakepaper.predict import tiled
+
+    _tile(tmp_path / "in.tif", shape=(300, 170))
+    calls = {"n": 0}
+    f = _forward(_net())
+
+    def fail_third(fn):
+        def wrapped(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise RuntimeError(f"killed in the {where}")
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    if where == "model":
+        f = fail_third(f)
+    elif where == "reader":
+        monkeypatch.setattr(tiled, "_padded_strip", fail_third(tiled._padded_strip))
+    else:
+        monkeypatch.setattr(tiled._Strips, "write", fail_third(tiled._Strips.write))
+    out = tmp_path / "o"
+    with pytest.raises(RuntimeError, match=f"killed in the {where}"):
+        tile = InputTile.open(tmp_path / "in.tif", BANDS)
+        predict_tile(f, tile, out / "p.tif", out / "m.tif", size=SIZE, edge=EDGE, batch=2, pipeline="overlapped")
+    assert not list(out.iterdir())
+    assert not [t for t in __import__("threading").enumerate() if t.name.startswith("lakepaper-")]

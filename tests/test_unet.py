@@ -103,3 +103,50 @@ def test_config_rebuilds_the_architecture():
     again = UNet(**net.config())
     assert again.config() == net.config() == {"in_channels": 5, "widths": list(TINY), "upsample": "nearest"}
     again.load_state_dict(net.state_dict())
+
+
+def test_paper_batch_64_upsampling_is_chunked_below_the_int32_limit(monkeypatch):
+    from lakepaper import unet
+
+    # the last decoder upsampling of the paper's model at batch 64, 576 px: 128 channels, 288^2 -> 576^2
+    # (shapes only: a tensor on the meta device holds no memory)
+    x = torch.empty(64, 128, 288, 288, device="meta").contiguous(memory_format=torch.channels_last)
+    assert 4 * x.numel() >= unet.MAX_UPSAMPLE_ELEMENTS  # what CUDA's NHWC kernel refuses
+    sizes = []
+    interpolate = unet.F.interpolate
+    monkeypatch.setattr(unet.F, "interpolate", lambda t, **kw: sizes.append(4 * t.numel()) or interpolate(t, **kw))
+    y = unet.upsample2x(x, "bilinear")
+    assert y.shape == (64, 128, 576, 576) and len(sizes) > 1
+    assert max(sizes) < unet.MAX_UPSAMPLE_ELEMENTS and sum(sizes) == y.numel()
+    sizes.clear()
+    unet.upsample2x(x[:32], "bilinear")  # batch 32 ran: one call
+    assert len(sizes) == 1
+
+
+@pytest.mark.parametrize("upsample", ["bilinear", "nearest"])
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_upsampling_past_the_limit_is_chunked_and_unchanged(monkeypatch, upsample, fmt):
+    from lakepaper import unet
+
+    torch.manual_seed(0)
+    x = torch.randn(7, 3, 8, 10).contiguous(memory_format=fmt)
+    whole = unet.upsample2x(x, upsample)
+    calls = []
+    interpolate = unet.F.interpolate
+    monkeypatch.setattr(unet.F, "interpolate", lambda t, **kw: calls.append(t.shape[0]) or interpolate(t, **kw))
+    monkeypatch.setattr(unet, "MAX_UPSAMPLE_ELEMENTS", 3 * 3 * 16 * 20 + 1)  # 3 samples' output fit below it
+    chunked = unet.upsample2x(x, upsample)
+    assert calls == [3, 3, 1]
+    assert torch.equal(chunked, whole) and chunked.is_contiguous(memory_format=fmt)
+    net = UNet(3, TINY, upsample).eval().to(memory_format=fmt)
+    batch = torch.randn(5, 3, 32, 32).contiguous(memory_format=fmt)
+    monkeypatch.setattr(unet, "MAX_UPSAMPLE_ELEMENTS", 2**31 - 1)
+    calls.clear()
+    with torch.no_grad():
+        ref = net(batch)
+        assert calls == [5, 5, 5, 5]
+        monkeypatch.setattr(unet, "MAX_UPSAMPLE_ELEMENTS", 3 * 8 * 32 * 32)  # only the last (8 ch): 2 a call
+        calls.clear()
+        got = net(batch)
+    assert calls == [5, 5, 5, 2, 2, 1]
+    assert torch.equal(got, ref)

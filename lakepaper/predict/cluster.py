@@ -71,7 +71,7 @@ def predict_one(tile_path: str, checkpoint: str, out_dir: str, settings: dict) -
     forward, bands, size = _CACHE[key]
     tile = InputTile.open(tile_path, bands, scale=settings.get("scale"))
     prob, mask = output_paths(out_dir, Path(tile_path).stem)
-    return predict_tile(
+    info = predict_tile(
         forward,
         tile,
         prob,
@@ -82,6 +82,8 @@ def predict_one(tile_path: str, checkpoint: str, out_dir: str, settings: dict) -
         threshold=settings["threshold"],
         run_id=settings.get("run_id", ""),
     )
+    info.pop("pipeline")  # how the strips were scheduled (per device) changes no output, as threads do not
+    return info
 
 
 def predict_tiles(
