@@ -90,9 +90,27 @@ HEADLINE = {
 }
 
 
-def make_build(root: Path, upto: str = "10_checkdam") -> Path:
-    """A fake demo build with the stages up to ``upto``; returns build/<profile> (= root/demo)."""
+WORLD_SOURCE = {"source": "world"}
+SIMULATED_REFS = {
+    "glakes": {"path": "build/demo/00_world/references/glakes.shp", "origin": "simulated", "bytes": 2048},
+    "pld": {"path": "build/demo/00_world/references/pld.shp", "origin": "simulated", "bytes": 1024},
+    "osm_ocean": None,  # switched off
+}
+
+
+def make_build(
+    root: Path,
+    upto: str = "10_checkdam",
+    *,
+    source: dict | None = WORLD_SOURCE,
+    samples: dict | None = None,
+    references: dict | None = None,
+) -> Path:
+    """A fake demo build with the stages up to ``upto``; returns build/<profile> (= root/demo). ``source``:
+    stage 01's imagery record (None: not recorded, an older build); ``samples``: stage 02's parameters;
+    ``references``: the reference records of stages 05 and 08 (default: the world's)."""
     b = root / "demo"
+    refs = SIMULATED_REFS if references is None else references
     stages = [
         (
             "00_world",
@@ -111,7 +129,10 @@ def make_build(root: Path, upto: str = "10_checkdam") -> Path:
                 reads=["00_world"],
                 figures=["composite_T01.png"],
                 files={"tiles/T01.txt": "x"},
-                extra={"tiles": [{"tile": "T01", "clear_share": 0.99}, {"tile": "T02", "clear_share": 0.97}]},
+                extra={
+                    "tiles": [{"tile": "T01", "clear_share": 0.99}, {"tile": "T02", "clear_share": 0.97}],
+                    **({"source": source} if source is not None else {}),
+                },
             ),
         ),
         (
@@ -121,6 +142,7 @@ def make_build(root: Path, upto: str = "10_checkdam") -> Path:
                 figures=["fig2_samples.png", "labels_by_type.png"],
                 files={"label_iou.csv": "region_type,edited_iou\nall,0.95\n"},
                 extra={"regions": 30, "label_iou": [{"region_type": "all", "edited_iou": 0.95}]},
+                parameters={"profile": "demo", **(samples or {})},
             ),
         ),
         (
@@ -150,7 +172,8 @@ def make_build(root: Path, upto: str = "10_checkdam") -> Path:
             dict(
                 reads=["00_world", "01_composite", "02_samples", "04_predict"],
                 figures=["fig3_river_cases.png", "fig4_floodplain_mask.png", "rule_effects.png"],
-                extra={"lakes": 250, "area_km2": 11.9},
+                extra={"lakes": 250, "area_km2": 11.9, "imagery_source": source},
+                parameters={"profile": "demo", "references": refs},
             ),
         ),
         (
@@ -209,6 +232,7 @@ def make_build(root: Path, upto: str = "10_checkdam") -> Path:
             dict(
                 reads=["00_world", "05_postprocess"],
                 figures=["fig7_size_groups.png", "fig8_regions.png", "fig9_vs_pld.png"],
+                parameters={"profile": "demo", "references": {k: v for k, v in refs.items() if k in ("glakes", "pld")}},
             ),
         ),
         (
@@ -464,6 +488,93 @@ def test_paper_profile_has_no_banner_and_empty_build_is_refused(tmp_path):
     assert "class='banner'" not in page
     with pytest.raises(InputError, match="no finished stage"):
         build_paper("demo", root=tmp_path / "nothing")
+
+
+# --- the data the page says it used (issue 17, item 6) ---------------------------------------------------
+
+STAC_SOURCE = {
+    "source": "stac",
+    "stac": "https://earth-search.aws.element84.com/v1",
+    "area": [10.0, 59.0, 11.0, 60.0],
+    "tiles": ["32VNM", "32VPM"],
+}
+REAL_REFS = {
+    "glakes": {"path": "references/glakes/glakes.gpkg", "origin": "real", "bytes": 3 * 2**30, "sha256": "ab" * 32},
+    "pld": {"path": "/data/my_pld.gpkg", "origin": "given", "bytes": 5 * 2**20, "sha256": "cd" * 32},
+}
+SIMULATED_BANNER = "simulated world, not the real Sentinel-2 archive"
+
+
+def _banner(page: str) -> str:
+    m = re.search(r"<div class='banner'[^>]*>(.*?)</div>", page)
+    return m.group(1) if m else ""
+
+
+def _colophon_data(page: str) -> str:
+    return page.split("id='colophon'")[1].split("id='data-sources'")[1].split("<h3")[0]
+
+
+def test_a_stac_run_has_no_simulated_banner_and_names_its_catalog(tmp_path):
+    b = make_build(
+        tmp_path, source=STAC_SOURCE, samples={"regions": "/data/regions.shp"}, references=REAL_REFS
+    )  # the profile is demo: the page must not guess from it
+    page = build_paper("demo", root=b).read_text()
+    assert SIMULATED_BANNER not in page and "class='banner'" not in page
+    assert "on a simulated world small enough" not in page  # nor the abstract's or the numbers' simulated notes
+    header = page.split("</header>")[0]
+    assert "STAC catalog https://earth-search.aws.element84.com/v1" in header and "2 tiles" in header
+    data = _colophon_data(page)
+    assert "https://earth-search.aws.element84.com/v1" in data and "[10.0, 59.0, 11.0, 60.0]" in data
+    assert "given regions /data/regions.shp" in data
+    assert "simulated world" not in data
+
+
+def test_a_world_run_shows_the_banner_and_says_so_in_the_colophon(tmp_path):
+    page = build_paper("demo", root=make_build(tmp_path)).read_text()
+    assert _banner(page).startswith("demo: " + SIMULATED_BANNER)
+    data = _colophon_data(page)
+    assert "simulated world (stage 00" in data and "the simulated world&#x27;s sample regions" in data
+
+
+def test_a_build_that_recorded_no_source_says_so(tmp_path):
+    page = build_paper("demo", root=make_build(tmp_path, source=None)).read_text()
+    assert SIMULATED_BANNER not in page
+    assert "imagery source not recorded" in _banner(page)
+    assert "source not recorded (stage 01 ran before sources were recorded" in _colophon_data(page)
+
+
+def test_real_imagery_with_simulated_parts_is_flagged(tmp_path):
+    page = build_paper("demo", root=make_build(tmp_path, source=STAC_SOURCE)).read_text()
+    banner = _banner(page)
+    assert SIMULATED_BANNER not in banner
+    assert "real imagery (stac), simulated samples, reference glakes, reference pld" in banner
+
+
+def test_colophon_lists_each_reference_with_its_origin_size_and_checksum(tmp_path):
+    page = build_paper("demo", root=make_build(tmp_path, source=STAC_SOURCE, references=REAL_REFS)).read_text()
+    row = r"<tr><td>(\w+)</td><td><code>(\w+)</code></td><td>(\w+)</td><td>([^<]*)</td><td>([^<]*)</td>"
+    rows = re.findall(row + r"<td class='hash'>([^<]*)</td></tr>", _colophon_data(page))
+    assert sorted(rows) == sorted(
+        (name, stage, r["origin"], r["path"], size, r["sha256"])
+        for stage in ("05_postprocess", "08_comparison")
+        for (name, r), size in zip(REAL_REFS.items(), ("3.0 GiB", "5.0 MiB"), strict=True)
+    )
+    # the older records (no origin, no sha256) and a switched-off dataset are said as such
+    old = {"glakes": {"path": "g.shp", "bytes": 10}, "osm_ocean": None}
+    page = build_paper("demo", root=make_build(tmp_path / "old", references=old)).read_text()
+    data = _colophon_data(page)
+    assert "<td>glakes</td><td><code>05_postprocess</code></td><td>not recorded</td><td>g.shp</td><td>10 B</td>" in data
+    assert "<td>osm_ocean</td><td><code>05_postprocess</code></td><td>off</td>" in data
+
+
+def test_data_sources_fall_back_to_stage_05s_copy_when_stage_01_has_not_run(tmp_path):
+    from lakepaper.report.data import data_sources
+
+    b = make_build(tmp_path, source=STAC_SOURCE)
+    (b / "01_composite" / "manifest.json").unlink()  # stage 01 unfinished here
+    d = data_sources(Run.load("demo", root=b))
+    assert d.imagery_kind == "stac" and d.imagery_stage == "05_postprocess" and not d.simulated
+    assert "as 05_postprocess recorded it" in d.imagery
 
 
 def test_large_figures_are_embedded_as_downscaled_jpeg(tmp_path, monkeypatch):

@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from lakepaper.report import colophon as col
+from lakepaper.report.data import DataSources, data_sources
 from lakepaper.report.graph import StageGraph, _duration
 from lakepaper.report.numbers import NUMBERS, FactRow, NumberRow, published_vs_run, run_facts, scale_rows
 from lakepaper.report.outputs import Missing, Run
@@ -303,17 +304,13 @@ def stage_status(parts: PageParts, stage: str) -> tuple[str, str]:
 
 def render(parts: PageParts) -> str:
     run = parts.run
-    simulated = run.profile != "paper"
+    data = data_sources(run)
+    simulated = data.simulated  # as the manifests record it, never from the profile's name
     numbers = published_vs_run(run, NUMBERS)
     captions = FigureCaptions.read()
     body: list[str] = []
 
-    if simulated:
-        body.append(
-            f"<div class='banner' role='note'>{esc(run.profile)}: simulated world, not the real Sentinel-2 archive"
-            "<small>Every figure, table and number below was computed by this compendium on a synthetic world; "
-            "the paper's published values are shown beside them for comparison only.</small></div>"
-        )
+    body.append(banner_html(run.profile, data))
     done = [s for s in run.stages if run.done(s)]
     body.append("<main><header>")
     body.append(f"<h1>{esc(TITLE)}</h1>")
@@ -322,6 +319,7 @@ def render(parts: PageParts) -> str:
         f"compendium. Profile <b>{esc(run.profile)}</b>; {len(done)} of {len(run.stages)} stages finished; "
         f"source {esc(parts.git.label)}; built {esc(parts.built_at)}.</p>"
     )
+    body.append(data_summary_html(data))
     body.append("</header>")
 
     toc = [("abstract", "Abstract"), ("headline-numbers", "Headline numbers: the paper and this run")]
@@ -386,6 +384,68 @@ def render(parts: PageParts) -> str:
         + "\n".join(body)
         + "\n</body></html>\n"
     )
+
+
+def banner_html(profile: str, data: DataSources) -> str:
+    """The warning at the top: a simulated world, a source not recorded, or real imagery with simulated
+    samples or references; nothing for a run on real data throughout (or before stage 01 has run)."""
+    if data.simulated:
+        head = f"{profile}: simulated world, not the real Sentinel-2 archive"
+        small = (
+            "Every figure, table and number below was computed by this compendium on a synthetic world; "
+            "the paper's published values are shown beside them for comparison only."
+        )
+    elif data.unrecorded:
+        head = f"{profile}: imagery source not recorded"
+        small = (
+            "This build's manifests do not say where its imagery came from (they were written before stage 01 "
+            "recorded its source): rerun stage 01 and the stages after it before reading these numbers as real."
+        )
+    elif data.recorded and data.simulated_parts():
+        head = f"{profile}: real imagery ({data.imagery_kind}), simulated {', '.join(data.simulated_parts())}"
+        small = "The parts named come from the simulated world: numbers that depend on them describe it, not the Earth."
+    else:
+        return ""
+    return f"<div class='banner' role='note'>{esc(head)}<small>{esc(small)}</small></div>"
+
+
+def data_summary_html(data: DataSources) -> str:
+    """One line under the title: imagery, samples, references by origin (the colophon has the details)."""
+    origins: dict[str, list[str]] = {}
+    for r in data.references:
+        names = origins.setdefault(r.origin, [])
+        if r.name not in names:
+            names.append(r.name)
+    refs = "; ".join(f"{o}: {', '.join(n)}" for o, n in origins.items()) or "not recorded (stages 05, 08)"
+    return (
+        f"<p class='meta data-sources'><b>Data.</b> Imagery: {esc(data.imagery)}. Samples: {esc(data.samples)}. "
+        f"Reference datasets — {esc(refs)} (<a href='#data-sources'>details</a>).</p>"
+    )
+
+
+def data_sources_html(data: DataSources) -> str:
+    """The colophon's data section: imagery, samples, and each reference dataset with origin, size, sha256."""
+    rows = [
+        ("imagery source", data.imagery),
+        ("imagery recorded by", data.imagery_stage or "—"),
+        ("sample source", data.samples),
+    ]
+    out = ["<h3 id='data-sources'>Data sources</h3>", _kv_table(rows)]
+    if data.references:
+        out.append(
+            "<table class='data references'><thead><tr><th>reference dataset</th><th>stage</th><th>origin</th>"
+            "<th>path</th><th>size</th><th>sha256</th></tr></thead><tbody>"
+        )
+        for r in data.references:
+            out.append(
+                f"<tr><td>{esc(r.name)}</td><td><code>{esc(r.stage)}</code></td><td>{esc(r.origin)}</td>"
+                f"<td>{esc(r.path or '—')}</td><td>{esc(col.human_bytes(r.bytes) if r.bytes is not None else '—')}"
+                f"</td><td class='hash'>{esc(r.sha256 or 'not recorded')}</td></tr>"
+            )
+        out.append("</tbody></table>")
+    else:
+        out.append("<p class='note'>No stage recorded the reference datasets it read (stages 05 and 08).</p>")
+    return "".join(out)
 
 
 def _fig1_html(parts: PageParts) -> str:
@@ -463,6 +523,7 @@ def colophon_html(parts: PageParts) -> str:
     if parts.paper_seconds is not None:
         src.append(("paper assembly", f"{parts.paper_seconds:.1f} s"))
     out.append("<h3>Source and build</h3>" + _kv_table(src))
+    out.append(data_sources_html(data_sources(run)))
 
     # wall time per stage
     rows, total = [], 0.0

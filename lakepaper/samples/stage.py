@@ -1,12 +1,16 @@
 """Stage 02 over a world: labels for every sample region, the split, and the training set on disk.
 
-For each region (``regions.gpkg`` of stage 00; on real data, your own regions file with the same
-columns): cut the composite of stage 01, threshold its NDWI at the region's threshold, apply the
-region's edits, and write the image and label chips (:mod:`lakepaper.samples.chips`). Then split
-the regions 60/20/20 by type (:mod:`lakepaper.samples.split`) and write the regions table.
+For each region (``regions.gpkg`` of stage 00; on real data, your own sample polygons placed on the
+composite's tiles by :func:`lakepaper.samples.sources.read_sample_regions`): cut the composite of
+stage 01, threshold its NDWI at the region's threshold, apply the region's edits (or read its label
+raster, :class:`lakepaper.samples.sources.LabelRasters`), and write the image and label chips
+(:mod:`lakepaper.samples.chips`). Then split the regions 60/20/20 by type
+(:mod:`lakepaper.samples.split`) and write the regions table.
 
-Where the thresholds and edits come from:
+Where the labels come from:
 
+* given label rasters (``labels``): applied as they are (no threshold, no edits; scored against a
+  truth, where there is one, beside NDWI at the default threshold);
 * given files (``thresholds``, ``edits``): an analyst's work, applied as they are;
 * none given, on the simulated world: the simulated analyst (:mod:`lakepaper.samples.analyst`)
   writes ``thresholds.csv`` and ``edits.gpkg`` into the stage folder first, and the labels are
@@ -34,9 +38,10 @@ from rasterio.transform import Affine
 
 from lakepaper import io, scoring
 from lakepaper.composite.local import read_composite
-from lakepaper.errors import InputError
+from lakepaper.errors import InputError, ParameterError
 from lakepaper.samples import analyst, labels
 from lakepaper.samples.chips import LABEL_NODATA, REGIONS_FILE, write_chip
+from lakepaper.samples.sources import LabelRasters, polygon_mask, read_sample_regions
 from lakepaper.samples.split import stratified_split
 from lakepaper.world.files import WorldFiles
 
@@ -71,12 +76,14 @@ def _fill_gaps(image: np.ndarray, region_id: str) -> np.ndarray:
 
 
 def build_samples(
-    world: WorldFiles,
+    world: WorldFiles | None,
     composite_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     p: dict[str, Any],
     *,
     regions_path: str | os.PathLike[str] | None = None,
+    type_column: str = "region_type",
+    label_rasters: str | os.PathLike[str] | None = None,
     thresholds: str | os.PathLike[str] | None = None,
     edits: str | os.PathLike[str] | None = None,
     previous_splits: str | os.PathLike[str] | None = None,
@@ -85,12 +92,18 @@ def build_samples(
     """Label every region and write the training set into ``out_dir``.
 
     Args:
-        world: the simulated world (or a folder laid out like it: tiles, optional truth).
+        world: the simulated world (or a folder laid out like it: tiles, optional truth); None: no
+            world (``regions_path`` required, nothing is scored against a truth).
         composite_dir: stage 01's folder (``tiles/<tile>.tif``).
         out_dir: the stage folder.
-        p: parameters (``ndwi_threshold``, ``split_fractions``, ``sample_seed``).
-        regions_path: the regions file (default: the world's ``regions.gpkg``).
-        thresholds: a threshold table (CSV); None with ``edits`` None: the simulated analyst.
+        p: parameters (``ndwi_threshold``, ``split_fractions``, ``sample_seed``, ``region_types``).
+        regions_path: your sample polygons (any vector file, any CRS; :mod:`lakepaper.samples.sources`);
+            None: the world's ``regions.gpkg``.
+        type_column: the region-type column of ``regions_path``.
+        label_rasters: a folder of ``<region_id>.tif`` label rasters or one mosaic GeoTIFF, on the
+            composite's grid; None: labels from ``thresholds`` and ``edits``.
+        thresholds: a threshold table (CSV); None with ``edits`` and ``label_rasters`` None: the
+            simulated analyst.
         edits: an edit layer; see :mod:`lakepaper.samples.labels`.
         previous_splits: a CSV ``region_id, split`` of an earlier run: those regions keep their set.
 
@@ -106,10 +119,26 @@ def build_samples(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     composite_dir = Path(composite_dir)
-    regions = _read_regions(Path(regions_path) if regions_path else world.regions_path)
-    simulated = thresholds is None and edits is None
-    has_truth = world.truth_path(str(regions.tile.iloc[0]), "lake_id").exists() if len(regions) else False
+    if regions_path:
+        regions = read_sample_regions(
+            regions_path, composite_dir, type_column=type_column, region_types=tuple(p["region_types"])
+        )
+    elif world is None:
+        raise ParameterError("regions", "no simulated world here: give your sample regions file")
+    else:
+        regions = _read_regions(world.regions_path)
+    if label_rasters is not None and (thresholds is not None or edits is not None):
+        raise ParameterError("labels", "give label rasters or a threshold table and edit layer, not both")
+    rasters = LabelRasters(label_rasters) if label_rasters is not None else None
+    simulated = thresholds is None and edits is None and rasters is None
+    has_truth = (
+        world.truth_path(str(regions.tile.iloc[0]), "lake_id").exists() if world is not None and len(regions) else False
+    )
     if simulated and not has_truth:
+        if world is None:
+            raise ParameterError(
+                "labels", "no truth here for the simulated analyst: give label rasters, or thresholds and edits files"
+            )
         raise InputError(world.root, "no truth here for the simulated analyst: pass thresholds= and edits= files")
 
     tiles = {}
@@ -165,13 +194,27 @@ def build_samples(
             crs, transform = grid(r)
             image = data[:, window(r)[0], window(r)[1]]
             ndwi = image[meta["band_names"].index("NDWI")]
-            t = float(table.get(r.region_id, p["ndwi_threshold"]))
-            first = labels.initial_label(ndwi, t)
-            mine = labels.edits_for_region(edit_layer, r.region_id, crs, transform, first.shape, source=edits or "")
-            label = labels.apply_edits(first, mine, transform)
+            if rasters is None:
+                t = float(table.get(r.region_id, p["ndwi_threshold"]))
+                first = labels.initial_label(ndwi, t)
+                mine = labels.edits_for_region(edit_layer, r.region_id, crs, transform, first.shape, source=edits or "")
+                label = labels.apply_edits(first, mine, transform)
+            else:  # the label as given: no threshold, no edits
+                t, mine = float("nan"), edit_layer.iloc[:0]
+                label, labelled = rasters.read(r.region_id, r.tile, crs, transform, ndwi.shape)
+                first = labels.initial_label(ndwi, float(p["ndwi_threshold"]))  # scored as "ndwi"
             # never seen clear: the image gets the region's median (the model needs numbers), the label
-            # LABEL_NODATA (neither lake nor land: left out of training and scoring)
+            # LABEL_NODATA (neither lake nor land: left out of training and scoring); so are pixels
+            # outside your polygon or without a label in your raster
             seen = np.isfinite(image).all(axis=0)
+            if regions_path:
+                seen &= polygon_mask(r, crs, transform, ndwi.shape)
+            if rasters is not None:
+                seen &= labelled
+            if (regions_path or rasters is not None) and not seen.any():
+                warnings.warn(f"region {r.region_id}: no labelled pixel seen clear; left out", stacklevel=2)
+                skipped.append({"region_id": r.region_id, "reason": "no labelled pixel"})
+                continue
             image = _fill_gaps(image, r.region_id)
             image_rel, label_rel = write_chip(
                 staging,
@@ -231,4 +274,14 @@ def iou_by_type(iou: pd.DataFrame) -> pd.DataFrame:
             s = scoring.scores_of(scoring.sums(g, prefix=f"{kind}_"))
             row |= {f"{kind}_{k}": s[k] for k in ("iou", "precision", "recall")}
         rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def label_summary(regions: pd.DataFrame) -> pd.DataFrame:
+    """The label table without a truth: regions and mean lake share per region type and overall
+    (the truth columns of :func:`iou_by_type` are absent, there being nothing to score against)."""
+    rows = {
+        name: {"regions": len(g), "lake_share": float(g.lake_share.mean()) if len(g) else float("nan")}
+        for name, g in scoring.groups(regions, "region_type")
+    }
     return pd.DataFrame.from_dict(rows, orient="index")

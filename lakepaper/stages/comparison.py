@@ -3,11 +3,13 @@
 Reads stage 05's product (or any catalogue given as ``product``) and the two references, both from the
 one registry :mod:`lakepaper.references` (published columns GLAKES ``Lake_id``/``Area_bound``, PLD
 ``lake_id``/``ref_area``, HydroLAKES ``Hylak_id``/``Lake_area``; a column mapping by
-``$LAKEPAPER_REF_<NAME>_COLUMNS``). ``""`` for ``glakes`` or ``pld`` means the simulated world's
-``references/`` when there is a world (stage 00) and the profile is not ``paper``, else the real files
-laid out under ``references/`` (``make prereqs PROFILE=paper``). On the simulated world its truth
-lakes are compared too, and Fig. 8 shows one tile per kind of landscape over stage 01's composite
-(:func:`lakepaper.figures.comparison.world_panels`) unless ``fig8_regions`` are given.
+``$LAKEPAPER_REF_<NAME>_COLUMNS``). "The simulated world" is the imagery source stage 01 recorded
+(:mod:`lakepaper.stages.provenance`; a build that recorded none: a world exists and the profile is not
+``paper``). ``""`` for ``glakes`` or ``pld`` means the simulated world's ``references/`` on the simulated
+world, else the real files laid out under ``references/`` (``make prereqs PROFILE=paper``). On the
+simulated world its truth lakes are compared too (``truth = ""``; elsewhere no truth), and Fig. 8 shows
+one tile per kind of landscape over stage 01's composite (:func:`lakepaper.figures.comparison.world_panels`)
+unless ``fig8_regions`` are given; off the world, Fig. 8 needs ``fig8_regions``.
 
 Writes ``fig7_size_groups.csv``, ``unmatched.csv``, ``fig9_profile_lon.csv``, ``fig9_profile_lat.csv``,
 ``fig9c_cells_0.01-0.1km2.csv`` and Figs. 7, 8 and 9. The comparisons are :mod:`lakepaper.compare`'s.
@@ -22,6 +24,7 @@ import pandas as pd
 from lakepaper import compare
 from lakepaper import references as registry
 from lakepaper.figures.comparison import fig7, fig8, fig9, region_panels, world_panels
+from lakepaper.stages import provenance
 from lakepaper.stages.context import Context, Result
 
 #: The method constants this stage uses.
@@ -31,10 +34,10 @@ CONSTANTS = ("grid_deg", "size_groups_km2")
 FIG9C_RANGE = (0.01, 0.1)
 
 
-def _references(ctx: Context, world: Path) -> dict[str, registry.Resolved]:
+def _references(ctx: Context, world: Path, simulated: bool) -> dict[str, registry.Resolved]:
     """GLAKES, PLD and (when given) HydroLAKES from the one registry (:mod:`lakepaper.references`): as
-    given, else the simulated world's, else the real ones under references/."""
-    simulated = (world / "world.json").exists() and ctx.profile != "paper"
+    given, else the simulated world's (``simulated``: the imagery is the world), else the real ones under
+    references/."""
     folder = world / "references" if simulated else None
     out = {name: registry.resolve(name, ctx.args[name], folder, real=True) for name in ("glakes", "pld")}
     if ctx.args["hydrolakes"] and ctx.args["hydrolakes"].lower() != registry.OFF:  # optional: "" = none
@@ -42,11 +45,14 @@ def _references(ctx: Context, world: Path) -> dict[str, registry.Resolved]:
     return out
 
 
-def _fig8_panels(ctx: Context, world: Path, cats: dict, name: str) -> list:
-    """Fig. 8's panels: the given regions, else one simulated tile per kind over stage 01's composite."""
+def _fig8_panels(ctx: Context, world: Path, cats: dict, name: str, simulated: bool) -> list:
+    """Fig. 8's panels: the given regions, else (on the simulated world) one tile per kind over stage 01's
+    composite, else none."""
     a = ctx.args
     if a["fig8_regions"]:
         return region_panels(a["fig8_regions"], a["fig8_basemaps"], cats, right=(name,))
+    if not simulated:
+        return []
     from lakepaper.world.files import WorldFiles
 
     composite = ctx.upstream("01_composite", required=False) or ctx.stage_dir("01_composite")
@@ -59,11 +65,21 @@ def run(ctx: Context) -> Result:
     name, edges = a["product_name"], P["size_groups_km2"]
     product = a["product"] or str(ctx.upstream("05_postprocess") / "lakes.parquet")
     world = ctx.upstream("00_world", required=False) or ctx.stage_dir("00_world")
-    datasets = _references(ctx, world)
+    source = provenance.imagery_source(
+        ctx.upstream("01_composite", required=False),
+        None if a["product"] else ctx.stage_dir("05_postprocess"),  # read above as the product's stage
+    )
+    simulated = provenance.has_truth(source, world, ctx.profile)
+    datasets = _references(ctx, world, simulated)
     glakes, pld = str(datasets["glakes"].path), str(datasets["pld"].path)
     world_truth = world / "truth" / "lakes.parquet"
-    truth = a["truth"] or (str(world_truth) if world_truth.exists() else "none")
+    truth = a["truth"] or (str(world_truth) if simulated and world_truth.exists() else "none")
     ctx.begin()
+    if not a["truth"] and not simulated and world_truth.exists():
+        ctx.say(
+            f"imagery source {provenance.kind(source) or 'not recorded'!r} is not the simulated world: "
+            f"no truth to compare with ({world_truth} left aside)"
+        )
 
     # the catalogues
     sources = {name: (product, None), "GLAKES": (glakes, "glakes"), "PLD": (pld, "pld")}
@@ -95,11 +111,11 @@ def run(ctx: Context) -> Result:
     ctx.show("unmatched", unmatched)
 
     # Fig. 8: regional maps
-    panels = _fig8_panels(ctx, world, cats, name)
+    panels = _fig8_panels(ctx, world, cats, name, simulated)
     if panels:
         ctx.save(fig8(panels), "fig8_regions.png", formats=("png", "pdf"))
     else:
-        ctx.say("no regions for Fig. 8")
+        ctx.say("no regions for Fig. 8" + ("" if simulated else " (give fig8_regions: the imagery is not the world)"))
 
     # Fig. 9: against PLD by longitude, latitude and 1-degree cell
     box = tuple(a["exclude_box"]) if a["exclude_box"] else None
@@ -126,9 +142,13 @@ def run(ctx: Context) -> Result:
             "product": product,
             "glakes": glakes,
             "pld": pld,
-            "references": {n: r.record() for n, r in datasets.items()},
+            "references": {n: provenance.reference_record(r) for n, r in datasets.items()},
             "truth": truth,
             **{k: list(a[k]) for k in ("exclude_box", "fig8_regions", "fig8_basemaps")},
         },
-        extra={"size_groups": groups.round(6).to_dict("records"), "lakes": {n: len(c) for n, c in cats.items()}},
+        extra={
+            provenance.IMAGERY_KEY: source,
+            "size_groups": groups.round(6).to_dict("records"),
+            "lakes": {n: len(c) for n, c in cats.items()},
+        },
     )

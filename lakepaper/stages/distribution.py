@@ -1,7 +1,9 @@
 """Stage 07: global lake abundance and distribution (paper section 3.2, Fig. 6) of any lake catalogue.
 
 Reads stage 05's product (or any catalogue given as ``lakes``) and, on the simulated world, the
-world's truth lakes to print every number beside. Writes ``headline.csv``, ``size_groups.csv``,
+world's truth lakes to print every number beside: ``truth = ""`` is ``00_world/truth/lakes.parquet`` when
+the run's imagery source (stage 01's, as stage 05 recorded it: :mod:`lakepaper.stages.provenance`) is the
+simulated world, else no truth. Writes ``headline.csv``, ``size_groups.csv``,
 ``cells.csv``, ``profile_lat.csv``, ``profile_lon.csv``, ``cells_vs_truth.csv`` (with a truth) and
 Fig. 6. The counting conventions are :mod:`lakepaper.stats`'.
 """
@@ -14,6 +16,7 @@ import pandas as pd
 
 from lakepaper import compare, stats
 from lakepaper.figures.distribution import fig6
+from lakepaper.stages import provenance
 from lakepaper.stages.context import Context, Result
 
 #: The method constants this stage uses.
@@ -24,12 +27,20 @@ def run(ctx: Context) -> Result:
     """Headline numbers, size groups, 1-degree cells and profiles, Fig. 6."""
     a, P = ctx.args, ctx.params
     lakes, name = a["lakes"], a["name"]
+    post = ctx.upstream("05_postprocess", required=not lakes)
     if not lakes:
-        lakes = str(ctx.upstream("05_postprocess") / "lakes.parquet")
+        lakes = str(post / "lakes.parquet")
     world = ctx.upstream("00_world", required=False)
+    source = provenance.imagery_source(postprocess_dir=post)  # stage 01's, as stage 05 recorded it
     world_truth = (world or ctx.stage_dir("00_world")) / "truth" / "lakes.parquet"
-    truth = a["truth"] or (str(world_truth) if world_truth.exists() else "none")
+    on_world = provenance.has_truth(source, world, ctx.profile)
+    truth = a["truth"] or (str(world_truth) if on_world and world_truth.exists() else "none")
     ctx.begin()
+    if not a["truth"] and not on_world and world_truth.exists():
+        ctx.say(
+            f"imagery source {provenance.kind(source) or 'not recorded'!r} is not the simulated world: "
+            f"no truth to compare with ({world_truth} left aside)"
+        )
 
     area_col = a["area_col"]
     cat = compare.read_catalogue(
@@ -91,6 +102,7 @@ def run(ctx: Context) -> Result:
         constants=CONSTANTS,
         resolved={"lakes": lakes, "truth": truth},
         extra={
+            provenance.IMAGERY_KEY: source,
             "headline": {k: (None if pd.isna(v) else float(v)) for k, v in head.items()},
             "n_crossing": lc.n_crossing,
             "dropped": lc.dropped,

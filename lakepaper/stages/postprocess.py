@@ -2,11 +2,13 @@
 
 Reads stage 04's masks (or any folder of ``<tile>_mask.tif`` given as ``prediction``), stage 01's tile
 grid (each tile's core), the reference datasets, and for scoring stage 02's test regions and, on the
-simulated world, stage 00's truth. A reference given as ``""`` is the simulated world's file when stage
-00 built a world and the profile is not ``paper``, else the real file laid out under ``references/``
-(both from the one registry, :mod:`lakepaper.references`; ``make prereqs PROFILE=paper``); ``"none"``
-switches it off. The manifest records each dataset's path, origin (given, simulated, real), size and
-column mapping where it differs from the published names.
+simulated world, stage 00's truth. "The simulated world" is the imagery source stage 01 recorded
+(:mod:`lakepaper.stages.provenance`; a build that recorded none: stage 00 built a world and the profile is
+not ``paper``); this stage copies that record into its manifest as ``imagery_source`` for the stages after
+it. A reference given as ``""`` is the simulated world's file on the simulated world, else the real file
+laid out under ``references/`` (both from the one registry, :mod:`lakepaper.references`; ``make prereqs
+PROFILE=paper``); ``"none"`` switches it off. The manifest records each dataset's path, origin (given,
+simulated, real), size, sha256 and column mapping where it differs from the published names.
 
 Runs :func:`lakepaper.postprocess.pipeline.postprocess` and writes its outputs
 (:func:`~lakepaper.postprocess.pipeline.write_outputs`: ``lakes.gpkg``, ``lakes.parquet``,
@@ -31,6 +33,7 @@ from lakepaper.postprocess import evaluate, pipeline
 from lakepaper.postprocess.product import by_source
 from lakepaper.postprocess.references import REFERENCES, ReferenceSet
 from lakepaper.postprocess.rules import read_edits
+from lakepaper.stages import provenance
 from lakepaper.stages.context import Context, Result
 from lakepaper.world.files import WorldFiles
 
@@ -56,13 +59,15 @@ def run(ctx: Context) -> Result:
     samples = ctx.upstream("02_samples", required=False) or ctx.stage_dir("02_samples")
     predicted = ctx.upstream("04_predict", required=not a["prediction"])
     prediction_dir = Path(a["prediction"]) if a["prediction"] else predicted / "tiles"
-    simulated = world is not None and (world / "world.json").exists() and ctx.profile != "paper"
+    source = provenance.imagery_source(composite)  # stage 01's record; None: not recorded (an older build)
+    simulated = provenance.has_truth(source, world, ctx.profile)
     resolved = resolve_references(ctx, world if simulated else None)
     refs = ReferenceSet({n: r.path for n, r in resolved.items()}, columns={n: r.columns for n, r in resolved.items()})
     grid = a["tile_grid"] or (composite / "tile_grid.gpkg" if (composite / "tile_grid.gpkg").exists() else "")
     edits = read_edits(a["edits"]) if a["edits"] else None
     ctx.begin()
     ctx.keep("simulated", simulated)
+    ctx.say(f"imagery source: {provenance.kind(source) or 'not recorded'}; truth {'used' if simulated else 'none'}")
     ctx.show(
         "references",
         pd.DataFrame(
@@ -94,10 +99,11 @@ def run(ctx: Context) -> Result:
         resolved={
             "prediction": str(prediction_dir),
             "tile_grid": str(grid),
-            "references": {k: r.record() for k, r in resolved.items()},
+            "references": {k: provenance.reference_record(r) for k, r in resolved.items()},
         },
         omit=REFERENCES,  # recorded as resolved, under "references"
         extra={
+            provenance.IMAGERY_KEY: source,
             "lakes": int(len(r.product)),
             "area_km2": round(float(r.product.area_km2.sum()), 4),
             "sources": r.product.source.value_counts().to_dict(),

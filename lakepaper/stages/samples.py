@@ -1,26 +1,34 @@
 """Stage 02: sample regions, their labels and the 60/20/20 split (paper section 2.2, Fig. 2).
 
-Reads stage 00's sample regions (and, on the simulated world, its truth) and stage 01's composites,
-and the analyst's threshold table and edit layer when given (``thresholds``, ``edits``; none given:
-the simulated analyst writes both into the stage folder first, :mod:`lakepaper.samples.analyst`).
+Reads the sample regions, stage 01's composites and the labels:
+
+* regions: ``regions`` "" takes stage 00's ``regions.gpkg`` (and, on the simulated world, its
+  truth); a file (GeoPackage, Shapefile, ..., any CRS) takes your polygons, typed by the column
+  ``type_column`` (NR/AR/BR/IL/SL), and stage 00 is not read (:mod:`lakepaper.samples.sources`);
+* labels: ``labels`` (a folder of ``<region_id>.tif``, or one mosaic, on the composite's grid), or
+  the analyst's threshold table and edit layer (``thresholds``, ``edits``); none given, on the
+  simulated world: the simulated analyst writes both into the stage folder first
+  (:mod:`lakepaper.samples.analyst`).
+
 Writes the image and label chips, ``regions.gpkg`` with each region's split, ``thresholds.csv`` and
 ``edits.gpkg`` (simulated analyst), ``label_iou.csv`` (with a truth), the figures ``fig2_samples``
 and ``labels_by_type`` and the manifest. The logic is :func:`lakepaper.samples.stage.build_samples`.
 
 With a truth, the edited labels must reach IoU :data:`LABEL_IOU_TARGET` over all regions against it:
 the stage stops before its manifest otherwise (:class:`~lakepaper.errors.InputError` naming the
-threshold table and edit layer that made them).
+threshold table and edit layer that made them). Without one, nothing is scored and the check is skipped.
 """
 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 from lakepaper import paths
-from lakepaper.errors import InputError
+from lakepaper.errors import InputError, ParameterError
 from lakepaper.figures.samples import fig2, label_gallery
 from lakepaper.samples.split import split_counts
-from lakepaper.samples.stage import build_samples, iou_by_type
+from lakepaper.samples.stage import build_samples, iou_by_type, label_summary
 from lakepaper.stages.context import Context, Result
 from lakepaper.world.files import WorldFiles
 
@@ -33,8 +41,16 @@ LABEL_IOU_TARGET = 0.95
 def run(ctx: Context) -> Result:
     """Label every region, split, write the training set; score the labels where there is a truth."""
     a, P = ctx.args, ctx.params
-    world = WorldFiles(ctx.upstream("00_world"))
+    world = None
+    if not a["regions"]:  # the simulated world's regions (and truth)
+        world_dir = ctx.upstream("00_world", required=False)
+        if world_dir is None:
+            raise ParameterError("regions", "no simulated world here (00_world has not run): give your regions file")
+        world = WorldFiles(world_dir)
     composite_dir = ctx.upstream("01_composite")
+    for key in ("regions", "labels"):
+        if a[key] and Path(a[key]).is_file():
+            ctx.record_input(key, a[key])
     out = ctx.begin()
 
     with warnings.catch_warnings(record=True) as caught:
@@ -44,6 +60,9 @@ def run(ctx: Context) -> Result:
             composite_dir,
             out,
             P,
+            regions_path=a["regions"] or None,
+            type_column=a["type_column"],
+            label_rasters=a["labels"] or None,
             thresholds=a["thresholds"] or None,
             edits=a["edits"] or None,
             previous_splits=a["previous_splits"] or None,
@@ -57,14 +76,16 @@ def run(ctx: Context) -> Result:
 
     table = None
     if iou.empty:
-        ctx.say("no truth here: the labels are not scored")
+        ctx.say("no truth here: the labels are not scored, and the demo's label check is skipped")
+        ctx.show("label_iou", label_summary(regions))  # no truth columns
     else:
         table = ctx.show("label_iou", iou_by_type(iou))
         check_labels(ctx, table.loc["all", "edited_iou"])
 
     ctx.show("split", split_counts(regions, P["split_fractions"]))
     ctx.save(fig2(regions, bins=P["region_size_bins"]), "fig2_samples.png")
-    ctx.save(label_gallery(out, regions, iou), "labels_by_type.png")
+    shown = regions.fillna({"threshold": P["ndwi_threshold"]}) if a["labels"] else regions  # raster labels: vs NDWI
+    ctx.save(label_gallery(out, shown, iou), "labels_by_type.png")
     if a["interactive"]:
         ctx.keep("chooser", threshold_chooser(ctx, regions.region_id.iloc[0]))
 
