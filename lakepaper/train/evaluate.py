@@ -16,9 +16,7 @@ import torch
 
 from lakepaper import scoring
 from lakepaper.samples.chips import Chip
-from lakepaper.train.loop import autocast, pick_device
-from lakepaper.train.loss import COUNTS, add_counts, confusion
-from lakepaper.train.sampler import sequential_patches
+from lakepaper.train.loss import COUNTS
 
 
 def region_counts(
@@ -32,31 +30,21 @@ def region_counts(
     device: str | torch.device | None = None,
     precision: str = "fp32",
 ) -> pd.DataFrame:
-    """Per region: region_id, region_type, patches, tp, fp, fn, tn."""
-    device = pick_device(device)
-    model = model.to(device).eval()
-    per = [{} for _ in chips]
-    patches = [0] * len(chips)
-    with torch.no_grad():
-        for b in sequential_patches(chips, patch_size, batch=batch, pad_value=pad_value):
-            x = torch.from_numpy(b.image).to(device)
-            with autocast(device, precision):
-                prob = model(x).float()
-            for i, r in enumerate(b.region):
-                y = torch.from_numpy(b.label[i]).to(device)
-                v = torch.from_numpy(b.valid[i]).to(device)
-                per[r] = add_counts(per[r], confusion(prob[i, 0], y, v, threshold))
-                patches[r] += 1
-    rows = [
-        {
-            "region_id": c.region_id,
-            "region_type": c.region_type,
-            "patches": patches[i],
-            **{k: per[i].get(k, 0) for k in COUNTS},
-        }
-        for i, c in enumerate(chips)
-    ]
-    return pd.DataFrame(rows)
+    """Per region: region_id, region_type, patches, tp, fp, fn, tn: the per-patch counts of
+    :func:`lakepaper.train.examples.patch_counts` summed per region (one loop over the patches for both)."""
+    from lakepaper.train.examples import patch_counts, region_totals
+
+    per_patch = patch_counts(
+        model,
+        chips,
+        patch_size=patch_size,
+        batch=batch,
+        threshold=threshold,
+        pad_value=pad_value,
+        device=device,
+        precision=precision,
+    )
+    return region_totals(per_patch, chips)
 
 
 def pooled(counts: pd.DataFrame, by: str | None = "region_type") -> pd.DataFrame:
