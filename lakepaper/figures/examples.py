@@ -106,5 +106,5 @@ def supplementary_fig1(examples: Sequence[Mapping], *, title: str | None = None)
     fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=7, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.35 / (2.75 * n + 0.6), 1, 1))
+    fig.tight_layout(rect=(0, 0.35 / (2.75 * n + 0.6), 1, 1 - 0.35 / (2.75 * n + 0.6)))  # room for the title
     return fig
