@@ -33,7 +33,9 @@ export LAKEPAPER_BUILD := $(CURDIR)/build
 STAGES = $(basename $(notdir $(wildcard notebooks/[0-9][0-9]_*.ipynb)))
 
 PAPER = $(BUILD)/paper.html
-MANIFESTS = $(foreach s,$(STAGES),$(BUILD)/$(s)/manifest.json)
+# The stages this profile builds (all but 00_world for PROFILE=paper, which runs on real data), as
+# written into $(BUILD)/.stages.mk from lakepaper.stages.stages_for; every stage before that is known.
+MANIFESTS = $(foreach s,$(PROFILE_STAGES),$(BUILD)/$(s)/manifest.json)
 
 .PHONY: help test test-all lint all paper prereqs browser world clean distclean lab venv bench $(STAGES)
 
@@ -65,13 +67,8 @@ lint: $(VENV_STAMP) ## ruff check and ruff format --check
 	$(PY) -m ruff check lakepaper tests
 	$(PY) -m ruff format --check lakepaper tests
 
-all: $(MANIFESTS) $(PAPER) ## run every notebook stage for PROFILE, then assemble build/PROFILE/paper.html
 
 paper: $(PAPER) ## assemble build/PROFILE/paper.html from the finished stages
-
-# The page reads every stage's outputs; rebuilt when any stage (or the page's own code) changed.
-$(PAPER): $(MANIFESTS) $(shell find lakepaper/report -name '*.py') | $(VENV_STAMP)
-	$(PY) -m lakepaper paper --profile $(PROFILE)
 
 prereqs: $(VENV_STAMP) ## check what PROFILE needs (paper: Earth Engine, GPU, reference files) in one list
 	$(PY) -m lakepaper prereqs --profile $(PROFILE)
@@ -128,7 +125,15 @@ endif
 # PROFILE=paper checks its prerequisites once, before the first stage, and stops with one list.
 PREREQS = $(if $(filter paper,$(PROFILE)),prereqs,)
 
-$(foreach s,$(STAGES),$(eval $(call stage_rule,$(s))))
+PROFILE_STAGES ?= $(STAGES)
+$(foreach s,$(PROFILE_STAGES),$(eval $(call stage_rule,$(s))))
+
+all: $(MANIFESTS) $(PAPER) ## run every notebook stage for PROFILE, then assemble build/PROFILE/paper.html
+
+# The page reads every stage's outputs; rebuilt when any stage (or the page's own code) changed.
+$(PAPER): $(MANIFESTS) $(shell find lakepaper/report -name '*.py') | $(VENV_STAMP)
+	$(PY) -m lakepaper paper --profile $(PROFILE)
+
 
 bench: $(VENV_STAMP) ## benchmark scripts: print measured throughputs and ratios (no pass/fail; ~15 min)
 	$(PY) benchmarks/composite.py --world $(BUILD)/00_world --memory

@@ -196,13 +196,108 @@ def check_disk(path: Path, need_gib: float = 1024) -> Check:
     )
 
 
-def check(profile: str, *, references: str | None = None, verify: bool = True) -> list[Check]:
-    """Every prerequisite of ``profile`` (the simulated profiles need nothing external)."""
-    if profile != "paper":
-        return [Check(f"profile {profile}", True, "needs nothing external: stage 00 generates the simulated world")]
-    folder = references_dir(references)
+def stage_parameters(profile: str) -> dict[str, dict]:
+    """The parameters ``make`` recorded per stage (``build/<profile>/.params/<stage>.json``; empty if none)."""
+    import json
+
+    folder = paths.build_root() / profile / ".params"
+    out = {}
+    for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            out[f.stem] = json.loads(f.read_text())
+        except ValueError:
+            out[f.stem] = {}
+    return out
+
+
+_STAC_EXAMPLE = (
+    'make all PROFILE=paper PARAMS="-p source stac -p stac https://earth-search.aws.element84.com/v1 '
+    "-p area '[90.0, 30.0, 91.0, 31.0]'\""
+)
+
+
+def check_imagery(given: dict) -> list[Check]:
+    """Stage 01's source on real data: what it needs, and only that (no Earth Engine for ``stac``)."""
+    source = given.get("source", "world")
+    if source == "world":
+        return [
+            Check(
+                "Imagery (stage 01)",
+                False,
+                "the paper profile has no simulated world: stage 01 needs a real source",
+                f"give one, e.g. {_STAC_EXAMPLE}, or -p source cogs -p cogs FOLDER -p tile_grid GRID.gpkg",
+            )
+        ]
+    if source == "stac":
+        missing = [k for k in ("stac", "area") if not given.get(k)]
+        return [
+            Check(
+                "Imagery (stage 01)",
+                not missing,
+                f"STAC source {given.get('stac') or '(none)'}, area {given.get('area') or '(none)'}",
+                f"give {' and '.join('-p ' + k for k in missing)}" if missing else "",
+            )
+        ]
+    if source == "cogs":
+        out = []
+        for k in ("cogs", "tile_grid"):
+            path = Path(given[k]) if given.get(k) else None
+            ok = path is not None and path.exists()
+            out.append(
+                Check(f"Imagery (stage 01): {k}", ok, str(path) if path else "not given", "" if ok else f"-p {k} PATH")
+            )
+        return out
+    # gee: the credentials; the orchestration of the exports is issue 18
     return [
         *check_earth_engine(),
+        Check(
+            "Imagery (stage 01): Earth Engine exports",
+            False,
+            "stage 01 does not run Earth Engine exports yet (issue 18)",
+            "use -p source stac, or export composites yourself and give -p source cogs",
+        ),
+    ]
+
+
+def check_samples(given: dict) -> list[Check]:
+    """Stage 02 on real data: sample polygons and labels (label rasters, or a threshold table and edits)."""
+    regions = given.get("regions")
+    labels = given.get("labels") or given.get("thresholds")
+    ok_regions = bool(regions) and Path(regions).exists()
+    return [
+        Check(
+            "Sample regions (stage 02)",
+            ok_regions,
+            str(regions) if regions else "not given (the paper profile has no simulated regions)",
+            "" if ok_regions else "-p regions REGIONS.gpkg (polygons, any CRS, a region_type column of NR/AR/BR/IL/SL)",
+        ),
+        Check(
+            "Sample labels (stage 02)",
+            bool(labels),
+            str(labels) if labels else "not given",
+            ""
+            if labels
+            else "-p labels FOLDER_OR_MOSAIC (label rasters), or -p thresholds TABLE.csv -p edits EDITS.gpkg",
+        ),
+    ]
+
+
+def check(
+    profile: str, *, references: str | None = None, verify: bool = True, given: dict[str, dict] | None = None
+) -> list[Check]:
+    """Every prerequisite of ``profile`` (the simulated profiles need nothing external).
+
+    Args:
+        given: the stages' parameters (default: what ``make`` recorded, :func:`stage_parameters`); the
+            imagery and sample checks ask only for what the chosen sources need.
+    """
+    if profile != "paper":
+        return [Check(f"profile {profile}", True, "needs nothing external: stage 00 generates the simulated world")]
+    given = stage_parameters(profile) if given is None else given
+    folder = references_dir(references)
+    return [
+        *check_imagery(given.get("01_composite", {})),
+        *check_samples(given.get("02_samples", {})),
         check_gpu(),
         check_disk(paths.build_root()),
         *check_references(folder, verify=verify),

@@ -614,14 +614,17 @@ def test_prereqs_lists_everything_missing_at_once(tmp_path, monkeypatch, capsys)
     monkeypatch.setattr(
         prereqs, "check_earth_engine", lambda: [prereqs.Check("Earth Engine credentials", False, "none")]
     )
+    monkeypatch.setenv("LAKEPAPER_BUILD", str(tmp_path / "build"))  # no parameters recorded by make
     rc = prereqs.main("paper", references=str(tmp_path / "refs"))
     out = capsys.readouterr().out
     assert rc == 1 and "Traceback" not in out
     for ref in prereqs.REFERENCES:
         assert f"MISSING  {ref.name}:" in out and ref.url in out
-    assert "Earth Engine credentials" in out and "CUDA GPU" in out
+    # no imagery source given: stage 01 needs one (Earth Engine only when the source is gee); no samples
+    assert "Imagery (stage 01)" in out and "Earth Engine credentials" not in out and "CUDA GPU" in out
+    assert "Sample regions (stage 02)" in out and "Sample labels (stage 02)" in out
     assert prereqs.PENDING in out  # no invented checksums
-    assert f"{len(prereqs.REFERENCES) + 2} of" in out
+    assert f"{len(prereqs.REFERENCES) + 4} of" in out
 
 
 def test_prereqs_checksums_recorded_then_verified(tmp_path):

@@ -221,3 +221,34 @@ def test_notebooks_are_thin_one_call_and_displays():
                 names = {t.id for t in targets if isinstance(t, ast.Name)}
                 assert names <= {"result"}, f"{stage} assigns {names - {'result'}} in a notebook cell"
                 assert not isinstance(node, ast.FunctionDef | ast.Lambda), f"{stage} defines a function"
+
+
+def test_the_paper_profile_builds_no_world_and_asks_only_for_what_its_sources_need(tmp_path, monkeypatch):
+    from lakepaper import prereqs
+    from lakepaper.stages import deps, world
+    from lakepaper.stages.context import Context
+
+    assert stages.stages_for("paper") == stages.STAGES[1:] and stages.stages_for("tiny") == stages.STAGES
+    text = deps.makefile_text("paper")
+    assert "00_world" not in text and "PROFILE_STAGES := 01_composite" in text
+    with pytest.raises(ParameterError, match="real data"):
+        world.run(Context.create("00_world", profile="paper", root=tmp_path, quiet=True))
+
+    def names(checks, missing=True):
+        return [c.name for c in checks if c.ok != missing]
+
+    # no source: the list says stage 01 needs one; Earth Engine is not asked for unless the source is gee
+    given = {"01_composite": {}, "02_samples": {}}
+    checks = prereqs.check("paper", references=str(tmp_path), verify=False, given=given)
+    assert {"Imagery (stage 01)", "Sample regions (stage 02)", "Sample labels (stage 02)"} <= set(names(checks))
+    assert not any("Earth Engine" in n for n in names(checks, missing=False) + names(checks))
+    regions = tmp_path / "regions.gpkg"
+    regions.write_text("")
+    given = {
+        "01_composite": {"source": "stac", "stac": "https://example.org/v1", "area": [90, 30, 91, 31]},
+        "02_samples": {"regions": str(regions), "labels": str(tmp_path)},
+    }
+    checks = prereqs.check("paper", references=str(tmp_path), verify=False, given=given)
+    assert not {"Imagery (stage 01)", "Sample regions (stage 02)", "Sample labels (stage 02)"} & set(names(checks))
+    checks = prereqs.check("paper", references=str(tmp_path), verify=False, given={"01_composite": {"source": "gee"}})
+    assert any("Earth Engine" in n for n in names(checks) + names(checks, missing=False))

@@ -131,6 +131,17 @@ def get(name: str) -> Stage:
         raise ParameterError("stage", f"unknown stage {name!r}; stages: {', '.join(STAGES)}") from None
 
 
+#: The stage that simulates the world; the profiles that run on real data do not build it.
+WORLD = "00_world"
+#: Profiles on real data: no simulated world; every input comes from parameters (make prereqs says which).
+REAL_DATA_PROFILES = ("paper",)
+
+
+def stages_for(profile: str) -> tuple[str, ...]:
+    """The stages ``make all`` builds for a profile: every stage, but the simulated world on real data."""
+    return tuple(s for s in STAGES if not (s == WORLD and profile in REAL_DATA_PROFILES))
+
+
 def readers(name: str) -> list[str]:
     """The stages that read ``name``'s outputs, directly or through another stage, in pipeline order."""
     found: set[str] = set()
@@ -164,6 +175,7 @@ __all__ = [
     "parse_value",
     "read_stamp",
     "readers",
+    "stages_for",
     "run_stage",
     "split_parameters",
     "stamp_path",

@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 
 from lakepaper import paths
-from lakepaper.stages import REGISTRY, STAGES
+from lakepaper.stages import REGISTRY, stages_for
 
 PACKAGE = paths.ROOT / "lakepaper"
 
@@ -102,11 +102,14 @@ def code_files(stage: str) -> list[Path]:
 
 
 def makefile_text(profile: str) -> str:
-    """The make variables of every stage: the manifests it reads, the files of its code."""
+    """The make variables of every stage the profile builds (:func:`lakepaper.stages.stages_for`): the
+    manifests it reads, the files of its code."""
     build = "$(BUILD)"  # the Makefile's build/<profile>
+    built = stages_for(profile)
     lines = [f"# written by `lakepaper stamps --profile {profile}` from lakepaper.stages.REGISTRY; do not edit"]
-    for stage in STAGES:
-        reads = " ".join(f"{build}/{up}/manifest.json" for up in REGISTRY[stage].reads)
+    lines.append(f"PROFILE_STAGES := {' '.join(built)}")
+    for stage in built:
+        reads = " ".join(f"{build}/{up}/manifest.json" for up in REGISTRY[stage].reads if up in built)
         code = " ".join(p.relative_to(paths.ROOT).as_posix() for p in code_files(stage))
         lines += [f"STAGE_READS_{stage} := {reads}", f"STAGE_CODE_{stage} := {code}"]
     return "\n".join(lines) + "\n"

@@ -18,7 +18,9 @@ import time
 
 import pandas as pd
 
+from lakepaper.errors import ParameterError
 from lakepaper.figures import world as wfig
+from lakepaper.stages import REAL_DATA_PROFILES
 from lakepaper.stages.context import Context, Result
 from lakepaper.world import checks
 from lakepaper.world.files import WorldFiles
@@ -35,6 +37,10 @@ TILE_COLUMNS = ["tile", "biome", "region_type", "place", "lat", "lon", "epsg", "
 
 def run(ctx: Context) -> Result:
     """Generate the world, draw it, check it; the manifest holds the checks' numbers."""
+    if ctx.profile in REAL_DATA_PROFILES:
+        raise ParameterError(
+            "profile", f"profile {ctx.profile} runs on real data: stage 00 simulates a world for demo and tiny only"
+        )
     P = ctx.override(world_tiles=ctx.args["tiles"])
     cfg = WorldConfig.from_params(P)
     out = ctx.begin()
