@@ -9,8 +9,7 @@ from __future__ import annotations
 import geopandas as gpd
 import numpy as np
 import pytest
-import rasterio
-import shapely
+from published import write_published
 from rasterio.transform import from_origin
 
 from lakepaper import compare, params, prereqs
@@ -23,100 +22,10 @@ UTM = "EPSG:32633"  # 15 E
 BOUNDS = (500000.0, 0.0, 502000.0, 2000.0)  # 2 x 2 km at the equator
 
 
-def _box(x0, y0, size):
-    return shapely.box(x0, y0, x0 + size, y0 + size)
-
-
-def _lonlat(geoms):
-    return gpd.GeoSeries(geoms, crs=UTM).to_crs(4326).to_numpy()
-
-
 @pytest.fixture
 def published(tmp_path):
     """Small files in the published schemas of GLAKES, PLD, HydroLAKES, GRWL, GeoDAR, OSM, Global-AI, GSW."""
-    d = tmp_path / "references"
-    d.mkdir()
-    lakes = _lonlat([_box(500100, 100, 300), _box(501000, 1000, 500)])
-    gpd.GeoDataFrame(  # GLAKES (Pi et al., 2022)
-        {
-            "Lake_id": np.array([1001, 1002], "int64"),
-            "Area_PW": [0.08, 0.2],
-            "Area_bound": [0.09, 0.25],
-            "Lake_type": np.array([1, 2], "int32"),
-        },
-        geometry=lakes,
-        crs=4326,
-    ).to_file(d / "glakes.gpkg")
-    gpd.GeoDataFrame(  # SWOT PLD: 10-digit lake_id, names, ref_area (km2), ...
-        {
-            "lake_id": np.array([1120000001, 1120000002], "int64"),
-            "names": ["", "Lac"],
-            "grand_id": np.array([0, 0], "int32"),
-            "ref_area": [0.09, 0.25],
-            "ref_wse": [101.2, 99.0],
-        },
-        geometry=lakes,
-        crs=4326,
-    ).to_file(d / "pld.gpkg")
-    gpd.GeoDataFrame(  # HydroLAKES v1.0
-        {
-            "Hylak_id": np.array([7, 8], "int32"),
-            "Lake_name": ["", "Lac"],
-            "Lake_type": np.array([1, 2], "int16"),
-            "Lake_area": [0.1, 0.26],
-            "Shore_len": [1.2, 2.0],
-            "Vol_total": [0.5, 3.1],
-        },
-        geometry=lakes,
-        crs=4326,
-    ).to_file(d / "HydroLAKES_polys_v10.shp")
-    line = shapely.LineString([(500000, 1800), (502000, 1800)])
-    gpd.GeoDataFrame(  # GRWL v01.01 vector
-        {
-            "utm_east": [501000.0],
-            "utm_north": [1800.0],
-            "width_m": [120.0],
-            "nchannels": np.array([1], "int32"),
-            "segmentID": np.array([3], "int32"),
-            "segmentInd": np.array([17], "int32"),
-            "lakeFlag": np.array([0], "int32"),
-            "elev_m": [55.0],
-        },
-        geometry=_lonlat([line]),
-        crs=4326,
-    ).to_file(d / "grwl.shp")
-    gpd.GeoDataFrame(  # GeoDAR v1.1 dams
-        {
-            "id_v11": np.array([5], "int32"),
-            "id_v10": np.array([5], "int32"),
-            "id_grd_v13": np.array([0], "int32"),
-            "lat": [0.01],
-            "lon": [15.0],
-            "qa_rank": ["M1"],
-            "rv_mcm_v11": [12.5],
-        },
-        geometry=_lonlat([shapely.Point(501250, 1000)]),
-        crs=4326,
-    ).to_file(d / "GeoDAR_v11_dams.shp")
-    gpd.GeoDataFrame({"FID": [0]}, geometry=_lonlat([_box(500000, 0, 2000)]), crs=4326).to_file(d / "land_polygons.shp")
-    # Global-AI v3: int32 AI x 10000, 30 arc-s; one nodata cell
-    ai = np.full((4, 4), 1500, np.int32)  # AI 0.15: arid
-    ai[0, 0] = -2147483648
-    with rasterio.open(
-        d / "ai_v3_yr.tif", "w", driver="GTiff", width=4, height=4, count=1, dtype="int32",
-        crs="EPSG:4326", transform=from_origin(14.99, 0.03, 1 / 120, 1 / 120), nodata=-2147483648,
-    ) as ds:  # fmt: skip
-        ds.write(ai, 1)
-    # GSW occurrence tile: uint8 percent, 255 no data, no nodata tag (as the JRC tiles)
-    occ = np.full((80, 80), 10, np.uint8)
-    occ[:, :40] = 255
-    (d / "gsw").mkdir()
-    with rasterio.open(
-        d / "gsw" / "occurrence_10E_10N.tif", "w", driver="GTiff", width=80, height=80, count=1, dtype="uint8",
-        crs="EPSG:4326", transform=from_origin(14.99, 0.03, 0.0005, 0.0005),
-    ) as ds:  # fmt: skip
-        ds.write(occ, 1)
-    return d
+    return write_published(tmp_path / "references", crs=UTM, origin=BOUNDS[:2], size=BOUNDS[2] - BOUNDS[0])
 
 
 # --- one registry ----------------------------------------------------------------------------------------
