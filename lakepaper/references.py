@@ -58,9 +58,10 @@ Column mapping
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lakepaper.errors import ParameterError
 
@@ -359,6 +360,27 @@ def parse_mapping(text: str, name: str = "columns") -> dict[str, str]:
         if not sep or not published or not column:
             raise ParameterError(name, f"expected 'published=column[,...]', got {part!r}")
         out[published] = column
+    return out
+
+
+def column_overrides(given: Mapping[str, Any] | None, names: Sequence[str]) -> dict[str, dict[str, str]]:
+    """A stage's ``reference_columns`` parameter checked: dataset name -> {published column: file's column}.
+
+    Raises:
+        ParameterError: naming ``reference_columns``, for a dataset the stage does not read or a mapping
+            that is not a dict of strings.
+    """
+    out: dict[str, dict[str, str]] = {}
+    for name, mapping in (given or {}).items():
+        if name not in names:
+            raise ParameterError(
+                "reference_columns", f"{name!r} is not a reference dataset of this stage; it reads: {', '.join(names)}"
+            )
+        if not isinstance(mapping, Mapping) or not all(isinstance(v, str) for v in mapping.values()):
+            raise ParameterError(
+                "reference_columns", f"{name}: give {{published column: your column}}, got {mapping!r}"
+            )
+        out[name] = {str(k): v for k, v in mapping.items()}
     return out
 
 

@@ -177,3 +177,19 @@ def test_reference_record_in_the_manifest(published):
     assert rec["origin"] == "given" and rec["bytes"] == (published / "pld.gpkg").stat().st_size
     assert "columns" not in rec  # the published names: nothing to record
     assert registry.resolve("pld", "none", None).record() is None
+
+
+def test_reference_columns_parameter_of_stages_05_and_08():
+    from lakepaper import stages
+    from lakepaper.errors import ParameterError as PE
+    from lakepaper.references import column_overrides
+
+    # a notebook parameter, so make records it and reruns the stage when it changes
+    for stage in ("05_postprocess", "08_comparison"):
+        assert stages.declared_parameters(stage)["reference_columns"] == {}
+        stages.check_parameters(stage, {"reference_columns": {"glakes": {"Lake_id": "ID"}}})
+    assert column_overrides({"glakes": {"Lake_id": "ID"}}, ("glakes", "pld")) == {"glakes": {"Lake_id": "ID"}}
+    with pytest.raises(PE, match="reference_columns.*'grwl' is not a reference dataset of this stage"):
+        column_overrides({"grwl": {"width_m": "W"}}, ("glakes", "pld"))
+    with pytest.raises(PE, match="reference_columns"):
+        column_overrides({"glakes": "Lake_id=ID"}, ("glakes",))

@@ -39,9 +39,15 @@ def _references(ctx: Context, world: Path, simulated: bool) -> dict[str, registr
     given, else the simulated world's (``simulated``: the imagery is the world), else the real ones under
     references/."""
     folder = world / "references" if simulated else None
-    out = {name: registry.resolve(name, ctx.args[name], folder, real=True) for name in ("glakes", "pld")}
+    columns = registry.column_overrides(ctx.args["reference_columns"], ("glakes", "pld", "hydrolakes"))
+    out = {
+        name: registry.resolve(name, ctx.args[name], folder, real=True, columns=columns.get(name))
+        for name in ("glakes", "pld")
+    }
     if ctx.args["hydrolakes"] and ctx.args["hydrolakes"].lower() != registry.OFF:  # optional: "" = none
-        out["hydrolakes"] = registry.resolve("hydrolakes", ctx.args["hydrolakes"], None)
+        out["hydrolakes"] = registry.resolve(
+            "hydrolakes", ctx.args["hydrolakes"], None, columns=columns.get("hydrolakes")
+        )
     return out
 
 

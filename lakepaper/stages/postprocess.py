@@ -120,7 +120,11 @@ def resolve_references(ctx: Context, world: Path | None) -> dict[str, registry.R
     given, ``""`` the simulated world's file (``world``: its folder) or, without a world, the real file
     under ``references/`` (``make prereqs PROFILE=paper``); with its column mapping."""
     folder = world / "references" if world is not None else None
-    return {name: registry.resolve(name, ctx.args[name], folder, real=True) for name in REFERENCES}
+    columns = registry.column_overrides(ctx.args["reference_columns"], REFERENCES)
+    return {
+        name: registry.resolve(name, ctx.args[name], folder, real=True, columns=columns.get(name))
+        for name in REFERENCES
+    }
 
 
 def references(ctx: Context, world: Path | None) -> ReferenceSet:
