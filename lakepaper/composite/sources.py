@@ -61,6 +61,7 @@ from shapely.geometry import box
 
 from lakepaper import io
 from lakepaper.composite import stac as reader
+from lakepaper.composite.grid import write_tile_grid
 from lakepaper.composite.local import (
     _ALIGN,
     COUNT_BAND,
@@ -107,21 +108,6 @@ def clear_outputs(out: Path) -> Path:
             shutil.rmtree(out / folder)
     (out / "tile_grid.gpkg").unlink(missing_ok=True)
     return out
-
-
-# --- the tile grid ---------------------------------------------------------------------------------
-
-
-def write_tile_grid(out: Path, tiles: Sequence[tuple[str, CRS | str | int, tuple[float, float, float, float]]]) -> Path:
-    """``tile_grid.gpkg``: (tile, CRS, bounds in that CRS) per tile, as the world source writes it."""
-    grid = pd.concat(
-        [
-            gpd.GeoDataFrame({"tile": [t], "path": [f"tiles/{t}.tif"]}, geometry=[box(*b)], crs=crs).to_crs(4326)
-            for t, crs, b in tiles
-        ],
-        ignore_index=True,
-    )
-    return io.write_vector(gpd.GeoDataFrame(grid, geometry="geometry", crs=4326), out / "tile_grid.gpkg", "Polygon")
 
 
 def _tags(p: dict[str, Any], tile: str, source: str, **more: Any) -> dict[str, Any]:

@@ -6,11 +6,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-import geopandas as gpd
 import pandas as pd
-from shapely.geometry import box
 
-from lakepaper import io
+from lakepaper.composite.grid import write_tile_grid
 from lakepaper.composite.local import composite_tile
 from lakepaper.world.files import WorldFiles
 
@@ -30,17 +28,7 @@ def composite_world(
     for tile in tqdm(list(world.tiles().tile), desc="composites", unit="tile", disable=not progress):
         info = composite_tile(world, tile, out / "tiles" / f"{tile}.tif", p=p)
         rows.append({k: v for k, v in info.items() if k != "scenes"} | {"n_scenes": len(info["scenes"])})
-    tiles = world.tiles()
-    grid = pd.concat(
-        [
-            gpd.GeoDataFrame(
-                {"tile": [t.tile], "path": [f"tiles/{t.tile}.tif"]}, geometry=[box(*t.bounds)], crs=int(t.epsg)
-            ).to_crs(4326)
-            for t in tiles.itertuples()
-        ],
-        ignore_index=True,
-    )
-    io.write_vector(gpd.GeoDataFrame(grid, geometry="geometry", crs=4326), out / "tile_grid.gpkg", "Polygon")
+    write_tile_grid(out, [(t.tile, int(t.epsg), tuple(t.bounds)) for t in world.tiles().itertuples()])
     summary = pd.DataFrame(rows)
     summary["path"] = summary["path"].map(lambda s: str(Path(s).relative_to(out)))
     return summary

@@ -78,14 +78,10 @@ def run(ctx: Context) -> Result:
     simulated = provenance.has_truth(source, world, ctx.profile)
     datasets = _references(ctx, world, simulated)
     glakes, pld = str(datasets["glakes"].path), str(datasets["pld"].path)
-    world_truth = world / "truth" / "lakes.parquet"
-    truth = a["truth"] or (str(world_truth) if simulated and world_truth.exists() else "none")
+    truth, world_truth, note = provenance.default_truth(a["truth"], world, simulated, source)
     ctx.begin()
-    if not a["truth"] and not simulated and world_truth.exists():
-        ctx.say(
-            f"imagery source {provenance.kind(source) or 'not recorded'!r} is not the simulated world: "
-            f"no truth to compare with ({world_truth} left aside)"
-        )
+    if note:
+        ctx.say(note)
 
     # the catalogues
     sources = {name: (product, None), "GLAKES": (glakes, "glakes"), "PLD": (pld, "pld")}

@@ -32,15 +32,13 @@ def run(ctx: Context) -> Result:
         lakes = str(post / "lakes.parquet")
     world = ctx.upstream("00_world", required=False)
     source = provenance.imagery_source(postprocess_dir=post)  # stage 01's, as stage 05 recorded it
-    world_truth = (world or ctx.stage_dir("00_world")) / "truth" / "lakes.parquet"
     on_world = provenance.has_truth(source, world, ctx.profile)
-    truth = a["truth"] or (str(world_truth) if on_world and world_truth.exists() else "none")
+    truth, world_truth, note = provenance.default_truth(
+        a["truth"], world or ctx.stage_dir("00_world"), on_world, source
+    )
     ctx.begin()
-    if not a["truth"] and not on_world and world_truth.exists():
-        ctx.say(
-            f"imagery source {provenance.kind(source) or 'not recorded'!r} is not the simulated world: "
-            f"no truth to compare with ({world_truth} left aside)"
-        )
+    if note:
+        ctx.say(note)
 
     area_col = a["area_col"]
     cat = compare.read_catalogue(

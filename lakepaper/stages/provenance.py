@@ -62,6 +62,24 @@ def has_truth(record: dict[str, Any] | None, world: Path | None, profile: str) -
     return built and profile != "paper"
 
 
+def default_truth(given: str, world: Path, on_world: bool, record: dict[str, Any] | None) -> tuple[str, Path, str]:
+    """The truth catalogue stages 07 and 08 compare with: ``given``, else the world's truth lakes when the
+    imagery is the simulated world (``on_world``), else "none".
+
+    Returns:
+        (the truth, the world's truth file, a note to say when a world's truth exists but is left aside, or "").
+    """
+    world_truth = Path(world) / "truth" / "lakes.parquet"
+    truth = given or (str(world_truth) if on_world and world_truth.exists() else "none")
+    note = ""
+    if not given and not on_world and world_truth.exists():
+        note = (
+            f"imagery source {kind(record) or 'not recorded'!r} is not the simulated world: "
+            f"no truth to compare with ({world_truth} left aside)"
+        )
+    return truth, world_truth, note
+
+
 def reference_record(r: Resolved) -> dict[str, Any] | None:
     """A reference dataset's manifest record (path, origin, bytes, column mapping) with its sha256 (a
     folder: of its listing, names and sizes, as ``lakepaper prereqs`` fingerprints it); None when off."""

@@ -19,32 +19,13 @@ from lakepaper.samples.chips import Chip
 from lakepaper.train.loss import COUNTS
 
 
-def region_counts(
-    model: torch.nn.Module,
-    chips: Sequence[Chip],
-    *,
-    patch_size: int,
-    batch: int = 8,
-    threshold: float = 0.5,
-    pad_value: float = 0.0,
-    device: str | torch.device | None = None,
-    precision: str = "fp32",
-) -> pd.DataFrame:
+def region_counts(model: torch.nn.Module, chips: Sequence[Chip], **kwargs) -> pd.DataFrame:
     """Per region: region_id, region_type, patches, tp, fp, fn, tn: the per-patch counts of
-    :func:`lakepaper.train.examples.patch_counts` summed per region (one loop over the patches for both)."""
+    :func:`lakepaper.train.examples.patch_counts` (its keyword arguments: ``patch_size``, ``batch``,
+    ``threshold``, ``pad_value``, ``device``, ``precision``) summed per region."""
     from lakepaper.train.examples import patch_counts, region_totals
 
-    per_patch = patch_counts(
-        model,
-        chips,
-        patch_size=patch_size,
-        batch=batch,
-        threshold=threshold,
-        pad_value=pad_value,
-        device=device,
-        precision=precision,
-    )
-    return region_totals(per_patch, chips)
+    return region_totals(patch_counts(model, chips, **kwargs), chips)
 
 
 def pooled(counts: pd.DataFrame, by: str | None = "region_type") -> pd.DataFrame:
