@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -211,11 +213,25 @@ def _peak_numpy_bytes(tmp_path, shape, name, pipeline="auto") -> int:
         tracemalloc.stop()
 
 
+def _peak_in_fresh_process(tmp_path, shape, name, pipeline) -> int:
+    """:func:`_peak_numpy_bytes` in a fresh interpreter: tracemalloc counts every thread's allocations, and
+    threads an earlier test left running (a Dask cluster, a reader pool) would add theirs to the peak."""
+    import subprocess
+    import sys
+
+    code = (
+        f"import sys, pathlib; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_predict as t; "
+        f"print(t._peak_numpy_bytes(pathlib.Path({str(tmp_path)!r}), {shape!r}, {name!r}, {pipeline!r}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(done.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("pipeline", ["sequential", "overlapped"])
 def test_memory_is_bounded_by_the_strip_not_the_tile(tmp_path, pipeline):
-    base = _peak_numpy_bytes(tmp_path, (256, 512), "base", pipeline)
-    taller = _peak_numpy_bytes(tmp_path, (1024, 512), "taller", pipeline)  # 4x the pixels, same strip width
-    wider = _peak_numpy_bytes(tmp_path, (512, 1024), "wider", pipeline)  # 4x the pixels, strips twice as wide
+    base = _peak_in_fresh_process(tmp_path, (256, 512), "base", pipeline)
+    taller = _peak_in_fresh_process(tmp_path, (1024, 512), "taller", pipeline)  # 4x the pixels, same strip width
+    wider = _peak_in_fresh_process(tmp_path, (512, 1024), "wider", pipeline)  # 4x the pixels, strips twice as wide
     assert taller < 1.3 * base, (base, taller)
     assert wider < 2.6 * base, (base, wider)
 
