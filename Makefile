@@ -131,7 +131,7 @@ $(foreach s,$(PROFILE_STAGES),$(eval $(call stage_rule,$(s))))
 all: $(MANIFESTS) $(PAPER) ## run every notebook stage for PROFILE, then assemble build/PROFILE/paper.html
 
 # The page reads every stage's outputs; rebuilt when any stage (or the page's own code) changed.
-$(PAPER): $(MANIFESTS) $(shell find lakepaper/report -name '*.py') | $(VENV_STAMP)
+$(PAPER): $(MANIFESTS) $(shell find lakepaper/report -name '*.py') lakepaper/explore.py lakepaper/truth.py | $(VENV_STAMP)
 	$(PY) -m lakepaper paper --profile $(PROFILE)
 
 

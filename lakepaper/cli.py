@@ -106,6 +106,63 @@ def _cmd_prereqs(args: argparse.Namespace) -> int:
     return prereqs_main(args.profile, references=args.references, record=args.record, verify=not args.quick)
 
 
+def _gee_area(text: str | None):
+    """``--area``: None (all land), ``demo`` (the simulated world's sites), a file, or minx,miny,maxx,maxy."""
+    import json
+    from pathlib import Path
+
+    from lakepaper.errors import ParameterError
+
+    if text is None or text == "land":
+        return None
+    if text == "demo":
+        from lakepaper.composite.landgrid import demo_area
+        from lakepaper.world.sites import SITES
+
+        return demo_area(SITES)
+    if Path(text).exists():
+        return text
+    try:
+        values = json.loads(text) if text.strip().startswith("[") else [float(v) for v in text.split(",")]
+    except ValueError as exc:
+        raise ParameterError(
+            "area", f"expected a polygon file, demo, land or minx,miny,maxx,maxy; got {text!r}"
+        ) from exc
+    return values
+
+
+def _cmd_composite_gee(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lakepaper import params, paths
+    from lakepaper.composite import exports, landgrid
+
+    p = params.resolve(args.profile)
+    area = _gee_area(args.area)
+    if args.dry_run:
+        print(exports.dry_run(p, area, land=args.land, windows=args.windows))
+        if args.grid_out:
+            grid = landgrid.build_grid(p, area=area, land=args.land, windows=args.windows)
+            print(f"wrote {landgrid.write_grid(grid, args.grid_out)}")
+        return 0
+    out = Path(args.out) if args.out else paths.stage_dir(args.profile, "01_composite")
+    rows = exports.composite_gee(
+        area,
+        out,
+        p,
+        ledger=args.ledger,
+        destination=args.destination,
+        bucket=args.bucket,
+        project=args.project,
+        max_concurrent=args.max_concurrent,
+        max_attempts=args.max_attempts,
+        land=args.land,
+        windows=args.windows,
+    )
+    print(f"{len(rows)} tiles verified in {out / 'tiles'}; grid {out / 'tile_grid.gpkg'}")
+    return 0
+
+
 def _param_option(parser: argparse.ArgumentParser, text: str) -> None:
     """``-p NAME VALUE``, repeatable, as papermill takes it."""
     parser.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help=text)
@@ -191,6 +248,35 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--record", action="store_true", help="record the sha256 of the reference files present first")
     pre.add_argument("--quick", action="store_true", help="check presence only, no checksums")
     pre.set_defaults(func=_cmd_prereqs)
+
+    comp = sub.add_parser("composite", help="stage-01 composites outside the notebooks (Earth Engine exports)")
+    comp_sub = comp.add_subparsers(dest="backend", required=True, metavar="BACKEND")
+    gee = comp_sub.add_parser(
+        "gee",
+        help="export the land tiles of an area from Earth Engine (ledger in the build folder; resumable)",
+        description="Cut the area's land into the global tile grid (lakepaper.composite.landgrid) and export each "
+        "tile from Earth Engine, tracked in a ledger that a rerun resumes from. --dry-run prints the tile count, "
+        "pixels and export volume without credentials.",
+    )
+    gee.add_argument(
+        "--area",
+        default=None,
+        help="minx,miny,maxx,maxy in lon/lat, a polygon file, 'demo' (the simulated "
+        "world's sites) or 'land' (default: all land within Sentinel-2's extent)",
+    )
+    gee.add_argument("--profile", default="paper", help="parameters (default paper: 576 px windows, 100 px edges)")
+    gee.add_argument("--dry-run", action="store_true", help="print tiles, pixels and export volume; no credentials")
+    gee.add_argument("--grid-out", default=None, help="with --dry-run: also write the grid (a GeoPackage)")
+    gee.add_argument("--land", default=None, help="land polygon file (default: the shipped Natural Earth 1:50m land)")
+    gee.add_argument("--windows", type=int, default=24, help="model window cores per tile side (default 24)")
+    gee.add_argument("--out", default=None, help="stage folder (default build/<profile>/01_composite)")
+    gee.add_argument("--ledger", default=None, help="ledger file (default OUT/gee_exports.sqlite)")
+    gee.add_argument("--destination", default="gcs", choices=["gcs", "url"], help="gcs (default) or url (small tiles)")
+    gee.add_argument("--bucket", default=None, help="Cloud Storage bucket of the exports (gcs)")
+    gee.add_argument("--project", default=None, help="Google Cloud project registered for Earth Engine")
+    gee.add_argument("--max-concurrent", type=int, default=300, help="tasks queued or running at once (default 300)")
+    gee.add_argument("--max-attempts", type=int, default=3, help="submissions per tile before it fails (default 3)")
+    gee.set_defaults(func=_cmd_composite_gee)
     return parser
 
 

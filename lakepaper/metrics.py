@@ -48,10 +48,13 @@ Fits (:func:`fit_line`)
     notebook shows both.
 
 Size groups (:func:`size_group_labels`, :func:`by_size_group`)
-    Intervals closed on the left, [lo, hi): with the paper's edges (0.005, 0.01, 0.03, 0.1, 1, 100,
-    10000) the groups are < 0.005, 0.005-0.01, ..., 100-10000 and >= 10000 km2. The paper's lake-level
-    headline is the lowest mean recall or precision of the groups from 0.005 km2 up
-    (:func:`lowest_lake_level_score`).
+    Intervals closed on the left, [lo, hi): with Fig. 7's edges (0.005, 0.01, 0.03, 0.1, 1, 100,
+    10000) the groups are < 0.005, 0.005-0.01, ..., 100-10000 and >= 10000 km2. Fig. 5b has groups of
+    its own (``params.lake_size_groups_km2``: < 0.001, 0.001-0.005, 0.005-0.01, 0.01-0.1, 0.1-1, 1-20 and
+    >= 20 km2): the text names [0.1-1] and [1-20] km2 (mean recall 95.5 % and 93.1 %) and groups below
+    0.005 km2, counted before the minimum-area filter, whose scores below 85 % set that filter. The paper's
+    lake-level headline is the lowest mean recall or precision of the groups from 0.005 km2 up
+    (:func:`lowest_lake_level_score`); :func:`group_score` reads one group's.
 """
 
 from __future__ import annotations
@@ -499,8 +502,17 @@ def lake_level_summary(
         predicted = predicted[~predicted.river_residue.astype(bool)]
     rec = by_size_group(labelled.area_km2, labelled.recall, edges)
     pre = by_size_group(predicted.area_km2, predicted.precision, edges)
+    e = [float(x) for x in edges]
     out = pd.DataFrame(
-        {"labelled": rec.n, "mean_recall": rec["mean"], "predicted": pre.n, "mean_precision": pre["mean"]}
+        {
+            "lo_km2": [0.0, *e],
+            "hi_km2": [*e, np.inf],
+            "labelled": rec.n,
+            "mean_recall": rec["mean"],
+            "predicted": pre.n,
+            "mean_precision": pre["mean"],
+        },
+        index=rec.index,
     )
     out.index.name = "size_group"
     return out
@@ -519,18 +531,34 @@ def lake_level_fits(labelled: pd.DataFrame, predicted: pd.DataFrame, *, include_
     return out
 
 
-def lowest_lake_level_score(summary: pd.DataFrame) -> float:
-    """The lowest mean recall or mean precision of the size groups from the first edge up (Fig. 5b).
+def lowest_lake_level_score(summary: pd.DataFrame, min_km2: float | None = None) -> float:
+    """The lowest mean recall or mean precision of the size groups from ``min_km2`` up (Fig. 5b).
 
     The paper: "the mean recall and precision of lakes larger than 0.005 km2 exceed 86 %". Groups
     without a labelled and without a predicted lake are left out; NaN when no group is left.
 
     Args:
-        summary: :func:`lake_level_summary` (its first row is the group below the first edge).
+        summary: :func:`lake_level_summary`.
+        min_km2: the groups whose lower edge is at least this (the paper: 0.005); None: the groups from
+            the first edge up (the first row is the group below it).
 
     Returns:
         A fraction (x 100 for %).
     """
-    above = summary.iloc[1:]  # groups from the first edge (0.005 km2) up
+    if min_km2 is None or "lo_km2" not in summary:
+        above = summary.iloc[1:]  # groups from the first edge up
+    else:
+        above = summary[summary.lo_km2 >= min_km2 * (1 - 1e-9)]
     above = above[(above.labelled > 0) | (above.predicted > 0)]
     return float(np.nanmin(above[["mean_recall", "mean_precision"]].to_numpy())) if len(above) else float("nan")
+
+
+def group_score(summary: pd.DataFrame, lo: float, hi: float, column: str = "mean_recall") -> float:
+    """One Fig. 5b group's score (a fraction): the group [lo, hi) km2 of :func:`lake_level_summary`.
+
+    NaN when the group has no lake. Raises ParameterError when the summary has no such group (other edges).
+    """
+    hit = summary[np.isclose(summary.lo_km2, lo) & np.isclose(summary.hi_km2, hi)]
+    if not len(hit):
+        raise ParameterError("lake_size_groups_km2", f"no size group {lo:g}-{hi:g} km2 in {list(summary.index)}")
+    return float(hit[column].iloc[0])

@@ -247,14 +247,16 @@ def check_imagery(given: dict) -> list[Check]:
                 Check(f"Imagery (stage 01): {k}", ok, str(path) if path else "not given", "" if ok else f"-p {k} PATH")
             )
         return out
-    # gee: the credentials; the orchestration of the exports is issue 18
+    # gee: the credentials, and where the exports go
+    dest = given.get("gee_destination") or "gcs"
+    ok = dest != "gcs" or bool(given.get("gee_bucket"))
     return [
         *check_earth_engine(),
         Check(
-            "Imagery (stage 01): Earth Engine exports",
-            False,
-            "stage 01 does not run Earth Engine exports yet (issue 18)",
-            "use -p source stac, or export composites yourself and give -p source cogs",
+            "Imagery (stage 01): Earth Engine export destination",
+            ok,
+            f"{dest}" + (f" gs://{given['gee_bucket']}" if given.get("gee_bucket") else ""),
+            "" if ok else "-p gee_bucket BUCKET (a Cloud Storage bucket your Earth Engine project can write)",
         ),
     ]
 

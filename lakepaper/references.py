@@ -2,7 +2,7 @@
 
 Each :class:`Dataset` says what the file is, the columns the compendium reads from it under their
 *published* names and types, where the simulated world writes its look-alike
-(``build/<profile>/00_world/references/<simulated>``, :mod:`lakepaper.world.references`), where the
+(``build/<profile>/00_world/references/<simulated>``, the world's ``references.py``), where the
 real file is laid out under the references folder (``$LAKEPAPER_REFERENCES``, default
 ``<repo>/references``; :mod:`lakepaper.prereqs` checks it), where to download it and its checksum.
 

@@ -9,7 +9,10 @@ The architecture follows the facts of the authors' released implementation (MIT;
   leaves after the normalisation) and after each upsampling;
 * upsampling by interpolation (``bilinear`` or ``nearest``, factor 2), never a transposed
   convolution; the upsampled features (all channels) are concatenated with the skip connection and
-  the decoder block's two convolutions bring them to the skip's width;
+  the decoder block's two convolutions bring them to the skip's width. The authors' Keras
+  ``UpSampling2D`` interpolates with its default, nearest neighbour; ``bilinear``
+  (``params.unet_upsample``) is this compendium's choice, labelled as such in the departures table
+  (:mod:`lakepaper.report.departures`): ``unet_upsample = "nearest"`` follows their code;
 * no dropout; a 1x1 convolution to one channel and a sigmoid: the model returns lake
   *probabilities* (B, 1, H, W). The L2 penalty (1e-4) of the authors applies to that layer's
   kernel only (:meth:`UNet.l2_penalty`, added to the loss by :mod:`lakepaper.train.loop`).

@@ -198,7 +198,7 @@ def run_pipeline(world_root, out, **over) -> Path:
 
     out = Path(out)
     shutil.copytree(world_root, out / "00_world")
-    own = {"03_train": {"device": "cpu"}, "04_predict": {"scheduler": "sync"}}
+    own = {"01_composite": {"scheduler": "sync"}, "03_train": {"device": "cpu"}, "04_predict": {"scheduler": "sync"}}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -221,3 +221,19 @@ def _declared(stage: str) -> dict:
     from lakepaper.stages import declared_parameters
 
     return declared_parameters(stage)
+
+
+def composite_tile(world: WorldFiles, tile: str, out_path, *, p: dict, **kw) -> dict:
+    """Stage 01's composite of one world tile, made as the stage makes it: from the world's STAC catalog."""
+    from lakepaper.composite.sources import composite_stac_tile, find_tiles
+
+    items = find_tiles(str(world.catalog), [tile], p)[tile]
+    return composite_stac_tile(tile, items, Path(out_path), p, **kw)
+
+
+def kept_scenes(world: WorldFiles, tile: str, p: dict) -> pd.DataFrame:
+    """The world's scenes of ``tile`` that the recipe keeps (date range, scene cloud limit), by date."""
+    s = world.scenes()
+    s = s[(s.tile == tile) & (s.date >= p["start_date"]) & (s.date <= f"{p['end_date']} 23:59:59")]
+    s = s[s["CLOUDY_PIXEL_PERCENTAGE"] < float(p["max_scene_cloud_pct"])]
+    return s.sort_values(["date", "system_index"]).reset_index(drop=True)

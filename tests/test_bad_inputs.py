@@ -17,10 +17,10 @@ import warnings
 
 import numpy as np
 import pytest
+from builders import composite_tile, kept_scenes
 from rasterio.transform import Affine
 
 from lakepaper import io, params
-from lakepaper.composite import composite_tile, select_scenes
 from lakepaper.errors import InputError, LakepaperError
 from lakepaper.predict.tiled import InputTile, predict_tile
 from lakepaper.samples.chips import read_training_set, write_chip
@@ -77,8 +77,8 @@ def _unchanged(folder):
 
 def test_truncated_scene_names_the_file_and_keeps_the_finished_tile(world, composite, p, tmp_path):
     w = _copy_world(world, tmp_path / "w")
-    sid = select_scenes(w, TILE, p).system_index.iloc[1]
-    bad = w.scene_path(TILE, sid, "L2A_10m")
+    sid = kept_scenes(w, TILE, p).system_index.iloc[1]
+    bad = w.asset_paths(TILE, sid, "L2A_10m")[0]
     _truncate(bad)
     out = tmp_path / "out"
     shutil.copytree(composite, out)  # a finished composite of this tile is already there
@@ -93,14 +93,14 @@ def test_truncated_composite_in_samples_names_the_file(world, composite, p, tmp_
     shutil.copytree(composite, comp)
     _truncate(comp / "tiles" / f"{TILE}.tif", 0.3)
     with pytest.raises(InputError, match=f"{TILE}.tif"):
-        build_samples(world, comp, tmp_path / "s", p, progress=False)
+        build_samples(world, comp, tmp_path / "s", p, world_regions=world.root / "regions.gpkg", progress=False)
     assert not (tmp_path / "s" / "regions.gpkg").exists() and not (tmp_path / "s" / "chips").exists()
 
 
 def test_truncated_chip_names_the_file(world, composite, p, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        build_samples(world, composite, tmp_path / "s", p, progress=False)
+        build_samples(world, composite, tmp_path / "s", p, world_regions=world.root / "regions.gpkg", progress=False)
     victim = sorted((tmp_path / "s" / "chips").glob("*_image.tif"))[0]
     _truncate(victim, 0.4)
     with pytest.raises(InputError, match=victim.name):

@@ -292,8 +292,53 @@ def test_stage_08_on_given_files(offline, files, tmp_path):
     assert r.manifest["inputs"] == {} and r.manifest["lakes"] == {"GLAKESplus": 4, "GLAKES": 2, "PLD": 3}
     assert r.manifest["parameters"]["exclude_box"] == [11.5, 61.5, 12.5, 62.5]
     assert set(r.figures) == {"fig7_size_groups", "fig8_regions", "fig9_vs_pld"}
-    assert r.notes == ["left out of Fig. 9 (point inside the box (11.5, 61.5, 12.5, 62.5)): GLAKESplus 1, PLD 0"]
+    assert "left out of Fig. 9 (point inside the box (11.5, 61.5, 12.5, 62.5)): GLAKESplus 1, PLD 0" in r.notes
+    assert not any("Caspian" in n for n in r.notes)  # no lake there: nothing said
+    assert r.manifest["parameters"]["exclude_caspian"] is True
+    assert r.manifest["parameters"]["fig9_exclude_box"] == [46.0, 36.0, 55.5, 47.5]
+    small = r.manifest["below_0_01km2"]  # the paper's "not in PLD" below 0.01 km2: all of them
+    assert small["lakes"] == 1 and small["touching_no_pld"] == 1 and small["area_km2"] == pytest.approx(0.006)
+    assert r.manifest["above_10000km2"] == {"GLAKESplus": 0, "GLAKES": 0, "PLD": 0}
     cells = pd.read_csv(r.out / "fig9c_cells_0.01-0.1km2.csv")
     assert cells.columns[2:4].tolist() == ["count_GLAKESplus", "count_PLD"] and len(cells) == 2
     assert r.table("unmatched").reference.unique().tolist() == ["GLAKES", "PLD"]
     assert (r.out / "figures" / "fig8_regions.pdf").exists()
+
+
+def test_caspian_left_out_of_fig9_but_not_the_small_lakes_around_it():
+    """The paper's Fig. 9 leaves out the Caspian Sea (and Garabogazkol), not the Volga delta's ponds."""
+    from lakepaper import params
+    from lakepaper.stages.comparison import _drop_large_in_box
+
+    cat = gpd.GeoDataFrame(
+        {"lake_id": [1, 2, 3, 4], "area_km2": [371000.0, 18000.0, 0.5, 2000.0]},
+        geometry=[lake(50.5, 42.0, 4.0), lake(53.4, 41.2, 2.0), lake(47.8, 46.3, 0.5), lake(10, 60, 2.0)],
+        crs=4326,
+    )
+    P = params.resolve("paper")
+    kept = _drop_large_in_box(cat, tuple(P["fig9_exclude_box"]), P["fig9_exclude_min_km2"])
+    assert kept.lake_id.tolist() == [3, 4]  # the delta's pond and the large lake outside the box stay
+    assert _drop_large_in_box(cat.iloc[2:], (46.0, 36.0, 55.5, 47.5), 1000.0).lake_id.tolist() == [3, 4]
+
+
+def test_fig8_defaults_per_profile_and_basemaps_from_the_tile_grid(tmp_path):
+    from lakepaper import params
+    from lakepaper.stages.comparison import _basemaps_from_grid, _tile_grid
+
+    paper = params.resolve("paper")["fig8_regions"]
+    assert len(paper) == 4 and [r[0][:3] for r in paper] == ["(a)", "(b)", "(c)", "(d)"]
+    assert "Uyuni" in paper[1][0] and paper[1][2] < -19 and paper[3][1] < -60  # south, west: real places
+    assert params.resolve("tiny")["fig8_regions"] == () == params.resolve("demo")["fig8_regions"]
+    grid = gpd.GeoDataFrame(
+        {"tile": ["A", "B"], "path": ["tiles/A.tif", "tiles/B.tif"]},
+        geometry=[shapely.box(0, 0, 1, 1), shapely.box(113, 29, 114, 30)],
+        crs=4326,
+    )
+    grid.to_file(tmp_path / "tile_grid.gpkg")
+    g = _tile_grid(tmp_path)
+    assert g.path.tolist() == [str(tmp_path / "tiles/A.tif"), str(tmp_path / "tiles/B.tif")]
+    regions = [list(r) for r in paper]
+    assert _basemaps_from_grid(regions, [], g) == [str(tmp_path / "tiles/B.tif"), "", "", ""]
+    assert _basemaps_from_grid(regions, ["given.tif"], g)[0] == "given.tif"
+    assert _basemaps_from_grid(regions, [], None) == ["", "", "", ""]
+    assert _tile_grid(tmp_path / "none") is None

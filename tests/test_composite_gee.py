@@ -37,7 +37,7 @@ ee = pytest.importorskip("ee")
 from ee_offline import algorithms, offline_ee  # noqa: E402
 
 from lakepaper import io, params  # noqa: E402
-from lakepaper.composite import COUNT_BAND, NODATA, gee, local, read_composite  # noqa: E402
+from lakepaper.composite import COUNT_BAND, NODATA, gee, local, read_composite, sources  # noqa: E402
 from lakepaper.errors import InputError, ParameterError  # noqa: E402
 
 STORED_GRAPH = Path(__file__).parent / "data" / "gee_graph_demo.json"
@@ -141,6 +141,8 @@ def test_graph_thresholds_come_from_params(offline):
         nir_dark_threshold=0.12,
         cloud_proj_dist_km=2.0,
         cloud_buffer_m=70.0,
+        cloud_erode_m=30.0,
+        cloud_morphology=("erode", "dilate"),
         scl_snow_class=10,
         max_scene_cloud_pct=55.0,
         start_date="2019-01-01",
@@ -151,15 +153,28 @@ def test_graph_thresholds_come_from_params(offline):
     )
     g = graph(TILE, p)
     values = constants(g)
-    for want in (40.0, 0.12 * 10000, 70.0, 55.0, 500, "COPERNICUS/S2_SR", "OTHER/CLOUD_PROBABILITY", "2019-01-01"):
+    for want in (
+        40.0,
+        0.12 * 10000,
+        70.0,
+        30.0,
+        55.0,
+        500,
+        "COPERNICUS/S2_SR",
+        "OTHER/CLOUD_PROBABILITY",
+        "2019-01-01",
+    ):
         assert want in values, want
     for default in (50.0, 1500.0, 60.0, "COPERNICUS/S2_SR_HARMONIZED", "2017-03-28"):
         assert default not in values, default
     assert "2020-01-01" in values  # end_date inclusive: Earth Engine's exclusive end is the day after
     assert [a["maxDistance"] for a in args_of(g, "Image.directionalDistanceTransform")] == [20]  # 2 km at 100 m
-    assert [a["scale"] for a in args_of(g, "Image.reproject")] == [gee.PROJECTION_SCALE_M]
+    scales = sorted(a["scale"] for a in args_of(g, "Image.reproject"))
+    assert scales == sorted([gee.PROJECTION_SCALE_M, gee.MORPHOLOGY_SCALE_M])  # the tutorial's 100 m and 20 m
     focal = args_of(g, "Image.focalMax")
     assert [(a["radius"], a["units"], a["kernelType"]) for a in focal] == [(70.0, "meters", "circle")]
+    erode = args_of(g, "Image.focalMin")
+    assert [(a["radius"], a["units"], a["kernelType"]) for a in erode] == [(30.0, "meters", "circle")]
     scene_filter = args_of(g, "Filter.lessThan")
     assert [(a["leftField"], a["rightValue"]) for a in scene_filter] == [("CLOUDY_PIXEL_PERCENTAGE", 55.0)]
     join = args_of(g, "Filter.equals")
@@ -175,6 +190,24 @@ def test_graph_numbers_default(offline):
     assert {"2017-03-28", "2022-04-11"} <= set(values)
     assert [a["maxDistance"] for a in args_of(g, "Image.directionalDistanceTransform")] == [10]  # 1 km at 100 m
     assert NODATA in values and 6 in values  # nodata fill; SCL water excluded from dark pixels
+
+
+def test_graph_follows_the_tutorials_erosion_then_buffer(offline):
+    """focalMin(2).focalMax(BUFFER*2/20) at 20 m (BUFFER = 50): 40 m, then 100 m; the order is a parameter."""
+    p = params.resolve("demo", cloud_morphology=("erode", "dilate"))
+    g = graph(TILE, p)
+    assert [a["radius"] for a in args_of(g, "Image.focalMin")] == [40.0]
+    assert [a["radius"] for a in args_of(g, "Image.focalMax")] == [100.0]
+    # the erosion's output feeds the buffer: focalMax's image argument is the focalMin invocation
+    (fmax,) = [inv for inv in invocations(g) if inv.get("functionName") == "Image.focalMax"]
+    source = fmax["arguments"]["image"]
+    source = g["values"][source["valueReference"]] if "valueReference" in source else source
+    assert source["functionInvocationValue"]["functionName"] == "Image.focalMin"
+    dilate_only = graph(TILE, params.resolve("demo", cloud_morphology=("dilate",)))
+    assert args_of(dilate_only, "Image.focalMin") == [] and len(args_of(dilate_only, "Image.focalMax")) == 1
+    with pytest.raises(ParameterError) as err:
+        graph(TILE, params.resolve("demo", cloud_morphology=("erode", "open")))
+    assert err.value.name == "cloud_morphology"
 
 
 # --- 3. the graph is stable ----------------------------------------------------------------------
@@ -201,9 +234,9 @@ def _read_params(*files: Path) -> set[str]:
 
 def test_backends_share_the_recipe_parameters():
     assert gee.RECIPE_PARAMS == local.RECIPE_PARAMS
-    local_reads = _read_params(PACKAGE / "local.py", PACKAGE / "masks.py")
+    local_reads = _read_params(*(PACKAGE / f for f in ("local.py", "masks.py", "sources.py", "cloudless.py")))
     gee_reads = _read_params(PACKAGE / "gee.py")
-    assert local_reads == set(local.RECIPE_PARAMS)
+    assert local_reads == set(local.RECIPE_PARAMS) | set(sources.LOCAL_PARAMS)
     assert gee_reads == set(gee.RECIPE_PARAMS) | set(gee.GEE_PARAMS)
     assert set(gee.GEE_PARAMS).isdisjoint(gee.RECIPE_PARAMS)
     assert set(gee.RECIPE_PARAMS) | set(gee.GEE_PARAMS) <= set(params.CONSTANTS)
@@ -351,3 +384,56 @@ def test_real_download_reads_back(tmp_path):
     assert np.isfinite(data[:, seen]).all() and np.isnan(data[:, ~seen]).all()
     ndwi = data[list(p["composite_bands"]).index("NDWI")]
     assert (np.abs(ndwi[seen]) <= 1).all() and (ndwi[seen] > 0).any()  # part of the lake is water
+
+
+# --- 7. the shared cloud morphology (masks.py for the local backends, the graph above for Earth Engine) ---
+
+
+def test_morphology_erodes_specks_then_buffers_in_metres():
+    from lakepaper.composite.masks import cloud_morphology, morphology_steps
+
+    tutorial = params.resolve("demo", cloud_morphology=("erode", "dilate"))
+    assert morphology_steps(tutorial) == [("erode", 40.0), ("dilate", 100.0)]
+    assert morphology_steps(params.resolve("demo")) == [("dilate", 100.0)]  # the default (params: own choice)
+    mask = np.zeros((120, 120), bool)
+    mask[10:13, 10:13] = True  # a 30 m speck: gone after a 40 m erosion
+    mask[60:80, 60:80] = True  # a 200 m cloud: kept, then buffered
+    out = cloud_morphology(mask, tutorial, 10.0)
+    assert not out[:40, :40].any()
+    rows = np.nonzero(out[:, 70])[0]
+    # eroded by 4 px (64..75), then dilated by 10 px: 54..85, i.e. 60 m beyond the cloud's edge
+    assert (rows.min(), rows.max()) == (54, 85)
+    dilated = cloud_morphology(mask, params.resolve("demo"), 10.0)
+    assert dilated[10:13, 10:13].all() and np.nonzero(dilated[:, 70])[0].min() == 50  # 100 m beyond
+    assert dilated[0:23, 0:23].any() and not dilated[24:, 0:5].any()
+
+
+@pytest.mark.parametrize("order", [("dilate",), ("erode", "dilate")])
+def test_block_halo_covers_the_mask_reach(order):
+    """A block read with ``halo_rows`` rows of context gets the whole scene's mask on its own rows."""
+    from lakepaper.composite.masks import scene_mask
+
+    p = params.resolve("tiny", cloud_morphology=order, cloud_proj_dist_km=0.3)
+    halo = local.halo_rows(p)
+    assert halo == (48 if "erode" in order else 40)  # 30 + (4 +) 10 px, up to a multiple of 8
+    rng = np.random.default_rng(18)
+    n = 256
+    l2a = rng.integers(200, 3000, (4, n, n)).astype(np.uint16)
+    b11 = rng.integers(200, 3000, (n, n)).astype(np.uint16)
+    scl = np.full((n // 2, n // 2), 4, np.uint16)
+    prob = np.zeros((n, n), np.uint8)
+    for r, c, s in rng.integers(0, n, (12, 3)):
+        prob[r : r + s % 12 + 1, c : c + s % 20 + 1] = 90  # clouds of all sizes, specks included
+    whole = scene_mask(l2a, b11, scl, prob, azimuth_deg=0.0, p=p).clear
+    r0, r1 = 96, 160
+    h0, h1 = r0 - halo, r1 + halo
+    block = scene_mask(l2a[:, h0:h1], b11[h0:h1], scl[h0 // 2 : h1 // 2], prob[h0:h1], azimuth_deg=0.0, p=p).clear
+    np.testing.assert_array_equal(block[r0 - h0 : r1 - h0], whole[r0:r1])
+    if order == ("dilate",):  # a halo one row short of the reach (30 + 10 px) is not enough
+        prob[:] = 0
+        prob[r0 - 40, 100:120] = 90  # its shadow (dark NIR everywhere) reaches r0 - 10, the buffer r0
+        l2a[3] = 500
+        whole = scene_mask(l2a, b11, scl, prob, azimuth_deg=0.0, p=p).clear
+        h0 = r0 - 38  # even: the 20 m SCL stays aligned
+        cut = scene_mask(l2a[:, h0:r1], b11[h0:r1], scl[h0 // 2 : r1 // 2], prob[h0:r1], azimuth_deg=0.0, p=p).clear
+        assert not whole[r0, 110] and cut[r0 - h0, 110]

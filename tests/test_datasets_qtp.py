@@ -382,3 +382,84 @@ def test_pretraining_verdict():
     assert (v["epochs_lower"], v["epochs"], v["verdict"]) == (1, 2, None)
     test.loc[("pretrained", "statistics recomputed"), "iou"] = 0.6
     assert training.pretraining_verdict(history, test)["verdict"] == "pretrained"
+
+
+# --- overlapping views (near-duplicate detection) and the split that keeps them together ---------------
+
+
+def _views(positions, seed=0, size=256):
+    """Crops of one large smooth texture at ``positions`` (row, col), each with its own gain, gamma and tint,
+    saved as JPEG: views of the same ground that overlap where their crops do."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    ground = cv2.GaussianBlur(rng.random((1400, 1400)).astype(np.float32), (0, 0), 6)
+    ground = (ground - ground.min()) / (ground.max() - ground.min())
+    out = []
+    for r, c in positions:
+        v = np.clip(ground[r : r + size, c : c + size] * rng.uniform(0.8, 1.2), 0, 1) ** rng.uniform(0.9, 1.1)
+        rgb = np.stack([v * rng.uniform(0.9, 1.1) for _ in range(3)], -1)
+        out.append(_jpeg((np.clip(rgb, 0, 1) * 255).astype(np.uint8), quality=85))
+    return out
+
+
+def test_overlapping_views_are_found_as_where_they_were_cut():
+    from lakepaper.datasets import duplicates
+
+    positions = [(0, 0), (100, 60), (500, 500), (520, 700), (900, 100), (0, 900), (180, 180), (1100, 1100)]
+    images = _views(positions)
+    pairs = duplicates.overlapping_pairs(images, min_overlap=0.15, min_corr=0.8)
+    cut = pd.DataFrame({"tile": "A", "row": [p[0] for p in positions], "col": [p[1] for p in positions]})
+    assert set(zip(pairs.i, pairs.j, strict=True)) == duplicates.footprint_pairs(cut, 256, min_overlap=0.15)
+    assert len(pairs) == 3 and (pairs["corr"] > 0.9).all()
+    first = pairs[(pairs.i == 0) & (pairs.j == 1)].iloc[0]  # image 1 lies 100, 60 px down-right: 18.75, 11.25
+    assert (abs(first.dy), abs(first.dx)) in {(19, 11), (18, 11), (19, 12), (18, 12)}
+    groups = duplicates.view_groups(len(images), pairs)
+    assert groups[0] == groups[1] == groups[6] and groups[2] == groups[3] and len(set(groups)) == 5
+    # unrelated images of the same kind of ground are not taken for views of one place
+    assert duplicates.overlapping_pairs(_views([(0, 0), (600, 600), (0, 700)], seed=1)).empty
+
+
+def test_split_by_views_leaves_no_test_image_sharing_ground_with_training():
+    names = [f"{i:04d}" for i in range(30)]
+    groups = pd.Series([f"v{i // 3:04d}" for i in range(30)], index=pd.Index(names, name="name"), name="group")
+
+    class Ix:  # the part of a QTPIndex that split reads
+        pairs = pd.DataFrame({"name": names})
+
+    by_view = qtp.split(Ix, (0.6, 0.2, 0.2), 4, groups=groups)
+    assert by_view.groupby(groups).nunique().max() == 1  # every group in one subset
+    assert not qtp.overlapping_train(by_view, groups).any()
+    by_image = qtp.split(Ix, (0.6, 0.2, 0.2), 4)
+    assert qtp.overlapping_train(by_image, groups).sum() > 3  # a split by image leaks views of training places
+
+
+def test_replica_views_overlap_as_cut(replica):
+    """The tiny world's replica: every chip shows its whole tile, so all of them are views of one place."""
+    from lakepaper.datasets import duplicates
+
+    root, table = replica
+    ix = qtp.index(root)
+    groups, pairs = qtp.view_groups(ix)
+    assert groups.nunique() == 1 and len(pairs) == N_CHIPS * (N_CHIPS - 1) // 2
+    assert set(zip(pairs.i, pairs.j, strict=True)) == duplicates.footprint_pairs(table, 256)
+    assert set(pairs.a) | set(pairs.b) == set(ix.pairs.name)
+
+
+def test_the_replica_takes_the_world_folder_and_no_stage_imports_the_world(tmp_path):
+    import ast
+
+    from lakepaper import paths
+    from lakepaper.datasets.replicas import _world
+
+    with pytest.raises(InputError, match="world.json"):  # a folder is opened as the world's
+        _world(tmp_path)
+    marker = object()
+    assert _world(marker) is marker  # a WorldFiles (or a look-alike) is used as given
+    for path in sorted((paths.ROOT / "lakepaper" / "stages").glob("*.py")):
+        if path.name == "world.py":  # stage 00 makes the world
+            continue
+        tree = ast.parse(path.read_text())
+        names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert not [m for m in names if m.startswith("lakepaper.world")], path.name

@@ -342,6 +342,31 @@ def test_lowest_lake_level_score_skips_empty_groups_and_the_smallest():
     assert np.isnan(metrics.lowest_lake_level_score(s.iloc[[0, 2]]))
 
 
+def test_fig5b_has_the_papers_groups_not_fig7s():
+    """Fig. 5b's groups: the ones the paper quotes ([0.1-1], [1-20] km2) and two below 0.005 km2."""
+    from lakepaper import params
+
+    edges = params.resolve("demo")["lake_size_groups_km2"]
+    assert metrics.size_group_labels(edges) == [
+        "<0.001", "0.001-0.005", "0.005-0.01", "0.01-0.1", "0.1-1", "1-20", ">=20",
+    ]  # fmt: skip
+    assert edges != params.resolve("demo")["size_groups_km2"]
+    lab = pd.DataFrame(
+        {"area_km2": [0.0005, 0.003, 0.5, 0.7, 5.0, 19.9, 20.0], "recall": [0.1, 0.3, 0.9, 1.0, 0.93, 0.95, 0.99]}
+    )
+    pre = pd.DataFrame({"area_km2": [0.002, 0.5], "precision": [0.4, 0.97]})
+    s = metrics.lake_level_summary(lab, pre, edges)
+    assert s.loc["0.001-0.005", ["lo_km2", "hi_km2"]].tolist() == [0.001, 0.005]
+    assert metrics.group_score(s, 0.1, 1.0) == pytest.approx(0.95)
+    assert metrics.group_score(s, 1.0, 20.0) == pytest.approx(0.94)  # 20.0 itself is in ">=20"
+    assert metrics.group_score(s, 0.1, 1.0, "mean_precision") == pytest.approx(0.97)
+    # from 0.005 km2 up: the two groups below are left out, although there are two of them
+    assert metrics.lowest_lake_level_score(s, 0.005) == pytest.approx(0.94)
+    assert metrics.lowest_lake_level_score(s) == pytest.approx(0.3)  # from the first edge (0.001) up
+    with pytest.raises(ParameterError):
+        metrics.group_score(s, 1.0, 100.0)
+
+
 # --- the region reader (lakepaper.regions) -----------------------------------------------------------
 
 

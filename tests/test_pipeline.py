@@ -20,14 +20,14 @@ import pandas as pd
 import pytest
 import rasterio
 import shapely
-from builders import run_pipeline, scene_world
+from builders import composite_tile, run_pipeline, scene_world
 from killpoints import run_job, stage_digest
 from pyproj import Transformer
 from scipy import ndimage
 
 from lakepaper import io, params
 from lakepaper.composite.local import NODATA as COMPOSITE_NODATA
-from lakepaper.composite.local import composite_tile, read_composite
+from lakepaper.composite.local import read_composite
 from lakepaper.predict.tiled import NODATA as PREDICT_NODATA
 from lakepaper.samples.chips import LABEL_NODATA, read_training_set
 
@@ -58,10 +58,10 @@ def world(tmp_path_factory):
     candidates = np.argwhere(good)
     assert len(candidates), "no clear lake pixel inside a region: change the world"
     r, c = (int(v) for v in candidates[len(candidates) // 2])
-    probs = sorted((w.root / "scenes" / TILE).glob("*_CLDPRB.tif"))
+    probs = sorted(w.catalog.glob("sentinel-2-l2a/*/s2cloudless.tif"))
     assert probs
     for path in probs:
-        with rasterio.open(path, "r+") as ds:
+        with rasterio.open(path, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as ds:
             prob = ds.read(1)
             prob[r, c] = 255
             ds.write(prob, 1)

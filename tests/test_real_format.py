@@ -5,8 +5,8 @@ The inputs are made in a temporary folder the stages never see as a world:
 
 * imagery: a one-tile simulated world (four scenes from 2021-09, so that processing baseline 04.00 and its
   ``BOA_ADD_OFFSET`` of -1000 from 2022-01-25 on are in the catalog) written as a static STAC catalog of COGs in
-  Earth Search's layout (:func:`lakepaper.world.stac.write_catalog`); stage 01 reads it with ``source = "stac"``
-  and a lon/lat box, as a user's catalog;
+  Earth Search's layout (the world's own, :mod:`lakepaper.world.stac`, copied away); stage 01 reads it with
+  ``source = "stac"`` and a lon/lat box, as a user's catalog;
 * samples: ten polygons in a Shapefile in EPSG:4326 (the tile is in UTM) with a region-type column, and one
   label raster per region (the world's typical lake extent) on the tile's grid;
 * references: GLAKES, PLD, GRWL, GeoDAR dams, OSM land, Global-AI v3 and a GSW occurrence tile in their
@@ -45,7 +45,6 @@ from lakepaper.stages import (
     train,
 )
 from lakepaper.stages.context import Context
-from lakepaper.world import stac as ws
 
 TILE = "T07"  # Amazon floodplain: lakes, a river
 TILE_PX = 256
@@ -106,7 +105,7 @@ def make_inputs(folder: Path) -> dict:
     """The real-format input set under ``folder`` (the world it is made from in ``folder/made``, then deleted)."""
     world = _world(folder / "made" / "world")
     catalog = folder / "catalog"
-    ws.write_catalog(world.root, catalog, workers=1)
+    shutil.copytree(world.catalog, catalog)  # the world's imagery, as a user's own static catalog
 
     lake_id, meta = io.read_raster(world.truth_path(TILE, "lake_id"))
     lakes = lake_id[0] > 0
@@ -217,7 +216,7 @@ def test_real_format_composite_tiles_and_grid(real_run):
     out = build / "01_composite"
     m = io.read_manifest(out)
     assert m["source"]["source"] == "stac" and m["source"]["stac"] == str(inputs["catalog"])
-    assert "cloud_mask" not in m["source"]  # the catalog carries s2cloudless
+    assert m["source"]["cloud_mask"] == {"s2cloudless": list(m["source"]["tiles"])}  # the catalog carries it
     grid = gpd.read_file(out / "tile_grid.gpkg")
     assert len(grid) == 1 and grid.crs.to_epsg() == 4326
     arr, meta = io.read_raster(out / grid.path.iloc[0])

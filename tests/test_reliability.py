@@ -48,11 +48,12 @@ def _composite_job(world) -> str:
     return textwrap.dedent(f"""
         import os, time
         from lakepaper import io, params
-        from lakepaper.composite.stage import composite_world
-        from lakepaper.world.files import WorldFiles
+        from pathlib import Path
+        from lakepaper.composite.sources import catalog_tiles, composite_stac
         out, started = os.environ["OUT"], time.time()
         io.begin_stage(out)
-        composite_world(WorldFiles({str(world)!r}), out, params.resolve("tiny"), progress=False)
+        stac = {str(world)!r} + "/stac"
+        composite_stac(stac, catalog_tiles(stac), Path(out), params.resolve("tiny"), progress=False, source="world")
         io.write_manifest(out, stage="01_composite", started=started, parameters={{}})
     """)
 
@@ -68,10 +69,11 @@ def test_samples_survive_kills(world, composites, tmp_path):
         import os, time
         from lakepaper import io, params
         from lakepaper.samples.stage import build_samples
-        from lakepaper.world.files import WorldFiles
+        from lakepaper.truth import Truth
         out, started = os.environ["OUT"], time.time()
         io.begin_stage(out)
-        build_samples(WorldFiles({str(world)!r}), {str(composites)!r}, out, params.resolve("tiny"), progress=False)
+        build_samples(Truth({str(world)!r}), {str(composites)!r}, out, params.resolve("tiny"), progress=False,
+                      world_regions={str(world)!r} + "/regions.gpkg")
         io.write_manifest(out, stage="02_samples", started=started, parameters={{}})
     """)
     counts = check_kill_points(code, tmp_path / "ref", tmp_path, FRACTIONS)

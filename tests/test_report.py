@@ -87,6 +87,11 @@ HEADLINE = {
     "share_count_below_0_01km2": 30.1,
     "share_count_north_57": 40.0,
     "share_area_north_57": 25.0,
+    "share_count_west": 51.0,
+    "share_area_west": 44.0,
+    "n_lakes_above_10000km2": 0.0,
+    "n_lakes_below_0_01km2": 371.0,
+    "area_below_0_01km2": 1.9,
 }
 
 
@@ -157,14 +162,23 @@ def make_build(
                 },
                 extra={
                     "test": {"recall": 0.9, "precision": 0.9, "f1": 0.9, "iou": 0.82},
-                    "training": {"epochs": 3, "parameters": 12345},
+                    "training": {
+                        "epochs": 3,
+                        "parameters": 12345,
+                        "precision": "bf16",
+                        "device": "cpu",
+                        "channels_last": True,
+                    },
                 },
             ),
         ),
         (
             "04_predict",
             dict(
-                reads=["01_composite", "02_samples", "03_train"], figures=["prediction_T01.png"], extra={"stitched": []}
+                reads=["01_composite", "02_samples", "03_train"],
+                figures=["prediction_T01.png"],
+                extra={"stitched": []},
+                parameters={"profile": "demo", "precision": "fp32"},
             ),
         ),
         (
@@ -187,6 +201,7 @@ def make_build(
                     "table1_stitched": STITCHED.reset_index().to_dict("records"),
                     "table2": TABLE2.reset_index().to_dict("records"),
                     "lake_level_recall_precision_min_pct": 88.0,
+                    "lake_level_recall_pct": {"0.1-1": 96.0, "1-20": 94.0},
                     "fits": [
                         {"lakes": "labelled", "fit": "ols", "slope": 0.95, "r2": 0.97, "n": 40},
                         {"lakes": "predicted", "fit": "ols", "slope": 0.93, "r2": 0.99, "n": 41},
@@ -233,6 +248,14 @@ def make_build(
                 reads=["00_world", "05_postprocess"],
                 figures=["fig7_size_groups.png", "fig8_regions.png", "fig9_vs_pld.png"],
                 parameters={"profile": "demo", "references": {k: v for k, v in refs.items() if k in ("glakes", "pld")}},
+                extra={
+                    "below_0_01km2": {
+                        "lakes": 371,
+                        "area_km2": 1.9,
+                        "touching_no_pld": 350,
+                        "area_touching_no_pld_km2": 1.7,
+                    }
+                },
             ),
         ),
         (
@@ -369,6 +392,37 @@ def test_numbers_extracted_from_a_full_run(tmp_path):
     assert rows["checkdam_miou_min"].value == pytest.approx(81.0)
 
 
+def test_the_page_compares_every_published_number_by_the_papers_definition(tmp_path):
+    """Issue 20 item 7: at least 26 published numbers, the headline ones of 3.2-3.3 among them."""
+    from lakepaper.params import PUBLISHED
+
+    assert len(NUMBERS) >= 26 and {n.key for n in NUMBERS} == set(PUBLISHED)
+    b = make_build(tmp_path)
+    rows = {r.number.key: r for r in published_vs_run(Run.load("demo", root=b))}
+    assert rows["share_count_west"].value == 51.0 and rows["share_count_west"].published == 54.0
+    assert rows["share_area_west"].published == 48.0 and rows["n_lakes_above_10000km2"].published == 16
+    assert rows["n_lakes_below_0_01km2"].value == 371 and rows["n_lakes_below_0_01km2"].published == 3.9e6
+    assert "touching no PLD polygon (stage 08): 350" in rows["n_lakes_below_0_01km2"].number.note
+    assert "1.70 km²" in rows["area_below_0_01km2"].number.note and rows["area_below_0_01km2"].published == 27643
+    assert rows["lake_level_recall_0_1_1km2"].value == 96.0 and rows["lake_level_recall_1_20km2"].value == 94.0
+    page = build_paper("demo", root=b, out=tmp_path / "paper.html").read_text()
+    for key in ("share_count_west", "n_lakes_below_0_01km2", "lake_level_recall_1_20km2"):
+        assert f"<tr id='n-{key}'>" in page, key
+    m = json.loads((b / "06_accuracy" / "manifest.json").read_text())
+    m["lake_level_recall_pct"]["1-20"] = None  # no labelled lake of 1-20 km2 in the test regions
+    (b / "06_accuracy" / "manifest.json").write_text(json.dumps(m))
+    row = {r.number.key: r for r in published_vs_run(Run.load("demo", root=b))}["lake_level_recall_1_20km2"]
+    assert row.value is None and "1-20" in row.missing
+
+
+def test_the_page_says_which_arithmetic_the_run_used(tmp_path):
+    """Issue 20 item 12: the training and inference arithmetic, and the spread to expect across machines."""
+    b = make_build(tmp_path)
+    facts = {f.fact.stage: f.value for f in run_facts(Run.load("demo", root=b)) if "arithmetic" in f.fact.label}
+    assert facts["03_train"].startswith("bf16 on cpu, channels-last") and "0.7 points" in facts["03_train"]
+    assert facts["04_predict"] == "fp32"
+
+
 def test_table1_numbers_are_the_isolated_patches_with_the_stitched_value_beside(tmp_path):
     """Issue 20: the published-vs-run numbers of Table 1 use the paper's definition (isolated patches, stage 06's
     ``table1``); the stitched value of the same number stays visible in the row's note, and in the facts."""
@@ -453,6 +507,7 @@ def test_page_is_self_contained_with_every_figure_table_and_hash(tmp_path):
         "Supplementary Fig. 1",
     ]:
         assert f"<b>{label}.</b>" in page, label
+    assert "id='table-d1'" in page  # the departures from the paper, one table
     assert "not produced by this run" not in page.split("id='colophon'")[0]
     # Table 1 shown in %, from the stage's CSV
     t1 = page.split("id='table-1'")[1].split("</table>")[0]

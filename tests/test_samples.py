@@ -8,11 +8,11 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
+from builders import composite_tile
 from rasterio.transform import Affine
 from shapely.geometry import Polygon, box
 
 from lakepaper import io, params
-from lakepaper.composite import composite_tile
 from lakepaper.errors import InputError, ParameterError
 from lakepaper.samples import labels
 from lakepaper.samples.chips import BANDS, read_regions, read_training_set, write_chip
@@ -51,7 +51,7 @@ def built(world, composites, p, tmp_path_factory):
     out = tmp_path_factory.mktemp("samples")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = build_samples(world, composites, out, p, progress=False)
+        result = build_samples(world, composites, out, p, world_regions=world.root / "regions.gpkg", progress=False)
     return out, result
 
 
@@ -204,7 +204,14 @@ def test_a_rerun_from_the_written_files_reproduces_the_labels(built, world, comp
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         again = build_samples(
-            world, composites, tmp_path, p, thresholds=out / "thresholds.csv", edits=out / "edits.gpkg", progress=False
+            world,
+            composites,
+            tmp_path,
+            p,
+            thresholds=out / "thresholds.csv",
+            edits=out / "edits.gpkg",
+            world_regions=world.root / "regions.gpkg",
+            progress=False,
         )
     first = {c.region_id: c.label for c in read_training_set(out)}
     for c in read_training_set(tmp_path):
@@ -220,7 +227,15 @@ def test_threshold_override_changes_only_that_region(built, world, composites, p
     labels.write_thresholds(tmp_path / "t.csv", table)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        build_samples(world, composites, tmp_path / "s", p, thresholds=tmp_path / "t.csv", progress=False)
+        build_samples(
+            world,
+            composites,
+            tmp_path / "s",
+            p,
+            thresholds=tmp_path / "t.csv",
+            world_regions=world.root / "regions.gpkg",
+            progress=False,
+        )
     iou = pd.read_csv(tmp_path / "s" / "label_iou.csv").set_index("region_id")
     assert iou.loc[rid, "ndwi_tp"] == 0 and iou.loc[rid, "ndwi_fp"] == 0
 
@@ -246,7 +261,9 @@ def test_region_without_composite_coverage_is_left_out_with_a_warning(world, com
             tags=m["tags"],
         )
     with pytest.warns(UserWarning, match=f"region {r.region_id}: no clear observation"):
-        result = build_samples(world, copy, tmp_path / "s", p, progress=False)
+        result = build_samples(
+            world, copy, tmp_path / "s", p, world_regions=world.root / "regions.gpkg", progress=False
+        )
     assert r.region_id in set(result["skipped"].region_id)
     assert r.region_id not in set(read_regions(tmp_path / "s").region_id)
 
@@ -254,7 +271,9 @@ def test_region_without_composite_coverage_is_left_out_with_a_warning(world, com
 @pytest.mark.bad_input
 def test_missing_composite_names_the_tile(world, p, tmp_path):
     with pytest.raises(InputError, match="composite of tile"):
-        build_samples(world, tmp_path / "nothing", tmp_path / "s", p, progress=False)
+        build_samples(
+            world, tmp_path / "nothing", tmp_path / "s", p, world_regions=world.root / "regions.gpkg", progress=False
+        )
     assert not (tmp_path / "s" / "regions.gpkg").exists()
 
 

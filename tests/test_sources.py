@@ -12,11 +12,11 @@ import pystac
 import pytest
 import rasterio
 
-from lakepaper import io
+from lakepaper import io, params
+from lakepaper.composite import stac as stac_reader
 from lakepaper.errors import InputError, ParameterError
 from lakepaper.stages import composite as stage
 from lakepaper.stages.context import Context
-from lakepaper.world import stac as ws
 
 TILE = "T07"
 
@@ -38,9 +38,14 @@ def world_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def catalog(world_run, tmp_path_factory) -> Path:
+    """The world's catalog, copied away from the world (as a user's own catalog would be)."""
     out = tmp_path_factory.mktemp("sources") / "catalog"
-    ws.write_catalog(world_run / "00_world", out, workers=1)
+    shutil.copytree(world_run / "00_world" / "stac", out)
     return out
+
+
+def meta_source(out: Path) -> str:
+    return io.read_raster(out / "tiles" / f"{TILE}.tif")[1]["tags"]["SOURCE"]
 
 
 def _tile(path: Path) -> tuple[np.ndarray, dict]:
@@ -55,8 +60,9 @@ def _run(root: Path, **args):
 def test_world_source_is_the_default_and_records_itself(world_run):
     out = world_run / "01_composite"
     m = io.read_manifest(out)
-    assert m["source"] == {"source": "world"}
-    assert set(m["parameters"]) == {"profile", *stage.CONSTANTS}  # as before sources existed
+    assert m["source"] == {"source": "world", "stac": "00_world/stac"}
+    assert meta_source(out) == "world"
+    assert set(m["parameters"]) == {"profile", "cloud_probability", *stage.CONSTANTS}  # no other source's
     arr, meta = _tile(out / "tiles" / f"{TILE}.tif")
     assert meta["band_names"] == ["B2", "B3", "B4", "B11", "NDWI", "clear_count"]
     assert meta["tags"]["SCALE"] == "1000" and meta["nodata"] == -32768
@@ -65,8 +71,9 @@ def test_world_source_is_the_default_and_records_itself(world_run):
 
 
 def test_gee_and_unknown_sources_are_refused(tmp_path):
-    with pytest.raises(ParameterError, match="issue 18"):
-        _run(tmp_path, source="gee")
+    with pytest.raises(ParameterError) as err:  # Earth Engine: outside Sentinel-2's extent, before any credential
+        _run(tmp_path, source="gee", area=[10.0, 85.0, 11.0, 86.0])
+    assert err.value.name == "area" and not (tmp_path / "01_composite" / "gee_exports.sqlite").exists()
     with pytest.raises(ParameterError, match="unknown source"):
         _run(tmp_path, source="landsat")
     with pytest.raises(ParameterError, match="'stac'"):
@@ -76,7 +83,7 @@ def test_gee_and_unknown_sources_are_refused(tmp_path):
 
 
 def test_stac_source_on_the_worlds_catalog_equals_the_world_source(world_run, catalog, tmp_path):
-    """Same scenes, same masks, same kernel: the composites are bit-identical (DN x 1e-4 + offset, back x 1e4)."""
+    """One code path: the world's catalog given as any catalog gives the same composite, only the source differs."""
     want, want_meta = _tile(world_run / "01_composite" / "tiles" / f"{TILE}.tif")
     res = _run(tmp_path / "a", source="stac", stac=str(catalog), area=[TILE])
     got, meta = _tile(tmp_path / "a" / "01_composite" / "tiles" / f"{TILE}.tif")
@@ -85,7 +92,8 @@ def test_stac_source_on_the_worlds_catalog_equals_the_world_source(world_run, ca
     assert meta["crs"] == want_meta["crs"] and meta["transform"] == want_meta["transform"]
     assert meta["tags"]["SCALE"] == "1000" and meta["tags"]["SOURCE"] == "stac"
     m = res.manifest
-    assert m["source"]["source"] == "stac" and m["source"]["area"] == [TILE] and "cloud_mask" not in m["source"]
+    assert m["source"]["source"] == "stac" and m["source"]["area"] == [TILE]
+    assert m["source"]["cloud_mask"] == {"s2cloudless": [TILE]}
     assert m["parameters"]["source"] == "stac" and "cogs" not in m["parameters"]
     assert "00_world" not in m["inputs"]
     # a lon/lat box around the tile: its MGRS square, the same pixels
@@ -102,13 +110,69 @@ def test_stac_source_on_the_worlds_catalog_equals_the_world_source(world_run, ca
     assert list(gpd.read_file(tmp_path / "b" / "01_composite" / "tile_grid.gpkg").tile) == [code]
 
 
-def test_stac_without_s2cloudless_masks_clouds_from_scl_and_says_so(world_run, catalog, tmp_path):
-    bare = tmp_path / "catalog"
-    shutil.copytree(catalog, bare)
-    for item_json in (bare / "sentinel-2-l2a").glob("*/*.json"):
+def _bare(catalog: Path, dst: Path, *, l1c: bool = True) -> Path:
+    """The catalog as the public collections are: no s2cloudless asset (and, ``l1c`` False, no L1C either)."""
+    shutil.copytree(catalog, dst)
+    for item_json in (dst / "sentinel-2-l2a").glob("*/*.json"):
         item = pystac.Item.from_file(str(item_json))
         del item.assets["s2cloudless"]
+        if not l1c:
+            item.links = [lk for lk in item.links if lk.rel != "derived_from"]
         item.save_object(include_self_link=True, dest_href=str(item_json))
+    if not l1c:
+        root = pystac.Catalog.from_file(str(dst / "catalog.json"))
+        root.remove_child("sentinel-2-l1c")
+        root.save_object(include_self_link=False, dest_href=str(dst / "catalog.json"))
+        shutil.rmtree(dst / "sentinel-2-l1c")
+    return dst
+
+
+def test_stac_without_s2cloudless_computes_it_from_l1c(world_run, catalog, tmp_path):
+    """Earth Search's layout (no probability layer, L1C beside L2A): s2cloudless from the L1C assets, as the
+    world computed its own layer; the composite matches the one made with that layer but for rounding."""
+    res = _run(tmp_path / "r", source="stac", stac=str(_bare(catalog, tmp_path / "catalog")), area=[TILE])
+    assert res.manifest["source"]["cloud_mask"] == {"s2cloudless from L1C": [TILE]}
+    got, meta = _tile(tmp_path / "r" / "01_composite" / "tiles" / f"{TILE}.tif")
+    want, _ = _tile(world_run / "01_composite" / "tiles" / f"{TILE}.tif")
+    assert "from L1C at 80 m" in meta["tags"]["CLOUD_MASK"]
+    same_count = (got[-1] == want[-1]).mean()
+    print(f"clear counts equal on {same_count:.4%} of pixels")
+    assert same_count > 0.99  # the L1C DNs round the world's TOA to 1e-4: a probability can cross 50 %
+    both = (got[0] != -32768) & (want[0] != -32768)
+    assert np.median(np.abs(got[0][both].astype(int) - want[0][both])) == 0
+
+
+def test_probability_from_l1c_is_the_worlds_layer(catalog):
+    from scipy import ndimage
+
+    from lakepaper.composite import cloudless
+    from lakepaper.composite.sources import find_tiles
+
+    p = params.resolve("tiny")
+    items = find_tiles(str(catalog), [TILE], p)[TILE]
+    l1c = cloudless.l1c_items(str(catalog), items)
+    assert [it.id for it in l1c] == [it.id.replace("_L2A", "_L1C") for it in items]
+    geobox = stac_reader.tile_geobox(items, stac_reader.Area(tile=TILE))
+    layer = stac_reader.load(items, ["s2cloudless"], geobox).compute()
+    rows = cloudless.FromL1C(l1c, geobox, 80.0)
+    n = geobox.shape[0]
+    for i in range(len(items)):
+        want = layer.s2cloudless.isel(time=i).values
+        got = np.concatenate([rows.rows(i, 0, n // 2), rows.rows(i, n // 2, n)])  # in two blocks
+        ok = (want != 255) & (got != 255)
+        assert ok.mean() > 0.5 and np.abs(got[ok].astype(int) - want[ok]).max() <= 2
+        assert ((want == 255) == (got == 255))[8:-8, 8:-8].mean() > 0.99
+    coarse = np.random.default_rng(0).random((7, 5))
+    np.testing.assert_allclose(
+        cloudless.upsample_rows(coarse, 8, 13, 40, 40),
+        ndimage.zoom(coarse, 8, order=1, grid_mode=True, mode="nearest")[13:40],
+    )
+
+
+def test_stac_without_s2cloudless_or_l1c_masks_clouds_from_scl_and_says_so(world_run, catalog, tmp_path):
+    bare = _bare(catalog, tmp_path / "catalog", l1c=False)
+    with pytest.raises(InputError, match="no sentinel-2-l1c item"):
+        _run(tmp_path / "x", source="stac", stac=str(bare), area=[TILE], cloud_probability="l1c")
     res = _run(tmp_path / "r", source="stac", stac=str(bare), area=[TILE])
     assert res.manifest["source"]["cloud_mask"]["SCL only"] == [TILE]
     got, meta = _tile(tmp_path / "r" / "01_composite" / "tiles" / f"{TILE}.tif")

@@ -214,6 +214,30 @@ def test_headline_numbers_by_hand():
     assert table.loc["share_count_below_1km2", "published"] == 98.3 and "truth" in table
 
 
+def test_headline_numbers_of_sections_3_2_and_3_3_by_the_papers_definitions():
+    """Western hemisphere as '-20 W - 160 E' (west of 20 W or east of 160 E), lakes > 10,000 km2, and
+    every lake below 0.01 km2 (the paper's "3.9 million not in PLD" are all of them)."""
+    pts = [(-100, 50), (-25, 40), (-15, 40), (10, 60), (165, 60), (159.5, 60), (50, 42)]
+    areas = [0.004, 0.006, 20000.0, 0.5, 3.0, 12000.0, 371000.0]
+    geoms = [shapely.Point(x, y).buffer(0.01) for x, y in pts]
+    h = stats.headline(stats.locate(frame(geoms, area=areas), area_col="area"))
+    west = [0.004, 0.006, 3.0]  # -100 and -25 (west of 20 W) and 165 (east of 160 E); not -15, not 159.5
+    assert h["share_count_west"] == pytest.approx(100 * 3 / 7)
+    assert h["share_area_west"] == pytest.approx(100 * sum(west) / sum(areas))
+    assert h["n_lakes_above_10000km2"] == 3  # 20000, 12000 and 371000
+    assert h["n_lakes_below_0_01km2"] == 2 and h["area_below_0_01km2"] == pytest.approx(0.01)
+    # a lake across 20 W: its area by its pieces (cells west of 20 W count), its count by its point
+    across = shapely.box(-21.0, 10.0, -19.0, 10.5)
+    h = stats.headline(stats.locate(frame([across], area=[100.0]), area_col="area"))
+    assert h["share_area_west"] == pytest.approx(50, abs=0.5)
+    assert h["share_count_west"] in (0.0, 100.0)
+    assert stats.headline(stats.locate(frame([across], area=[100.0]), area_col="area"), west_lon=(-30.0, 160.0))[
+        "share_area_west"
+    ] == pytest.approx(0.0)
+    table = stats.beside(h)
+    assert table.loc["share_count_west", "published"] == 54.0 and table.loc["area_below_0_01km2", "published"] == 27643
+
+
 def test_size_group_table_by_hand():
     t = stats.size_group_table([0.001, 0.005, 0.02, 0.02, 150.0, 20000.0], EDGES)
     assert t["count"].tolist() == [1, 1, 2, 0, 0, 0, 1, 1]

@@ -34,13 +34,14 @@ def test_world_has_every_product(tiny_world):
     scenes = world.scenes()
     assert set(world.tiles().region_type) == {"NR", "AR", "BR", "IL", "SL"}
     for s in scenes.head(3).itertuples():
-        for product in ("L2A_10m", "L2A_20m", "L1C", "CLDPRB", "truth"):
-            assert world.scene_path(s.tile, s.system_index, product).exists()
-    l2a, meta = io.read_raster(world.scene_path(s.tile, s.system_index, "L2A_10m"))
+        for product in ("L2A_10m", "L2A_20m", "L1C", "CLDPRB"):
+            assert all(p.exists() for p in world.asset_paths(s.tile, s.system_index, product))
+        assert world.flags_path(s.tile, s.system_index).exists()
+    assert not list(world.root.glob("scenes/*/*_L2A_10m.tif"))  # the imagery is in the catalog only
+    l2a, meta = world.read_scene(s.tile, s.system_index, "L2A_10m")
     assert meta["band_names"] == ["B2", "B3", "B4", "B8"]
     assert meta["crs"].to_epsg() // 100 in (326, 327)  # UTM, as Sentinel-2 tiles
-    assert int(meta["tags"]["SCALE"]) == 10000
-    l2a20, meta20 = io.read_raster(world.scene_path(s.tile, s.system_index, "L2A_20m"))
+    l2a20, meta20 = world.read_scene(s.tile, s.system_index, "L2A_20m")
     assert l2a20.shape[1] * 2 == l2a.shape[1]  # B11 and SCL at 20 m
     assert set(np.unique(l2a20[1])) <= {0, 2, 3, 4, 5, 6, 8, 9, 10, 11}
     d = scenes.date

@@ -11,8 +11,12 @@ every number taken from ``p = lakepaper.params.resolve(profile)``:
 2. Per scene: cloud = probability > ``cloud_prob_threshold``; shadow = dark NIR (B8 <
    ``nir_dark_threshold`` x 10000, outside SCL water) inside the cloud mask projected up to
    ``cloud_proj_dist_km`` away from the sun (``directionalDistanceTransform`` towards
-   ``90 - MEAN_SOLAR_AZIMUTH_ANGLE``); cloud | shadow dilated by ``cloud_buffer_m``; SCL
-   ``scl_snow_class`` (snow/ice) and no data removed; NDWI = normalizedDifference(B3, B8) per scene.
+   ``90 - MEAN_SOLAR_AZIMUTH_ANGLE``); cloud | shadow eroded and dilated in the order of
+   ``cloud_morphology`` (``focalMin`` of ``cloud_erode_m`` and ``focalMax`` of ``cloud_buffer_m``,
+   circles in metres, run at the tutorial's 20 m, ``MORPHOLOGY_SCALE_M``; the default is the buffer
+   alone, the tutorial's erosion first is ``("erode", "dilate")``: see ``lakepaper.params`` and
+   :mod:`~lakepaper.composite.masks`); SCL ``scl_snow_class`` (snow/ice) and no data removed;
+   NDWI = normalizedDifference(B3, B8) per scene.
 3. The mean of B2, B3, B4, B11 (reflectance) and NDWI over the clear observations, plus their
    count, bands ordered as ``composite_bands`` then ``clear_count``; x ``composite_scale`` to int16,
    ``-32768`` where nothing was seen. Image properties SCALE, BANDS, COUNT_BAND, RECIPE (and TILE,
@@ -22,20 +26,25 @@ every number taken from ``p = lakepaper.params.resolve(profile)``:
 Where the tutorial and the local backend differ, this module follows the local one:
 
 * scenes with ``CLOUDY_PIXEL_PERCENTAGE < max`` are kept (the paper's wording), the tutorial uses ``<=``;
-* the buffer is a dilation only, a circle of ``cloud_buffer_m`` metres on the 10 m output grid; the
-  tutorial first erodes with ``focalMin(2)`` and dilates by ``BUFFER*2/20`` pixels at 20 m;
+* by default no erosion before the buffer (``cloud_morphology``, measured in ``benchmarks/cloud_mask_recipe.py``);
 * a pixel is no data (never clear, never cloud nor dark) when an L2A band or SCL is 0 or the
   probability is 255 (Earth Engine usually masks these already; the rule is kept for parity);
 * snow/ice removal is the paper's, not the tutorial's.
 
-One difference is kept on purpose: the cloud projection runs on the tutorial's 100 m working grid
-(``PROJECTION_SCALE_M``; ``cloud_proj_dist_km`` x 1000 / 100 pixels), where the local backend drags
-the mask at 10 m. The 100 m grid gives a coarser version of the same set at a fraction of the cost.
+Two differences from the local backend are kept on purpose, both the tutorial's: the cloud
+projection runs on its 100 m working grid (``PROJECTION_SCALE_M``; ``cloud_proj_dist_km`` x 1000 /
+100 pixels), where the local backend drags the mask at 10 m; and the erosion and buffer run on its
+20 m grid (``MORPHOLOGY_SCALE_M``: ``focalMin(2).focalMax(BUFFER*2/20).reproject(scale=20)`` with
+``BUFFER = 50`` is 40 m then 100 m), where the local backend uses disks of the same radii at 10 m.
+Each coarser grid gives a coarser version of the same set at a fraction of the cost.
 
 Tiles: :func:`make_tiles` cuts an area into tiles of a UTM grid; each tile is exported with a margin
 of ``edge_px`` x ``resolution_m`` metres (:func:`export_bounds`), so neighbours overlap by the window
-edge that inference discards. Large areas: :func:`export_tiles` (Drive or Cloud Storage tasks, COG);
-small areas: :func:`download_tile`.
+edge that inference discards. Large areas: :func:`export_tiles` (Drive or Cloud Storage tasks, COG,
+one file per tile); small areas: :func:`download_tile`. At global scale the tiles come from the land
+grid (:mod:`lakepaper.composite.landgrid`) and the tasks are run, polled, retried, downloaded and
+verified from a ledger that survives crashes (:mod:`lakepaper.composite.exports`,
+``lakepaper composite gee``).
 """
 
 from __future__ import annotations
@@ -55,11 +64,10 @@ import numpy as np
 import rasterio
 
 from lakepaper import io
-from lakepaper.composite.kernel import MEAN_BANDS
+from lakepaper.composite.kernel import DN_SCALE, MEAN_BANDS
 from lakepaper.composite.local import COUNT_BAND, NODATA, RECIPE_PARAMS  # noqa: F401  (one recipe, re-exported)
-from lakepaper.composite.masks import PROB_NODATA, SCL_WATER
+from lakepaper.composite.masks import PROB_NODATA, SCL_WATER, morphology_steps
 from lakepaper.errors import InputError, ParameterError
-from lakepaper.world.scenes import REFLECTANCE_SCALE
 
 # RECIPE_PARAMS (imported from local): one tuple of recipe parameters for both backends; the tests
 # check that each backend reads exactly these (and this one GEE_PARAMS besides).
@@ -68,6 +76,10 @@ GEE_PARAMS = ("cloud_collection", "edge_px", "s2_collection")
 
 #: The tutorial's working scale of the cloud projection, metres (module docstring).
 PROJECTION_SCALE_M = 100.0
+#: The tutorial's working scale of the cloud | shadow erosion and buffer, metres (module docstring).
+MORPHOLOGY_SCALE_M = 20.0
+#: Earth Engine's shard size of file exports (``shardSize``); ``fileDimensions`` must be a multiple of it.
+SHARD_PX = 256
 #: L2A and SCL value of a pixel without data (as in :mod:`~lakepaper.composite.masks`).
 NO_DATA_DN = 0
 #: Name under which the join stores each scene's cloud-probability image, and that image's band.
@@ -132,8 +144,8 @@ def _check_params(p: dict[str, Any]) -> list[str]:
     if any(b not in MEAN_BANDS for b in bands) or len(set(bands)) != len(bands):
         raise ParameterError("composite_bands", f"{bands}: each of {list(MEAN_BANDS)} at most once")
     scale = p["composite_scale"]
-    if not isinstance(scale, int) or not 0 < scale <= REFLECTANCE_SCALE:
-        raise ParameterError("composite_scale", f"expected an int in 1..{REFLECTANCE_SCALE}, got {scale!r}")
+    if not isinstance(scale, int) or not 0 < scale <= DN_SCALE:
+        raise ParameterError("composite_scale", f"expected an int in 1..{DN_SCALE}, got {scale!r}")
     return bands
 
 
@@ -243,7 +255,7 @@ def clear_mask(img: ee.Image, p: dict[str, Any]) -> ee.Image:
         .unmask(0)
     )
     cloud = prob.gt(p["cloud_prob_threshold"]).And(valid).unmask(0)
-    dark = img.select("B8").lt(p["nir_dark_threshold"] * REFLECTANCE_SCALE).And(scl.neq(SCL_WATER)).And(valid).unmask(0)
+    dark = img.select("B8").lt(p["nir_dark_threshold"] * DN_SCALE).And(scl.neq(SCL_WATER)).And(valid).unmask(0)
     toward_sun = ee.Number(90).subtract(ee.Number(img.get("MEAN_SOLAR_AZIMUTH_ANGLE")))  # degrees: azimuth -> math
     reach_px = round(p["cloud_proj_dist_km"] * 1000.0 / PROJECTION_SCALE_M)
     projection = (
@@ -253,7 +265,13 @@ def clear_mask(img: ee.Image, p: dict[str, Any]) -> ee.Image:
         .mask()
     )
     shadow = projection.And(dark).unmask(0)
-    masked = cloud.Or(shadow).focalMax(radius=p["cloud_buffer_m"], kernelType="circle", units="meters")
+    masked = cloud.Or(shadow)
+    for op, radius_m in morphology_steps(p):
+        if radius_m <= 0:
+            continue
+        focal = masked.focalMin if op == "erode" else masked.focalMax
+        masked = focal(radius=radius_m, kernelType="circle", units="meters")
+    masked = masked.reproject(crs=img.select("B8").projection(), scale=MORPHOLOGY_SCALE_M)
     snow = scl.eq(p["scl_snow_class"]).unmask(0)
     return valid.And(masked.Or(snow).Not())
 
@@ -261,7 +279,7 @@ def clear_mask(img: ee.Image, p: dict[str, Any]) -> ee.Image:
 def scene_observation(img: ee.Image, bands: list[str], p: dict[str, Any]) -> ee.Image:
     """A scene's composite bands (reflectance, NDWI) and a ``COUNT_BAND`` of 1, masked to its clear pixels."""
     clear = clear_mask(img, p)
-    reflectance = img.select(["B2", "B3", "B4", "B11"]).toFloat().divide(REFLECTANCE_SCALE)
+    reflectance = img.select(["B2", "B3", "B4", "B11"]).toFloat().divide(DN_SCALE)
     ndwi = img.normalizedDifference(["B3", "B8"]).rename("NDWI")
     observation = reflectance.addBands(ndwi).select(bands).addBands(clear.rename(COUNT_BAND))
     return observation.toFloat().updateMask(clear)  # one pixel type for every image of the collection
@@ -306,7 +324,8 @@ def composite_image(tile: Tile, p: dict[str, Any]) -> ee.Image:
 def _tags(tile: Tile, bands: list[str], p: dict[str, Any]) -> dict[str, Any]:
     recipe = (
         f"lakepaper gee: s2cloudless>{p['cloud_prob_threshold']}, dark NIR<{p['nir_dark_threshold']} x projection "
-        f"{p['cloud_proj_dist_km']} km at {PROJECTION_SCALE_M:g} m, buffer {p['cloud_buffer_m']} m, "
+        f"{p['cloud_proj_dist_km']} km at {PROJECTION_SCALE_M:g} m, {'+'.join(p['cloud_morphology'])} "
+        f"(erode {p['cloud_erode_m']} m, buffer {p['cloud_buffer_m']} m) at {MORPHOLOGY_SCALE_M:g} m, "
         f"SCL {p['scl_snow_class']} removed"
     )
     return {
@@ -331,6 +350,7 @@ def export_tiles(
     destination: str = "drive",
     folder: str | None = None,
     bucket: str | None = None,
+    prefix: str = "",
     start: bool = False,
 ) -> list[ee.batch.Task]:
     """One export task per tile (tile plus margin, exact ``resolution_m`` grid, cloud-optimised GeoTIFF).
@@ -341,6 +361,7 @@ def export_tiles(
     Args:
         tiles: the tiles; p: parameters.
         destination: ``drive`` (into ``folder``) or ``gcs`` (into ``bucket``, required).
+        prefix: put before each file name (``<prefix><tile>.tif``; a trailing ``/`` makes it a folder).
         start: start the tasks (default: only build them; ``task.start()`` later).
 
     Raises:
@@ -356,11 +377,14 @@ def export_tiles(
         options = {
             "image": composite_image(tile, p),
             "description": f"lakepaper_{tile.name}",
-            "fileNamePrefix": tile.name,
+            "fileNamePrefix": f"{prefix}{tile.name}",
             "crs": crs,
             "crsTransform": transform,
             "dimensions": f"{width}x{height}",
             "maxPixels": width * height,
+            # one file per tile: the file as large as the export, rounded up to whole 256 px shards
+            "shardSize": SHARD_PX,
+            "fileDimensions": [SHARD_PX * math.ceil(width / SHARD_PX), SHARD_PX * math.ceil(height / SHARD_PX)],
             "fileFormat": "GeoTIFF",
             "formatOptions": {"cloudOptimized": True, "noData": NODATA},
         }

@@ -28,6 +28,8 @@ import numpy as np
 INPUT_BANDS = ("B2", "B3", "B4", "B8", "B11")
 #: Planes of the mean: B2 B3 B4 B11 (DN) and NDWI.
 MEAN_BANDS = ("B2", "B3", "B4", "B11", "NDWI")
+#: The reflectance unit of the kernel and the masks: DN = reflectance x 10000 (ESA's QUANTIFICATION_VALUE).
+DN_SCALE = 10000
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

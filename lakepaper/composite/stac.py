@@ -1,14 +1,14 @@
 """Reading Sentinel-2 from any STAC source into dask-backed xarray, as reflectance.
 
-A source is a static catalog on disk (``catalog.json``, e.g. the world's own, written by
-:func:`lakepaper.world.stac.write_catalog`) or a STAC API URL (Earth Search
+A source is a static catalog on disk (``catalog.json``, e.g. the world's own, which
+stage 00 writes: the world's ``stac.py``) or a STAC API URL (Earth Search
 ``https://earth-search.aws.element84.com/v1``, Planetary Computer
 ``https://planetarycomputer.microsoft.com/api/stac/v1``; their assets may need signing, which
 ``patch_url`` does, e.g. ``planetary_computer.sign``). An area is a bounding box in a CRS or a tile
 name: an MGRS tile (``14VNK``, matched against ``s2:mgrs_tile`` and ``grid:code``) or a
-lakepaper world tile (``T07``, ``lakepaper:tile``).
+simulated world tile (``T07``, ``lakepaper:tile``).
 
-:func:`find_items` selects items as the recipe's ``select_scenes`` does: acquired within
+:func:`find_items` selects items as the recipe does: acquired within
 ``start_date..end_date`` (inclusive, by UTC date) and ``eo:cloud_cover < max_scene_cloud_pct``.
 :func:`load` reads the chosen bands with odc-stac onto one grid (the tile's: :func:`tile_geobox`),
 lazily (dask), nearest-neighbour resampled (a 20 m band at 10 m: each pixel to 2 x 2, as the local
@@ -63,6 +63,8 @@ ES_KEYS: dict[str, str] = {
     "B12": "swir22",
     "SCL": "scl",
 }
+#: First and last day of Sentinel-2 L2A imagery in Earth Engine's harmonized collection (the last: today).
+S2_ERA = (dt.date(2017, 3, 28), dt.date(2026, 12, 31))
 #: Assets whose DNs are classes or percentages, kept as integers.
 CATEGORICAL = ("scl", "s2cloudless")
 #: Reflectance scale when an item declares none (ESA's QUANTIFICATION_VALUE 10000).

@@ -350,10 +350,41 @@ def _rel(path: Path, root: Path) -> Path:
 # --- split and chips ------------------------------------------------------------------------
 
 
-def split(ix: QTPIndex, fractions: Sequence[float], seed: int) -> pd.Series:
-    """``train``/``val``/``test`` per pair name (each image its own group), seeded."""
-    assigned = split_groups(ix.pairs.name.tolist(), fractions, seed)
-    return pd.Series(assigned, name="split").reindex(ix.pairs.name)
+def split(ix: QTPIndex, fractions: Sequence[float], seed: int, groups: pd.Series | None = None) -> pd.Series:
+    """``train``/``val``/``test`` per pair name, seeded: by group when ``groups`` (pair name -> group, e.g.
+    :func:`view_groups`) is given, every image of a group in one subset; else each image its own group."""
+    if groups is None:
+        assigned = split_groups(ix.pairs.name.tolist(), fractions, seed)
+        return pd.Series(assigned, name="split").reindex(ix.pairs.name)
+    g = groups.reindex(ix.pairs.name).astype(str)
+    assigned = split_groups(sorted(set(g)), fractions, seed)
+    return g.map(assigned).rename("split")
+
+
+def view_groups(ix: QTPIndex, *, min_overlap: float = 0.15, min_corr: float = 0.8) -> tuple[pd.Series, pd.DataFrame]:
+    """Groups of images that show the same ground (:mod:`lakepaper.datasets.duplicates`).
+
+    Returns:
+        (pair name -> group name ``v0001``..., the overlapping pairs with their names in ``a``, ``b``).
+    """
+    from lakepaper.datasets.duplicates import overlapping_pairs
+    from lakepaper.datasets.duplicates import view_groups as components
+
+    names = ix.pairs.name.tolist()
+    images = [read_pair(ix, n)[0] for n in names]
+    pairs = overlapping_pairs(images, min_overlap=min_overlap, min_corr=min_corr)
+    labels = components(len(names), pairs)
+    groups = pd.Series([f"v{k + 1:04d}" for k in labels], index=pd.Index(names, name="name"), name="group")
+    pairs = pairs.assign(a=[names[i] for i in pairs["i"]], b=[names[j] for j in pairs["j"]])
+    return groups, pairs
+
+
+def overlapping_train(splits: pd.Series, groups: pd.Series) -> pd.Series:
+    """Per image of the validation and test subsets: True when it shares a group with a training image."""
+    g = groups.reindex(splits.index)
+    trained = set(g[splits == "train"])
+    held = splits[splits != "train"]
+    return pd.Series([g[n] in trained for n in held.index], index=held.index, name="overlaps_train")
 
 
 def read_pair(ix: QTPIndex, name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -113,6 +113,15 @@ def stretch(reflectance: np.ndarray, *, gain: float = 1.0, gamma: float = 1.0, t
     return np.rint(v * 255).astype(np.uint8).transpose(1, 2, 0)
 
 
+def _world(world):
+    """The simulated world's files (:class:`lakepaper.world.files.WorldFiles`) from its folder, or as given."""
+    if isinstance(world, str | os.PathLike):
+        from lakepaper.world.files import WorldFiles
+
+        return WorldFiles(Path(world))
+    return world
+
+
 def write_qtp_replica(
     world,
     out_dir: str | os.PathLike[str],
@@ -126,7 +135,9 @@ def write_qtp_replica(
 ) -> pd.DataFrame:
     """Write a QTP-layout replica from the world's plateau tiles (see the module doc) into an empty ``out_dir``.
 
-    An earlier replica there is replaced; a folder holding anything else is refused.
+    ``world`` is the world's folder (stage 00's output) or its :class:`~lakepaper.world.files.WorldFiles`:
+    the stages pass the folder and only this module reads the world. An earlier replica in ``out_dir`` is
+    replaced; a folder holding anything else is refused.
 
     Where a tile is smaller than one chip at ``resolution_m`` (the tiny test world), the chips are
     taken at the coarsest resolution that fits (the tile's extent / ``chip_px``), and said so in
@@ -136,6 +147,7 @@ def write_qtp_replica(
         One row per chip: name, tile, row, col (offset in the resampled tile), resolution_m, gain,
         gamma, lake_share.
     """
+    world = _world(world)
     tiles = plateau_tiles(world)
     if not tiles:
         raise ParameterError("world", "the world has no plateau tile (T03, T04); build it with them")

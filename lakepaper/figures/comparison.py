@@ -161,7 +161,7 @@ def world_tiles(tiles: pd.DataFrame) -> list[tuple[str, str]]:
 
     The paper's regions are ponds, a salt flat, lakes by a river and seasonal lakes: the first
     ``ponds`` tile, the first ``arid`` tile, the northernmost ``river`` tile and the second ``arid``
-    tile (``tiles``: :meth:`lakepaper.world.files.WorldFiles.tiles`). Kinds the world lacks are left out.
+    tile (``tiles``: the tile table of ``00_world/world.json``). Kinds the world lacks are left out.
     """
     picks = [
         ("ponds", tiles[tiles.biome == "ponds"].tile.iloc[:1]),
@@ -174,7 +174,7 @@ def world_tiles(tiles: pd.DataFrame) -> list[tuple[str, str]]:
 
 def world_panels(
     tiles: pd.DataFrame,
-    composite_dir: str | os.PathLike[str],
+    composite_dir: str | os.PathLike[str] | None,
     catalogues: Mapping[str, gpd.GeoDataFrame],
     *,
     right: Sequence[str] = ("GLAKESplus",),
@@ -182,14 +182,20 @@ def world_panels(
     """Fig. 8 panels on the simulated world: the tiles of :func:`world_tiles` over their composites.
 
     Args:
-        composite_dir: stage 01's ``tiles/`` folder (``<tile>.tif``); tiles without a composite are left out.
+        tiles: ``tile``, ``biome``, ``lat`` per tile, and optionally ``path``: its composite GeoTIFF (stage
+            01's ``tile_grid.gpkg``).
+        composite_dir: where tiles without a ``path`` have their composite (``<tile>.tif``; stage 01's
+            ``tiles/``); tiles without a composite are left out.
     """
-    folder = Path(composite_dir)
-    return [
-        composite_panel(f"{tile}, {title}", folder / f"{tile}.tif", catalogues, right=right)
-        for title, tile in world_tiles(tiles)
-        if (folder / f"{tile}.tif").exists()
-    ]
+    paths = dict(zip(tiles.tile, tiles.path, strict=True)) if "path" in tiles else {}
+    panels = []
+    for title, tile in world_tiles(tiles):
+        path = (
+            Path(paths[tile]) if paths.get(tile) else (Path(composite_dir) / f"{tile}.tif" if composite_dir else None)
+        )
+        if path is not None and path.exists():
+            panels.append(composite_panel(f"{tile}, {title}", path, catalogues, right=right))
+    return panels
 
 
 def _outline(ax, gdf: gpd.GeoDataFrame, crs, colour: str, label: str, lw: float) -> None:

@@ -2,26 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from lakepaper.composite.local import read_composite, select_scenes
-from lakepaper.figures.world import true_colour
-from lakepaper.io import read_raster
-from lakepaper.world.files import WorldFiles
+from lakepaper.composite import stac as reader
+from lakepaper.composite.local import read_composite
 
 
-def composite_vs_scenes(world: WorldFiles, tile: str, composite_path, p: dict, *, n_scenes: int = 2) -> Figure:
-    """The cloudiest kept scenes of a tile beside its composite (true colour, NDWI) and clear-count map."""
+def true_colour(l2a_10m: np.ndarray, *, gain: float = 3.5) -> np.ndarray:
+    """RGB (rows, cols, 3) in 0..1 from an L2A 10 m array (B2 B3 B4 B8, x 10000), brightened."""
+    rgb = np.stack([l2a_10m[2], l2a_10m[1], l2a_10m[0]], axis=-1).astype(np.float32) / 10000.0
+    return np.clip(rgb * gain, 0, 1) ** (1 / 1.3)
+
+
+def composite_vs_scenes(tile: str, items: Sequence, composite_path, p: dict, *, n_scenes: int = 2) -> Figure:
+    """The cloudiest kept scenes of a tile (its STAC items) beside its composite (true colour, NDWI) and clear count."""
+    from lakepaper.composite.sources import to_dn
+
     comp, count, meta = read_composite(composite_path)
     names = meta["band_names"]
-    scenes = select_scenes(world, tile, p).sort_values("CLOUDY_PIXEL_PERCENTAGE", ascending=False).head(n_scenes)
+    cloudiest = sorted(items, key=lambda it: -float(it.properties.get("eo:cloud_cover", 0.0)))[:n_scenes]
+    geobox = reader.tile_geobox(items, reader.Area(tile=tile), float(p.get("resolution_m", 10.0)))
+    ds = reader.load(cloudiest, ["B2", "B3", "B4"], geobox) if cloudiest else None
     fig, axes = plt.subplots(1, n_scenes + 3, figsize=(3.2 * (n_scenes + 3), 3.6))
-    for ax, s in zip(axes, scenes.itertuples(), strict=False):
-        l2a, _ = read_raster(world.scene_path(tile, s.system_index, "L2A_10m"))
-        ax.imshow(true_colour(l2a))
-        ax.set_title(f"scene {s.date:%Y-%m-%d}\ncloudy {s.CLOUDY_PIXEL_PERCENTAGE:.0f} %", fontsize=9)
+    for ax, it in zip(axes, cloudiest, strict=False):
+        i = list(ds.id.values).index(it.id)
+        dn = np.stack([to_dn(ds[b].isel(time=i).values) for b in ("B2", "B3", "B4")])
+        ax.imshow(true_colour(np.concatenate([dn, np.zeros_like(dn[:1])])))
+        ax.set_title(f"scene {it.datetime:%Y-%m-%d}\ncloudy {float(it.properties['eo:cloud_cover']):.0f} %", fontsize=9)
     dn = np.stack([comp[names.index(b)] for b in ("B2", "B3", "B4")]) * 10000
     dn = np.concatenate([dn, np.zeros_like(dn[:1])])  # true_colour reads B2 B3 B4 (B8 unused)
     axes[n_scenes].imshow(true_colour(np.nan_to_num(dn)))
@@ -33,6 +44,7 @@ def composite_vs_scenes(world: WorldFiles, tile: str, composite_path, p: dict, *
     fig.colorbar(im, ax=axes[n_scenes + 2], fraction=0.046)
     for ax in axes:
         ax.set_xticks([]), ax.set_yticks([])
-    fig.suptitle(f"Tile {tile}: {len(select_scenes(world, tile, p))} scenes kept (cloudy < 60 %), masked, averaged")
+    limit = p["max_scene_cloud_pct"]
+    fig.suptitle(f"Tile {tile}: {len(items)} scenes kept (cloudy < {limit:g} %), masked, averaged")
     fig.tight_layout()
     return fig

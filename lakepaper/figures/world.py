@@ -7,14 +7,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from lakepaper.figures.composite import true_colour
 from lakepaper.io import read_raster
 from lakepaper.world.files import WorldFiles
-
-
-def true_colour(l2a_10m: np.ndarray, *, gain: float = 3.5) -> np.ndarray:
-    """RGB (rows, cols, 3) in 0..1 from an L2A 10 m array (B2 B3 B4 B8, x 10000), brightened."""
-    rgb = np.stack([l2a_10m[2], l2a_10m[1], l2a_10m[0]], axis=-1).astype(np.float32) / 10000.0
-    return np.clip(rgb * gain, 0, 1) ** (1 / 1.3)
 
 
 def ndwi(l2a_10m: np.ndarray) -> np.ndarray:
@@ -31,8 +26,8 @@ def scene_quicklooks(world: WorldFiles, tile: str, *, n: int = 4) -> Figure:
     fig, axes = plt.subplots(3, len(pick), figsize=(3.2 * len(pick), 9.6), squeeze=False)
     for j, k in enumerate(pick):
         s = scenes.iloc[k]
-        l2a, _ = read_raster(world.scene_path(tile, s.system_index, "L2A_10m"))
-        prob, _ = read_raster(world.scene_path(tile, s.system_index, "CLDPRB"))
+        l2a, _ = world.read_scene(tile, s.system_index, "L2A_10m")
+        prob, _ = world.read_scene(tile, s.system_index, "CLDPRB")
         axes[0, j].imshow(true_colour(l2a))
         axes[0, j].set_title(f"{s.date:%Y-%m-%d}\ncloudy {s.CLOUDY_PIXEL_PERCENTAGE:.0f} %", fontsize=9)
         axes[1, j].imshow(ndwi(l2a), cmap="RdBu", vmin=-0.8, vmax=0.8)

@@ -39,13 +39,13 @@ from lakepaper import io, metrics, regions, scoring
 from lakepaper.errors import InputError
 from lakepaper.postprocess.partitions import NODATA, MaskTile, Partition, read_core
 from lakepaper.postprocess.vectorize import burn
-from lakepaper.world.files import WorldFiles
+from lakepaper.truth import Truth
 
 CLASSES = ("land", "lake", "lagoon", "ocean", "river", "paddy")
 DETECTED = 0.5
 
 
-def truth_classes(world: WorldFiles, tile: MaskTile, lakes: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def truth_classes(world: Truth, tile: MaskTile, lakes: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(class codes index into :data:`CLASSES`, truth lake ids with lagoons set to 0) on the tile's core grid."""
     ids, meta = io.read_raster(world.truth_path(tile.name, "lake_id"))
     masks, mmeta = io.read_raster(world.truth_path(tile.name, "masks"))
@@ -71,14 +71,14 @@ def truth_classes(world: WorldFiles, tile: MaskTile, lakes: pd.DataFrame) -> tup
     return cls, np.where(lagoon, 0, ids).astype(np.int64)
 
 
-def _world_lakes(world: WorldFiles) -> pd.DataFrame:
+def _world_lakes(world: Truth) -> pd.DataFrame:
     return pd.read_parquet(world.lakes_path, columns=["lake_id", "tile", "type", "area_km2"])
 
 
 def step_effects(
     steps: Mapping[str, Sequence[Partition]],
     tiles: Sequence[MaskTile],
-    world: WorldFiles,
+    world: Truth,
     *,
     min_km2: float,
     arid_tiles: Sequence[str] = (),
@@ -147,7 +147,7 @@ def step_effects(
 
 
 def removed_classes(
-    removed: Mapping[str, Sequence[Partition]], tiles: Sequence[MaskTile], world: WorldFiles
+    removed: Mapping[str, Sequence[Partition]], tiles: Sequence[MaskTile], world: Truth
 ) -> pd.DataFrame:
     """Polygons each rule deleted whole, by the truth class of most of their pixels (rows: rule and reason)."""
     lakes = _world_lakes(world)
@@ -183,7 +183,7 @@ def effects_on_truth(
     steps: Mapping[str, Sequence[Partition]],
     removed: Mapping[str, Sequence[Partition]],
     tiles: Sequence[MaskTile],
-    world: WorldFiles,
+    world: Truth,
     *,
     min_km2: float,
     aridity_threshold: float,
@@ -200,7 +200,7 @@ def effects_on_truth(
 def lake_level(
     final: Sequence[Partition],
     tiles: Sequence[MaskTile],
-    world: WorldFiles,
+    world: Truth,
     edges: Sequence[float],
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Recall of truth lakes and precision of product lakes, per lake and per size group (see the module docstring).
@@ -271,7 +271,7 @@ def step_scores_regions(
     samples_dir: str | os.PathLike[str],
     *,
     split: str = "test",
-    world: WorldFiles | None = None,
+    world: Truth | None = None,
 ) -> pd.DataFrame:
     """Pixel scores of every step over the regions of ``split`` against their labels (or, with ``world``, the
     truth lakes without lagoons), pooled; rows: steps."""

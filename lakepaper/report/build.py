@@ -4,7 +4,8 @@
 manifest, draws Fig. 1 from the stage graph into ``build/<profile>/paper/fig1_flowchart.png``,
 writes the page atomically, then (``--browser auto``, the default) loads it in headless Chromium
 when one is installed, checks that every image renders and the console is clean, and saves
-``build/<profile>/paper/screenshot.png``.
+``build/<profile>/paper/screenshot.png``; where the page has the product's map, clicks a lake on it and
+saves ``paper/map_screenshot.png``.
 """
 
 from __future__ import annotations
@@ -93,5 +94,23 @@ def main(profile: str, *, out: str | None = None, browser: str = "auto") -> int:
     print(
         f"browser check: Chromium {report.browser}, {report.images} images render, no console errors "
         f"({report.seconds:.1f} s); screenshot {report.screenshot}"
+    )
+    return _check_map(path)
+
+
+def _check_map(path: Path) -> int:
+    """The page's map, when it has one: it renders and a click on a lake opens its inspector; a screenshot."""
+    from lakepaper.report.map import SECTION_ID, check_map
+
+    if f"<section id='{SECTION_ID}'>" not in path.read_text(encoding="utf-8"):
+        return 0
+    m = check_map(path, screenshot=path.parent / ASSETS / "map_screenshot.png")
+    if not m.ok:
+        print("lakepaper paper: error: the page's map does not work in Chromium:", file=sys.stderr)
+        for p in m.problems():
+            print(f"  - {p}", file=sys.stderr)
+        return 1
+    print(
+        f"map check: {m.tiles} composites, {m.lakes} lakes drawn, lake {m.clicked} inspected; screenshot {m.screenshot}"
     )
     return 0

@@ -1,6 +1,7 @@
-"""The paper as one self-contained HTML page: images embedded as data URIs, no script, no external
-resource of any kind (fonts, styles and images are all inline), so the file can be mailed, archived
-or opened offline and shows the same.
+"""The paper as one self-contained HTML page: images embedded as data URIs, no external resource of
+any kind (fonts, styles and images are all inline), so the file can be mailed, archived or opened
+offline and shows the same. The one script is the product's map (:mod:`lakepaper.report.map`, Leaflet
+inlined); without scripts its section shows the composites as images and the page reads the same.
 
 Large raster figures (over :data:`EMBED_MAX_BYTES`) are embedded as a downscaled JPEG copy, said
 so in the caption; the original file and its sha256 are in the colophon's hash manifest.
@@ -26,9 +27,12 @@ import pandas as pd
 from lakepaper.report import colophon as col
 from lakepaper.report.data import DataSources, data_sources
 from lakepaper.report.graph import StageGraph, _duration
+from lakepaper.report.map import SECTION_ID as MAP_ID
+from lakepaper.report.map import TITLE as MAP_TITLE
+from lakepaper.report.map import map_section
 from lakepaper.report.numbers import NUMBERS, FactRow, NumberRow, published_vs_run, run_facts, scale_rows
 from lakepaper.report.outputs import Missing, Run
-from lakepaper.report.registry import FIGURES, TABLES, FigureCaptions, FigureItem, TableItem
+from lakepaper.report.registry import FIGURES, PAGE_TABLES, TABLES, FigureCaptions, FigureItem, TableItem
 from lakepaper.report.sections import SECTIONS, stage_info
 
 #: Figures larger than this are embedded as a downscaled JPEG (keeps the page a few MB).
@@ -324,6 +328,8 @@ def render(parts: PageParts) -> str:
 
     toc = [("abstract", "Abstract"), ("headline-numbers", "Headline numbers: the paper and this run")]
     toc += [(f"section {s.key}", s.title) for s in SECTIONS]
+    lake_map = map_section(run.root, run.profile)  # "" when the build has no composite or product
+    toc += [(f"{MAP_ID}-title", MAP_TITLE)] if lake_map else []
     toc += [("appendix", "Appendix: every other figure the stages made"), ("colophon", "Colophon")]
     body.append("<nav class='toc'>" + "".join(f"<a href='#{_anchor(k)}'>{esc(t)}</a>" for k, t in toc) + "</nav>")
 
@@ -370,6 +376,9 @@ def render(parts: PageParts) -> str:
                 body.append(_figure_item_html(run, item))
             elif label in tables:
                 body.append(table_item_html(run, tables[label]))
+            elif label in PAGE_TABLES:
+                body.append(PAGE_TABLES[label].render(run))
+    body.append(lake_map)
     body.append(_appendix_html(run, used, captions))
     body.append(colophon_html(parts))
     body.append(

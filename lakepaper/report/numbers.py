@@ -38,6 +38,7 @@ class Number:
     stage: str = ""  # where this run's value comes from (for the table)
     note: str = ""
     stitched: Callable[[Run], float] | None = None  # the same number on the stitched prediction, shown in the note
+    stitched_label: str = "stitched prediction (stage 04), same patches"  # what ``stitched`` is, in the note
 
 
 def _table1_row(run: Run, region_type: str) -> dict[str, Any]:
@@ -91,6 +92,29 @@ def _isnan(x: Any) -> bool:
 
 def _headline(key: str) -> Callable[[Run], float]:
     return lambda run: float(run.extra("07_distribution", "headline", key))
+
+
+def _group_recall(group: str) -> Callable[[Run], float]:
+    """Stage 06's mean recall (%) of one of Fig. 5b's size groups."""
+
+    def read(run: Run) -> float:
+        v = run.extra("06_accuracy", "lake_level_recall_pct", group)
+        if v is None:
+            raise Missing(f"06_accuracy: no labelled lake of {group} km² in the test regions")
+        return float(v)
+
+    return read
+
+
+#: How the paper's "3.9 million lakes not in PLD" is computed: by its definition, all lakes below 0.01 km2.
+_NOT_IN_PLD = (
+    "the paper's '3.9 million lakes < 0.01 km² not in PLD' are all lakes below PLD's 0.01 km² minimum "
+    "(32.6 % of 12 million)"
+)
+
+
+def _touching_no_pld(key: str) -> Callable[[Run], float]:
+    return lambda run: float(run.extra("08_comparison", "below_0_01km2", key))
 
 
 def _checkdam_test(column: str) -> Callable[[Run], float]:
@@ -185,6 +209,22 @@ NUMBERS: tuple[Number, ...] = (
         ">",
         "06_accuracy",
     ),
+    Number(
+        "lake_level_recall_0_1_1km2",
+        "Lake level: mean recall, labelled lakes of 0.1-1 km²",
+        _group_recall("0.1-1"),
+        "%",
+        stage="06_accuracy",
+        note="Fig. 5b's own size groups (params.lake_size_groups_km2), not Fig. 7's",
+    ),
+    Number(
+        "lake_level_recall_1_20km2",
+        "Lake level: mean recall, labelled lakes of 1-20 km²",
+        _group_recall("1-20"),
+        "%",
+        stage="06_accuracy",
+        note="the paper: lower than 0.1-1 km² (large lakes with river-like parts missed)",
+    ),
     Number("n_test_regions", "Test regions", lambda r: float(_table1_row(r, "all")["regions"]), stage="06_accuracy"),
     Number(
         "n_test_patches",
@@ -229,6 +269,50 @@ NUMBERS: tuple[Number, ...] = (
         _headline("share_area_north_57"),
         "%",
         stage="07_distribution",
+    ),
+    Number(
+        "share_count_west",
+        "Share of lakes in the western hemisphere (count)",
+        _headline("share_count_west"),
+        "%",
+        stage="07_distribution",
+        note="the paper's hemisphere: west of 20° W or east of 160° E",
+    ),
+    Number(
+        "share_area_west",
+        "Share of lake area in the western hemisphere",
+        _headline("share_area_west"),
+        "%",
+        stage="07_distribution",
+        note="west of 20° W or east of 160° E; lakes across the line by their pieces per 1° cell",
+    ),
+    Number(
+        "n_lakes_above_10000km2",
+        "Lakes > 10,000 km²",
+        _headline("n_lakes_above_10000km2"),
+        stage="07_distribution",
+        note="Fig. 7's last group; the paper: 16 in each of GLAKESplus, GLAKES and PLD",
+    ),
+    Number(
+        "n_lakes_below_0_01km2",
+        "Lakes < 0.01 km² (below PLD's minimum)",
+        _headline("n_lakes_below_0_01km2"),
+        "",
+        "~",
+        "07_distribution",
+        note=_NOT_IN_PLD,
+        stitched=_touching_no_pld("touching_no_pld"),
+        stitched_label="touching no PLD polygon (stage 08)",
+    ),
+    Number(
+        "area_below_0_01km2",
+        "Total area of the lakes < 0.01 km²",
+        _headline("area_below_0_01km2"),
+        "km²",
+        stage="07_distribution",
+        note=_NOT_IN_PLD,
+        stitched=_touching_no_pld("area_touching_no_pld_km2"),
+        stitched_label="touching no PLD polygon (stage 08)",
     ),
     Number(
         "qtp_images", "QTP dataset: images", lambda r: float(r.extra("09_qtp", "dataset", "images")), stage="09_qtp"
@@ -295,8 +379,9 @@ def _with_stitched(n: Number, run: Run) -> Number:
         v = float(n.stitched(run))
     except (Missing, KeyError, IndexError, TypeError, ValueError):
         return n
-    text = "—" if _isnan(v) else f"{v:.2f}{' ' if n.unit == '%' else ''}{n.unit}"
-    return dataclasses.replace(n, note=f"{n.note}; stitched prediction (stage 04), same patches: {text}".lstrip("; "))
+    unit = f"{' ' if n.unit in ('%', 'km²') else ''}{n.unit}"
+    text = "—" if _isnan(v) else (f"{v:,.0f}" if not n.unit else f"{v:.2f}{unit}")
+    return dataclasses.replace(n, note=f"{n.note}; {n.stitched_label}: {text}".lstrip("; "))
 
 
 def numbers_frame(rows: Sequence[NumberRow]) -> pd.DataFrame:
@@ -328,6 +413,19 @@ def _mean_clear(run: Run) -> float:
     return 100.0 * sum(float(t["clear_share"]) for t in tiles) / len(tiles)
 
 
+def _arithmetic(run: Run) -> str:
+    t = run.extra("03_train", "training")
+    layout = ", channels-last" if t.get("channels_last") else ""
+    return (
+        f"{t['precision']} on {t['device']}{layout}; bf16 and fp32 train to different weights: the demo's test IoU "
+        "moved ~0.7 points between two machines, the tiny profile's several points (Table D1)"
+    )
+
+
+def _predict_arithmetic(run: Run) -> str:
+    return str(run.extra("04_predict", "parameters", "precision"))
+
+
 RUN_FACTS: tuple[Fact, ...] = (
     Fact("Simulated tiles", "00_world", lambda r: float(r.extra("00_world", "summary", "tiles"))),
     Fact("Sentinel-2 scenes (simulated)", "00_world", lambda r: float(r.extra("00_world", "summary", "scenes"))),
@@ -349,6 +447,8 @@ RUN_FACTS: tuple[Fact, ...] = (
         "%",
     ),
     Fact("U-Net training epochs", "03_train", lambda r: float(r.extra("03_train", "training", "epochs"))),
+    Fact("Training arithmetic (train_precision_cpu / _cuda; auto: bf16 where native)", "03_train", _arithmetic),
+    Fact("Inference arithmetic (predict_precision)", "04_predict", _predict_arithmetic),
     Fact("U-Net trainable parameters", "03_train", lambda r: float(r.extra("03_train", "training", "parameters"))),
     Fact(
         "Test IoU of the trained model, isolated patches (Table 1)",

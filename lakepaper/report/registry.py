@@ -1,6 +1,8 @@
 """Which stage and file make each of the paper's figures and tables, and the captions of every other figure.
 
 * :data:`FIGURES` and :data:`TABLES`: paper item -> the stage and file that make it (one file per item).
+* :data:`PAGE_TABLES`: tables that no stage writes but the package keeps (label -> :class:`PageTable`): the
+  departures from the paper (:mod:`lakepaper.report.departures`), with the effects the run measured.
 * :class:`FigureCaptions`: captions of the stage figures that are not paper figures, read from the table
   in ``figures/README.md``; they appear in the page's appendix.
 """
@@ -8,10 +10,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lakepaper import paths
+from lakepaper.report import departures
 
 # --- figures and tables --------------------------------------------------------------------------
 
@@ -124,6 +129,36 @@ TABLES: tuple[TableItem, ...] = (
         "U-Net training settings as used by this run.",
     ),
 )
+
+
+@dataclass(frozen=True)
+class PageTable:
+    """A table the package keeps rather than a stage writes; ``html(run, label=, caption=)`` renders it."""
+
+    label: str
+    caption: str
+    html: Callable[..., str]  # (run, *, label, caption) -> an HTML block
+    frame: Callable[..., Any]  # (run) -> the table as a DataFrame (tests, notebooks)
+
+    def render(self, run) -> str:
+        return self.html(run, label=self.label, caption=self.caption)
+
+
+PAGE_TABLES: dict[str, PageTable] = {
+    t.label: t
+    for t in (
+        PageTable(
+            "Table D1",
+            "Where this compendium departs from the paper: what the paper (or the authors' released code, where the "
+            "paper is silent) does, what this compendium does and why, whether that follows the authors' code or is "
+            "this compendium's own choice, and the effect measured on the simulated world where it was measured "
+            "(from this run's outputs where it can be). Every method constant also carries its provenance label in "
+            "Supplementary Table 1.",
+            departures.departures_html,
+            departures.departures_frame,
+        ),
+    )
+}
 
 
 # --- captions of the stage figures that are not paper figures (figures/README.md) -----------------

@@ -43,7 +43,7 @@ from lakepaper.samples import analyst, labels
 from lakepaper.samples.chips import LABEL_NODATA, REGIONS_FILE, write_chip
 from lakepaper.samples.sources import LabelRasters, polygon_mask, read_sample_regions
 from lakepaper.samples.split import stratified_split
-from lakepaper.world.files import WorldFiles
+from lakepaper.truth import Truth
 
 #: Share of a region's pixels without a clear observation above which a warning is given (they
 #: are filled with the region's median of each band, so the model sees no NaN).
@@ -76,12 +76,13 @@ def _fill_gaps(image: np.ndarray, region_id: str) -> np.ndarray:
 
 
 def build_samples(
-    world: WorldFiles | None,
+    truth: Truth | None,
     composite_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     p: dict[str, Any],
     *,
     regions_path: str | os.PathLike[str] | None = None,
+    world_regions: str | os.PathLike[str] | None = None,
     type_column: str = "region_type",
     label_rasters: str | os.PathLike[str] | None = None,
     thresholds: str | os.PathLike[str] | None = None,
@@ -92,13 +93,14 @@ def build_samples(
     """Label every region and write the training set into ``out_dir``.
 
     Args:
-        world: the simulated world (or a folder laid out like it: tiles, optional truth); None: no
-            world (``regions_path`` required, nothing is scored against a truth).
+        truth: a truth folder (:class:`lakepaper.truth.Truth`, the simulated world's); None: no truth
+            (nothing is scored against one, and the simulated analyst cannot label).
         composite_dir: stage 01's folder (``tiles/<tile>.tif``).
         out_dir: the stage folder.
         p: parameters (``ndwi_threshold``, ``split_fractions``, ``sample_seed``, ``region_types``).
-        regions_path: your sample polygons (any vector file, any CRS; :mod:`lakepaper.samples.sources`);
-            None: the world's ``regions.gpkg``.
+        regions_path: your sample polygons (any vector file, any CRS; :mod:`lakepaper.samples.sources`).
+        world_regions: the simulated world's ``regions.gpkg`` (already on its tiles, typed), used when
+            ``regions_path`` is None.
         type_column: the region-type column of ``regions_path``.
         label_rasters: a folder of ``<region_id>.tif`` label rasters or one mosaic GeoTIFF, on the
             composite's grid; None: labels from ``thresholds`` and ``edits``.
@@ -123,23 +125,21 @@ def build_samples(
         regions = read_sample_regions(
             regions_path, composite_dir, type_column=type_column, region_types=tuple(p["region_types"])
         )
-    elif world is None:
+    elif world_regions is None:
         raise ParameterError("regions", "no simulated world here: give your sample regions file")
     else:
-        regions = _read_regions(world.regions_path)
+        regions = _read_regions(Path(world_regions))
     if label_rasters is not None and (thresholds is not None or edits is not None):
         raise ParameterError("labels", "give label rasters or a threshold table and edit layer, not both")
     rasters = LabelRasters(label_rasters) if label_rasters is not None else None
     simulated = thresholds is None and edits is None and rasters is None
-    has_truth = (
-        world.truth_path(str(regions.tile.iloc[0]), "lake_id").exists() if world is not None and len(regions) else False
-    )
+    has_truth = truth.has(str(regions.tile.iloc[0])) if truth is not None and len(regions) else False
     if simulated and not has_truth:
-        if world is None:
+        if truth is None:
             raise ParameterError(
                 "labels", "no truth here for the simulated analyst: give label rasters, or thresholds and edits files"
             )
-        raise InputError(world.root, "no truth here for the simulated analyst: pass thresholds= and edits= files")
+        raise InputError(truth.root, "no truth here for the simulated analyst: pass thresholds= and edits= files")
 
     tiles = {}
     for tile in sorted(regions.tile.unique()):
@@ -150,8 +150,8 @@ def build_samples(
                 f"composite of tile {tile} missing (regions {list(regions.region_id[regions.tile == tile][:3])}...)",
             )
         data, count, meta = read_composite(path)
-        truth = io.read_raster(world.truth_path(tile, "lake_id"))[0][0] > 0 if has_truth else None
-        tiles[tile] = (data, count, meta, truth)
+        lakes = io.read_raster(truth.truth_path(tile, "lake_id"))[0][0] > 0 if has_truth else None
+        tiles[tile] = (data, count, meta, lakes)
 
     def window(r) -> tuple:
         return np.s_[r.row_off : r.row_off + r.height, r.col_off : r.col_off + r.width]
@@ -164,8 +164,8 @@ def build_samples(
         thresholds, edits = out / "thresholds.csv", out / "edits.gpkg"
         chosen, drawn = {}, []
         for k, r in enumerate(regions.itertuples()):
-            data, _, meta, truth = tiles[r.tile]
-            ndwi, t_win = data[meta["band_names"].index("NDWI")][window(r)], truth[window(r)]
+            data, _, meta, lakes = tiles[r.tile]
+            ndwi, t_win = data[meta["band_names"].index("NDWI")][window(r)], lakes[window(r)]
             chosen[r.region_id] = analyst.choose_threshold(ndwi, t_win)
             crs, transform = grid(r)
             rng = np.random.default_rng([int(p["sample_seed"]), 33, k])
@@ -186,7 +186,7 @@ def build_samples(
     rows, scores, skipped = [], [], []
     try:
         for r in tqdm(list(regions.itertuples()), desc="labels", unit="region", disable=not progress):
-            data, count, meta, truth = tiles[r.tile]
+            data, count, meta, lakes = tiles[r.tile]
             if not (count[window(r)] > 0).any():
                 warnings.warn(f"region {r.region_id}: no clear observation in the composite; left out", stacklevel=2)
                 skipped.append({"region_id": r.region_id, "reason": "no composite coverage"})
@@ -228,8 +228,8 @@ def build_samples(
             share = float(label[seen].mean()) if seen.any() else 0.0
             rows.append({"region_id": r.region_id, "threshold": t, "n_edits": len(mine), "lake_share": share})
             rows[-1] |= {"image": image_rel, "label": label_rel}
-            if truth is not None:
-                t_win = truth[window(r)][seen]  # scored where the composite saw the ground
+            if lakes is not None:
+                t_win = lakes[window(r)][seen]  # scored where the composite saw the ground
                 default = labels.initial_label(ndwi, float(p["ndwi_threshold"]))
                 scores.append(
                     {"region_id": r.region_id, "region_type": r.region_type}

@@ -3,7 +3,10 @@
 Reads stage 05's product (or any catalogue given as ``lakes``) and, on the simulated world, the
 world's truth lakes to print every number beside: ``truth = ""`` is ``00_world/truth/lakes.parquet`` when
 the run's imagery source (stage 01's, as stage 05 recorded it: :mod:`lakepaper.stages.provenance`) is the
-simulated world, else no truth. Writes ``headline.csv``, ``size_groups.csv``,
+simulated world, else no truth. The headline numbers are those of sections 3.2 and 3.3 by the paper's
+definitions (:func:`lakepaper.stats.headline`: the western hemisphere as "-20 W - 160 E", the lakes over
+10,000 km2, and the "3.9 million lakes below 0.01 km2 not in PLD", which are all the lakes below
+0.01 km2, PLD's minimum size). Writes ``headline.csv``, ``size_groups.csv``,
 ``cells.csv``, ``profile_lat.csv``, ``profile_lon.csv``, ``cells_vs_truth.csv`` (with a truth) and
 Fig. 6. The counting conventions are :mod:`lakepaper.stats`'.
 """
@@ -20,7 +23,7 @@ from lakepaper.stages import provenance
 from lakepaper.stages.context import Context, Result
 
 #: The method constants this stage uses.
-CONSTANTS = ("grid_deg", "high_latitude_deg", "size_groups_km2", "min_lake_area_km2")
+CONSTANTS = ("grid_deg", "high_latitude_deg", "western_hemisphere_lon", "size_groups_km2", "min_lake_area_km2")
 
 
 def run(ctx: Context) -> Result:
@@ -57,8 +60,13 @@ def run(ctx: Context) -> Result:
         tlc = stats.locate(tcat, grid_deg=P["grid_deg"], area_col="area_km2", id_col="lake_id")
         ctx.say(f"truth: {len(tlc):,} lakes from {truth}")
 
-    # headline numbers (section 3.2), beside the truth above the minimum size and in all
-    kw = {"high_latitude_deg": P["high_latitude_deg"]}
+    # headline numbers (sections 3.2 and 3.3, the paper's definitions), beside the truth above the minimum
+    # size and in all; "lakes > 10,000 km2" is Fig. 7's last group
+    kw = {
+        "high_latitude_deg": P["high_latitude_deg"],
+        "west_lon": P["western_hemisphere_lon"],
+        "huge_km2": P["size_groups_km2"][-1],
+    }
     head = stats.headline(lc, **kw)
     others = []
     if tlc is not None:

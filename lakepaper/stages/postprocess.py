@@ -35,7 +35,7 @@ from lakepaper.postprocess.references import REFERENCES, ReferenceSet
 from lakepaper.postprocess.rules import read_edits
 from lakepaper.stages import provenance
 from lakepaper.stages.context import Context, Result
-from lakepaper.world.files import WorldFiles
+from lakepaper.truth import Truth
 
 #: The method constants this stage uses.
 CONSTANTS = (
@@ -81,12 +81,12 @@ def run(ctx: Context) -> Result:
 
     r, examples = make_product(ctx, prediction_dir, refs, grid, edits)
     if simulated:
-        write_effects_on_truth(ctx, r, WorldFiles(world))
+        write_effects_on_truth(ctx, r, Truth(world))
     if (samples / "regions.gpkg").exists():
         scores = evaluate.step_scores_regions(r.steps, r.tiles, samples, split="test")
         ctx.write_csv("test_region_scores.csv", scores)
         ctx.show("test_region_scores", scores)
-    level = write_lake_level(ctx, r, WorldFiles(world)) if simulated else None
+    level = write_lake_level(ctx, r, Truth(world)) if simulated else None
     ctx.save(fig3(examples.fig3, threshold=P["area_ratio_threshold"], composite_dir=composite), "fig3_river_cases.png")
     ctx.save(fig4(examples.fig4), "fig4_floodplain_mask.png")
 
@@ -164,7 +164,7 @@ def make_product(
     return r, examples
 
 
-def write_effects_on_truth(ctx: Context, r: pipeline.Postprocessed, world: WorldFiles) -> None:
+def write_effects_on_truth(ctx: Context, r: pipeline.Postprocessed, world: Truth) -> None:
     """Each rule against the simulated world's truth: ``rule_pixels.csv``, ``rule_lakes.csv``,
     ``rule_removed.csv`` and the figure ``rule_effects``."""
     pixels, lakes, removed = evaluate.effects_on_truth(
@@ -181,7 +181,7 @@ def write_effects_on_truth(ctx: Context, r: pipeline.Postprocessed, world: World
     ctx.save(rule_effects(pixels), "rule_effects.png")
 
 
-def write_lake_level(ctx: Context, r: pipeline.Postprocessed, world: WorldFiles) -> pd.DataFrame:
+def write_lake_level(ctx: Context, r: pipeline.Postprocessed, world: Truth) -> pd.DataFrame:
     """Mean recall of the truth lakes and mean precision of the product's lakes per size group (``lake_level.csv``)."""
     _, _, level = evaluate.lake_level(r.steps["final"], r.tiles, world, ctx.params["size_groups_km2"])
     ctx.write_csv("lake_level.csv", level)

@@ -30,7 +30,7 @@ from lakepaper.figures.samples import fig2, label_gallery
 from lakepaper.samples.split import split_counts
 from lakepaper.samples.stage import build_samples, iou_by_type, label_summary
 from lakepaper.stages.context import Context, Result
-from lakepaper.world.files import WorldFiles
+from lakepaper.truth import Truth
 
 #: The method constants this stage uses.
 CONSTANTS = ("ndwi_threshold", "split_fractions", "sample_seed", "region_types", "region_size_bins")
@@ -41,12 +41,12 @@ LABEL_IOU_TARGET = 0.95
 def run(ctx: Context) -> Result:
     """Label every region, split, write the training set; score the labels where there is a truth."""
     a, P = ctx.args, ctx.params
-    world = None
+    truth = world_regions = None
     if not a["regions"]:  # the simulated world's regions (and truth)
         world_dir = ctx.upstream("00_world", required=False)
         if world_dir is None:
             raise ParameterError("regions", "no simulated world here (00_world has not run): give your regions file")
-        world = WorldFiles(world_dir)
+        truth, world_regions = Truth(world_dir), world_dir / "regions.gpkg"
     composite_dir = ctx.upstream("01_composite")
     for key in ("regions", "labels"):
         if a[key] and Path(a[key]).is_file():
@@ -56,11 +56,12 @@ def run(ctx: Context) -> Result:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         built = build_samples(
-            world,
+            truth,
             composite_dir,
             out,
             P,
             regions_path=a["regions"] or None,
+            world_regions=world_regions,
             type_column=a["type_column"],
             label_rasters=a["labels"] or None,
             thresholds=a["thresholds"] or None,

@@ -1,12 +1,14 @@
 """Stage 00: the simulated Sentinel-2 world, and the checks that it is realistic enough to stand in.
 
-Reads nothing. Writes the world folder laid out as :mod:`lakepaper.world.generate` describes
-(truth rasters and lakes, scenes and cloud probabilities, references, sample regions,
-``world.json``), the figures ``world_tiles``, ``world_biomes``, ``world_scenes_<tile>`` (two tiles),
-``world_lake_sizes``, ``world_cloud_cover`` and ``world_cloud_false_positives``, and the manifest,
-whose numbers are the world's checks (:mod:`lakepaper.world.checks`): the lake-size law fitted back
-(Cael & Seekell 2016), the real s2cloudless classifier against the simulated clouds, and NDWI alone
-against the truth per region type.
+Reads nothing. Writes the world folder laid out as :mod:`lakepaper.world.generate` describes: its
+imagery only as a static STAC catalog in Earth Search's layout (``stac/``,
+:mod:`lakepaper.world.stac`), which stage 01 reads as it reads any catalog; its truth
+(:mod:`lakepaper.truth`: rasters, lakes, per-scene flags, ``world.json``), references in their
+published schemas and sample regions. Figures ``world_tiles``, ``world_biomes``,
+``world_scenes_<tile>`` (two tiles), ``world_lake_sizes``, ``world_cloud_cover`` and
+``world_cloud_false_positives``, and the manifest, whose numbers are the world's checks
+(:mod:`lakepaper.world.checks`): the lake-size law fitted back (Cael & Seekell 2016), the real
+s2cloudless classifier against the simulated clouds, and NDWI alone against the truth per region type.
 
 The notebook's ``tiles`` is the constant ``world_tiles`` (the command-line name stays ``tiles``);
 ``workers`` changes no byte of the world and is not recorded.
@@ -82,6 +84,8 @@ def run(ctx: Context) -> Result:
     ctx.show("ndwi", ndwi_side_by_side(ndwi))
 
     size_mb = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6
+    catalog_mb = sum(f.stat().st_size for f in world.catalog.rglob("*") if f.is_file()) / 1e6
+    ctx.say(f"imagery: the STAC catalog {world.catalog.relative_to(out.parent)}/catalog.json, {catalog_mb:.0f} MB")
     ctx.say(
         f"world: {summary['tiles']} tiles, {summary['scenes']} scenes, {summary['lakes']} lakes, "
         f"{size_mb:.0f} MB on disk, {time.time() - ctx.started:.0f} s including the checks"

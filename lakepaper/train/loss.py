@@ -9,6 +9,11 @@ with ``p`` the sigmoid probabilities, ``y`` the 0/1 label and ``s`` the smoothin
 (``params.dice_smooth``, 1.0). Pixels outside ``valid`` (the padding around regions smaller than a
 patch) enter neither sum.
 
+Two departures from the authors' code, both this compendium's choices (listed with their reasons and
+measured sizes in :mod:`lakepaper.report.departures`): their loss smooths with Keras' epsilon (1e-7),
+not 1.0, which matters only for a batch without lake pixels; and it counts the zero padding as
+non-lake pixels, where this loss leaves the padding out.
+
 Metrics come from confusion counts (threshold ``params.prob_threshold``) counted here on the
 tensors, summed over every patch of an epoch or a split (the way the paper pools pixels), and
 scored by :mod:`lakepaper.scoring`: recall = TP/(TP+FN), precision = TP/(TP+FP),

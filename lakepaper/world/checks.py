@@ -14,6 +14,7 @@ import pandas as pd
 from scipy import ndimage
 
 from lakepaper import scoring
+from lakepaper import truth as truth_contract
 from lakepaper.io import read_raster
 from lakepaper.world import lakes as lk
 from lakepaper.world.files import WorldFiles
@@ -41,8 +42,8 @@ def cloud_scores(world: WorldFiles, *, margin_px: int | None = None) -> pd.DataF
     margin = margin_px or int(cfg["cloud_factor"])
     rows = []
     for scene in world.scenes().itertuples():
-        prob, _ = read_raster(world.scene_path(scene.tile, scene.system_index, "CLDPRB"))
-        flags, _ = read_raster(world.scene_path(scene.tile, scene.system_index, "truth"))
+        prob, _ = world.read_scene(scene.tile, scene.system_index, "CLDPRB")
+        flags, _ = read_raster(world.flags_path(scene.tile, scene.system_index))
         cover, _ = read_raster(world.truth_path(scene.tile, "cover"))
         prob, flags, cover = prob[0], flags[0], cover[0]
         valid = (prob != 255) & ((flags & FLAG["no_data"]) == 0)
@@ -116,7 +117,7 @@ def size_law(world: WorldFiles, *, a_min: float = 0.005) -> dict[str, float]:
 
 
 #: Truth flags that make an observation not clear-sky (haze is kept: no recipe masks it).
-NOT_CLEAR_SKY = FLAG["thick_cloud"] | FLAG["thin_cloud"] | FLAG["shadow"] | FLAG["snow"] | FLAG["no_data"]
+NOT_CLEAR_SKY = truth_contract.NOT_CLEAR_SKY
 
 
 def clear_means(world: WorldFiles, tile: str) -> tuple[np.ndarray, np.ndarray]:
@@ -129,8 +130,8 @@ def clear_means(world: WorldFiles, tile: str) -> tuple[np.ndarray, np.ndarray]:
     scenes = world.scenes().query("tile == @tile")
     refl = ndwi_sum = count = None
     for s in scenes.itertuples():
-        bands, _ = read_raster(world.scene_path(tile, s.system_index, "L2A_10m"))
-        flags, _ = read_raster(world.scene_path(tile, s.system_index, "truth"))
+        bands, _ = world.read_scene(tile, s.system_index, "L2A_10m")
+        flags, _ = read_raster(world.flags_path(tile, s.system_index))
         bands = bands.astype(np.float32)
         ok = (flags[0] & NOT_CLEAR_SKY) == 0
         ndwi = np.where(ok, (bands[1] - bands[3]) / np.maximum(bands[1] + bands[3], 1), 0.0)

@@ -11,18 +11,20 @@ Layout of the world folder (``build/<profile>/00_world``)::
     truth/<tile>/masks.tif      uint8 bands river, ocean, urban, glacier, saltflat, paddy, floodplain,
                                 building_shadow
     truth/lakes.parquet         GeoParquet, one row per lake: polygon (EPSG:4326) and table
-    scenes/<tile>/<id>_L2A_10m.tif   uint16 B2 B3 B4 B8, reflectance x 10000, nodata 0
-    scenes/<tile>/<id>_L2A_20m.tif   uint16 B11 (x 10000) and SCL, nodata 0
-    scenes/<tile>/<id>_L1C.tif       uint16 13 bands TOA x 10000 at 80 m, nodata 0
-    scenes/<tile>/<id>_CLDPRB.tif    uint8 s2cloudless probability 0..100 at 10 m, nodata 255
-    scenes/<tile>/<id>_truth.tif     uint8 truth flags (scenes.FLAG)
-    scenes.csv                  per-scene metadata (as Earth Engine's image properties) and truth
+    stac/                       the imagery, and only copy of it: a static STAC catalog laid out like
+                                Earth Search's sentinel-2-l2a and sentinel-2-l1c (:mod:`lakepaper.world.stac`):
+                                one COG per band (L2A B02 B03 B04 B08 B11 SCL and s2cloudless; L1C's 13
+                                bands at 80 m), DNs with the -1000 offset from 2022-01-25 on
+    scenes/<tile>/<id>_truth.tif     uint8 truth flags of a scene (scenes.FLAG): truth, not imagery
+    scenes.csv                  per-scene metadata (as Earth Engine's image properties), truth statistics
+                                and the scene's STAC item ids (``l2a_item``, ``l1c_item``)
     references/...              OSM-, GRWL-, GeoDAR-, GLAKES-, PLD-like data, aridity, floodplain
     regions.gpkg                sample regions with their region type
     manifest.json               written last: parameters, output hashes, versions, wall time
 
-``<id>`` is the scene's Earth Engine ``system:index``; L2A and cloud probability share it,
-so the compositing stage joins them on it as Earth Engine does.
+``<id>`` is the scene's Earth Engine ``system:index``; its items carry it as ``lakepaper:system_index``
+(and the tile as ``lakepaper:tile``), which is how truth is joined to imagery. The stages read the
+imagery only through the catalog, as they read a real one.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -45,6 +48,7 @@ from shapely.geometry import box
 from lakepaper import io
 from lakepaper.world import scenes as sc
 from lakepaper.world.sites import Site, WorldConfig
+from lakepaper.world.stac import finish_catalog, write_scene_assets
 from lakepaper.world.truth import DRY, TileTruth, build_tile
 
 MASK_NAMES = ("river", "ocean", "urban", "glacier", "saltflat", "paddy", "floodplain", "building_shadow")
@@ -112,8 +116,10 @@ def lakes_frame(truth: TileTruth) -> gpd.GeoDataFrame:
     return frame.to_crs(4326)
 
 
-def _tile_job(cfg: WorldConfig, index: int, site: Site, out: str) -> tuple[TileTruth, list[dict], gpd.GeoDataFrame]:
-    """Build and write one tile: truth, its lakes and its scenes (runs in a worker process)."""
+def _tile_job(
+    cfg: WorldConfig, index: int, site: Site, out: str
+) -> tuple[TileTruth, list[dict], gpd.GeoDataFrame, dict]:
+    """Build and write one tile: truth, its lakes, its scenes' COGs and truth flags (runs in a worker process)."""
     from s2cloudless import S2PixelCloudDetector
 
     out_dir = Path(out)
@@ -126,48 +132,30 @@ def _tile_job(cfg: WorldConfig, index: int, site: Site, out: str) -> tuple[TileT
     detector = S2PixelCloudDetector(all_bands=True, average_over=0, dilation_size=0)
     maker = sc.SceneMaker(truth, cloud_factor=cfg.cloud_factor, detector=detector)
     folder = out_dir / "scenes" / site.name
-    metas = []
+    metas, written = [], {}
     for k, date in enumerate(dates):
         scene = maker.make(date, rng, year_offset=year_offset[date.year], index=k)
-        stem = folder / scene.scene_id
-        kw = {"crs": truth.crs}
         t10, t20 = truth.transform, truth.transform @ Affine.scale(2, 2)
         tc = truth.transform @ Affine.scale(cfg.cloud_factor)
-        tags = {"SCALE": sc.REFLECTANCE_SCALE, **{k.upper(): v for k, v in scene.meta.items()}}
-        io.write_raster(
-            f"{stem}_L2A_10m.tif",
-            scene.l2a_10m,
-            transform=t10,
-            nodata=0,
-            band_names=["B2", "B3", "B4", "B8"],
-            tags=tags,
-            **kw,
+        written[(site.name, scene.scene_id)] = write_scene_assets(
+            out_dir / "stac" / ".scenes" / site.name / scene.scene_id,
+            scene,
+            crs=truth.crs,
+            t10=t10,
+            t20=t20,
+            tc=tc,
+            date=date,
         )
         io.write_raster(
-            f"{stem}_L2A_20m.tif", scene.l2a_20m, transform=t20, nodata=0, band_names=["B11", "SCL"], tags=tags, **kw
-        )
-        io.write_raster(
-            f"{stem}_L1C.tif", scene.l1c, transform=tc, nodata=0, band_names=list(sc.sp.S2_BANDS), tags=tags, **kw
-        )
-        io.write_raster(
-            f"{stem}_CLDPRB.tif",
-            scene.cloud_prob,
-            transform=t10,
-            nodata=255,
-            band_names=["probability"],
-            tags={"SYSTEM_INDEX": scene.scene_id},
-            **kw,
-        )
-        io.write_raster(
-            f"{stem}_truth.tif",
+            folder / f"{scene.scene_id}_truth.tif",
             scene.flags,
+            crs=truth.crs,
             transform=t10,
             band_names=["flags"],
             tags={f"FLAG_{k.upper()}": v for k, v in sc.FLAG.items()},
-            **kw,
         )
         metas.append(scene.meta)
-    return truth, metas, lakes_frame(truth)
+    return truth, metas, lakes_frame(truth), written
 
 
 def _tile_record(truth: TileTruth) -> dict:
@@ -226,6 +214,8 @@ def generate_world(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     io.begin_stage(out)  # from here on the stage is unfinished (and stale partial files are gone)
+    for old in ("scenes", "stac", "truth"):  # an earlier world's files (or an older layout's) do not linger
+        shutil.rmtree(out / old, ignore_errors=True)
     sites = cfg.sites()
     workers = max(1, min(workers or os.cpu_count() or 1, len(sites)))
     results: dict[str, tuple] = {}
@@ -248,9 +238,11 @@ def generate_world(
     lakes = gpd.GeoDataFrame(lakes, geometry="geometry", crs=4326)
     with io.atomic_path(out / "truth" / "lakes.parquet") as tmp:
         lakes.to_parquet(tmp, index=False)
-    with io.atomic_path(out / "scenes.csv") as tmp:
-        pd.DataFrame(metas).to_csv(tmp, index=False)
     records = [_tile_record(t) for t in truths]
+    written = {key: w for s in sites for key, w in results[s.name][3].items()}
+    scenes = finish_catalog(out / "stac", pd.DataFrame(metas), {r["tile"]: r for r in records}, written)
+    with io.atomic_path(out / "scenes.csv") as tmp:
+        scenes.to_csv(tmp, index=False)
     footprints = gpd.GeoDataFrame(
         [{k: v for k, v in r.items() if k != "bounds"} for r in records],
         geometry=[box(*r["bounds"]) for r in records],

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from lakepaper import truth as truth_contract
 from lakepaper.world import spectra as sp
 from lakepaper.world.fields import fractal_field, threshold_for_fraction
 from lakepaper.world.truth import TileTruth
@@ -44,8 +45,8 @@ SCL = {
     "cirrus": 10,
     "snow": 11,
 }
-#: Bits of the per-scene truth raster.
-FLAG = {"thick_cloud": 1, "thin_cloud": 2, "haze": 4, "shadow": 8, "snow": 16, "water": 32, "no_data": 64}
+#: Bits of the per-scene truth raster (the truth contract's, :data:`lakepaper.truth.FLAG`).
+FLAG = truth_contract.FLAG
 THICK_ALPHA = 0.6  # cloud opacity from which a cloud counts as thick
 REFLECTANCE_SCALE = 10000  # L1C and L2A digital numbers: reflectance x 10000 (harmonized, no offset)
 _MIX_SCALE = {"clear_water": 1.0, "turbid_water": 0.35, "saline_water": 1.0, "glacial_water": 0.6}

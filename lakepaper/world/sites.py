@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from lakepaper import params
+from lakepaper.composite.stac import S2_ERA  # the Sentinel-2 era, one definition
 from lakepaper.errors import ParameterError
 
 
@@ -174,9 +175,6 @@ SITES: tuple[Site, ...] = (
     Site("T16", "reservoir", 39.5, -5.5, "Meseta reservoirs, Spain"),
 )
 SITES_BY_NAME = {s.name: s for s in SITES}
-
-#: First and last day Sentinel-2 L2A imagery exists in Earth Engine's harmonized collection / today.
-S2_ERA = (dt.date(2017, 3, 28), dt.date(2026, 12, 31))
 
 
 @dataclass(frozen=True)

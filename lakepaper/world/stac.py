@@ -1,12 +1,13 @@
 """The simulated world as a static STAC catalog, in the layout of the public Sentinel-2 collections.
 
-:func:`write_catalog` turns a finished world folder (:class:`lakepaper.world.files.WorldFiles`) into
-what a researcher with real data queries: a static catalog (pystac, self-contained, relative links)
-with two collections laid out like Element 84's Earth Search v1 ``sentinel-2-l2a`` and
-``sentinel-2-l1c``, one Cloud-Optimized GeoTIFF per band and asset, so that the compositing stage
-can read the demo through the same door as Earth Search or Planetary Computer.
+The world stores its imagery only here (``build/<profile>/00_world/stac``), as what a researcher
+with real data queries: a static catalog (pystac, self-contained, relative links) with two
+collections laid out like Element 84's Earth Search v1 ``sentinel-2-l2a`` and ``sentinel-2-l1c``,
+one Cloud-Optimized GeoTIFF per band and asset, so that the compositing stage reads the demo
+through the same door as Earth Search or Planetary Computer. The generator writes each scene's
+COGs in its worker (:func:`write_scene_assets`) and the catalog at the end (:func:`finish_catalog`).
 
-Layout of ``out_dir``::
+Layout of the catalog folder::
 
     catalog.json
     sentinel-2-l2a/collection.json
@@ -57,13 +58,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pystac
 import rasterio
 import shapely
@@ -71,7 +70,6 @@ from pyproj import Transformer
 from shapely.geometry import box, mapping, shape
 
 from lakepaper.errors import InputError
-from lakepaper.world.files import WorldFiles
 from lakepaper.world.spectra import S2_BANDS
 
 L2A_COLLECTION, L1C_COLLECTION = "sentinel-2-l2a", "sentinel-2-l1c"
@@ -165,69 +163,104 @@ def mgrs_square(epsg: int, easting: float, northing: float, lat: float) -> tuple
     return zone, band, col + row
 
 
-def write_catalog(
-    world_dir: str | os.PathLike[str],
-    out_dir: str | os.PathLike[str],
-    *,
-    tiles: Sequence[str] | None = None,
-    workers: int | None = None,
+def write_scene_assets(
+    folder: str | os.PathLike[str], scene: Any, *, crs: Any, t10: Any, t20: Any, tc: Any, date: dt.date
 ) -> dict:
-    """Write the world's scenes as COGs and a static STAC catalog (see the module docstring).
+    """Write one scene's COGs into ``folder/l2a`` and ``folder/l1c``, as a product of ``date`` stores them.
 
-    The catalog is built in a hidden ``.partial`` folder beside ``out_dir`` and renamed into
-    place when complete (an existing ``out_dir`` is replaced), so a failure leaves no half catalog.
-
-    Args:
-        world_dir: a finished world folder (read only).
-        out_dir: the catalog folder to write.
-        tiles: only these tiles (default all).
-        workers: threads writing COGs (default ``os.cpu_count()``).
+    ``scene`` is a :class:`lakepaper.world.scenes.Scene` (its arrays in reflectance x 10000, 0 no
+    data); ``t10``, ``t20`` and ``tc`` are the transforms of its 10 m, 20 m and L1C grids. The DNs
+    carry the -1000 offset from processing baseline 04.00 on (:func:`has_offset`). The world's
+    generator calls this for every scene (in its worker processes); :func:`finish_catalog` then
+    moves the folders under their item ids and writes the catalog.
 
     Returns:
-        A summary: catalog path, items per collection, COGs, bytes, seconds.
-
-    Raises:
-        InputError: no world at ``world_dir``, a scene file missing or not as the world writes it.
+        Per level, asset key -> file name, band and grid; and the item's SCL class percentages.
     """
-    started = time.perf_counter()
-    world = WorldFiles(world_dir)
-    out = Path(out_dir)
-    tile_recs = {t["tile"]: t for t in world.info()["tiles"]}
-    scenes = world.scenes()
-    if tiles is not None:
-        unknown = sorted(set(tiles) - set(tile_recs))
-        if unknown:
-            raise InputError(world.root / "world.json", f"no tile(s) {unknown} in this world")
-        scenes = scenes[scenes.tile.isin(list(tiles))]
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
-        jobs = _plan(world, scenes, tile_recs)
-        with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
-            written = list(pool.map(lambda job: _write_scene(world, job, tmp), jobs))
-        catalog = _build_catalog(jobs, written, tile_recs)
-        catalog.normalize_hrefs(str(tmp) + os.sep)  # a folder, though its name has a dot
-        catalog.make_all_asset_hrefs_relative()
-        catalog.save(pystac.CatalogType.SELF_CONTAINED)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    n_bytes = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    return {
-        "catalog": str(out / "catalog.json"),
-        "items": {L2A_COLLECTION: len(jobs), L1C_COLLECTION: len(jobs)},
-        "cogs": sum(len(w["l2a"]) + len(w["l1c"]) for w in written),
-        "bytes": n_bytes,
-        "seconds": round(time.perf_counter() - started, 3),
+    offset = has_offset(processing_baseline(date))
+    root = Path(folder)
+    d2, d1 = root / "l2a", root / "l1c"
+    d2.mkdir(parents=True, exist_ok=True)
+    d1.mkdir(parents=True, exist_ok=True)
+    p10, p20, pc = ({"crs": crs, "transform": t} for t in (t10, t20, tc))
+    l2a: dict[str, dict] = {}
+    for i, name in enumerate(("B2", "B3", "B4", "B8")):
+        bid = _WORLD_L2A[name]
+        l2a[BANDS[bid][0]] = {
+            "file": f"{bid}.tif",
+            "band": bid,
+            **_cog(d2 / f"{bid}.tif", _dn(scene.l2a_10m[i], offset), p10, "uint16", 0),
+        }
+    l2a["swir16"] = {
+        "file": "B11.tif",
+        "band": "B11",
+        **_cog(d2 / "B11.tif", _dn(scene.l2a_20m[0], offset), p20, "uint16", 0),
     }
+    scl = scene.l2a_20m[1].astype(np.uint8)
+    l2a["scl"] = {"file": "SCL.tif", "band": "SCL", **_cog(d2 / "SCL.tif", scl, p20, "uint8", 0)}
+    l2a["s2cloudless"] = {
+        "file": "s2cloudless.tif",
+        "band": None,
+        **_cog(d2 / "s2cloudless.tif", scene.cloud_prob, p10, "uint8", 255),
+    }
+    l1c = {}
+    for i, bid in enumerate(S2_BANDS):
+        l1c[BANDS[bid][0]] = {
+            "file": f"{bid}.tif",
+            "band": bid,
+            **_cog(d1 / f"{bid}.tif", _dn(scene.l1c[i], offset), pc, "uint16", 0),
+        }
+    valid = scl != 0
+    n_valid = max(int(valid.sum()), 1)
+    pct = {name: round(100.0 * float((scl == k).sum()) / n_valid, 6) for k, name in SCL_PERCENTAGES.items()}
+    pct["s2:nodata_pixel_percentage"] = round(100.0 * float((~valid).mean()), 6)
+    return {"l2a": l2a, "l1c": l1c, "percentages": pct}
 
 
-def _plan(world: WorldFiles, scenes, tile_recs: dict) -> list[dict]:
+def finish_catalog(out_dir: str | os.PathLike[str], scenes, tile_recs: dict, written: dict) -> pd.DataFrame:
+    """Move each scene's asset folders under its item ids and write the static catalog in ``out_dir``.
+
+    Args:
+        out_dir: the catalog folder (``<world>/stac``); the scenes' assets are in
+            ``out_dir/.scenes/<tile>/<system_index>/{l2a,l1c}`` (:func:`write_scene_assets`).
+        scenes: the world's scene table (tile, system_index, date, SPACECRAFT_NAME, cloud and sun angles).
+        tile_recs: tile name -> record (bounds, epsg) as ``world.json`` holds them.
+        written: (tile, system_index) -> what :func:`write_scene_assets` returned.
+
+    Returns:
+        ``scenes`` with the columns ``l2a_item`` and ``l1c_item`` (the item ids) added.
+    """
+    out = Path(out_dir)
+    staged = out / ".scenes"
+    jobs = _plan(scenes, tile_recs)
+    metas = []
+    for job in jobs:
+        w = written[(job["tile"], job["system_index"])]
+        d2, d1 = out / L2A_COLLECTION / job["l2a_id"], out / L1C_COLLECTION / job["l1c_id"]
+        for src, dst in (
+            (staged / job["tile"] / job["system_index"] / "l2a", d2),
+            (staged / job["tile"] / job["system_index"] / "l1c", d1),
+        ):
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if dst.exists():
+                shutil.rmtree(dst)
+            os.replace(src, dst)
+        metas.append({**w, "dirs": (d2, d1)})
+    shutil.rmtree(staged, ignore_errors=True)
+    catalog = _build_catalog(jobs, metas, tile_recs)
+    catalog.normalize_hrefs(str(out) + os.sep)
+    catalog.make_all_asset_hrefs_relative()
+    catalog.save(pystac.CatalogType.SELF_CONTAINED)
+    ids = pd.DataFrame(
+        [
+            {"tile": j["tile"], "system_index": j["system_index"], "l2a_item": j["l2a_id"], "l1c_item": j["l1c_id"]}
+            for j in jobs
+        ]
+    )
+    return scenes.merge(ids, on=["tile", "system_index"], how="left", validate="one_to_one")
+
+
+def _plan(scenes, tile_recs: dict) -> list[dict]:
     """One job per scene: ids, dates, MGRS names, metadata."""
     jobs, seen = [], set()
     for s in scenes.sort_values(["tile", "date", "system_index"]).itertuples():
@@ -238,7 +271,7 @@ def _plan(world: WorldFiles, scenes, tile_recs: dict) -> list[dict]:
         lon, lat = Transformer.from_crs(epsg, 4326, always_xy=True).transform(cx, cy)
         zone, band, square = mgrs_square(epsg, cx, cy, lat)
         mgrs = f"{zone:02d}{band}{square}"
-        date = s.date.date()
+        date = pd.Timestamp(s.date).date()
         sensed = dt.datetime.strptime(s.system_index[:15], "%Y%m%dT%H%M%S").replace(tzinfo=dt.UTC)
         sat = "S2A" if str(s.SPACECRAFT_NAME).endswith("A") else "S2B"
         seq = 0
@@ -268,15 +301,6 @@ def _plan(world: WorldFiles, scenes, tile_recs: dict) -> list[dict]:
     return jobs
 
 
-def _read(path: Path, want: Sequence[str] | None) -> tuple[np.ndarray, Any]:
-    if not path.exists():
-        raise InputError(path, "scene file of the world is missing")
-    with rasterio.open(path) as src:
-        if want is not None and tuple(src.descriptions) != tuple(want):
-            raise InputError(path, f"bands {list(src.descriptions)}, expected {list(want)}")
-        return src.read(), src.profile
-
-
 def _cog(path: Path, arr: np.ndarray, profile: Any, dtype: str, nodata: int) -> dict:
     """Write one band as a COG; its projection and raster fields."""
     kw = {"blocksize": next(b for b in (512, 256, 128) if min(arr.shape) >= b or b == 128)}  # GDAL: >= 128
@@ -303,46 +327,6 @@ def _dn(arr: np.ndarray, offset: bool) -> np.ndarray:
         return arr
     shifted = np.minimum(arr.astype(np.int32) - ADD_OFFSET_DN, 65535).astype(np.uint16)
     return np.where(arr == 0, 0, shifted).astype(np.uint16)
-
-
-def _write_scene(world: WorldFiles, job: dict, root: Path) -> dict:
-    """The COGs of one scene (L2A and L1C items' folders); per asset key, its file and grid."""
-    offset = has_offset(job["baseline"])
-    d2, d1 = root / L2A_COLLECTION / job["l2a_id"], root / L1C_COLLECTION / job["l1c_id"]
-    d2.mkdir(parents=True)
-    d1.mkdir(parents=True)
-    l2a: dict[str, dict] = {}
-    a10, p10 = _read(world.scene_path(job["tile"], job["system_index"], "L2A_10m"), ("B2", "B3", "B4", "B8"))
-    a20, p20 = _read(world.scene_path(job["tile"], job["system_index"], "L2A_20m"), ("B11", "SCL"))
-    for i, name in enumerate(("B2", "B3", "B4", "B8")):
-        bid = _WORLD_L2A[name]
-        l2a[BANDS[bid][0]] = {
-            "file": f"{bid}.tif",
-            "band": bid,
-            **_cog(d2 / f"{bid}.tif", _dn(a10[i], offset), p10, "uint16", 0),
-        }
-    l2a["swir16"] = {"file": "B11.tif", "band": "B11", **_cog(d2 / "B11.tif", _dn(a20[0], offset), p20, "uint16", 0)}
-    scl = a20[1].astype(np.uint8)
-    l2a["scl"] = {"file": "SCL.tif", "band": "SCL", **_cog(d2 / "SCL.tif", scl, p20, "uint8", 0)}
-    prob, pp = _read(world.scene_path(job["tile"], job["system_index"], "CLDPRB"), None)
-    l2a["s2cloudless"] = {
-        "file": "s2cloudless.tif",
-        "band": None,
-        **_cog(d2 / "s2cloudless.tif", prob[0], pp, "uint8", 255),
-    }
-    toa, pc = _read(world.scene_path(job["tile"], job["system_index"], "L1C"), S2_BANDS)
-    l1c = {}
-    for i, bid in enumerate(S2_BANDS):
-        l1c[BANDS[bid][0]] = {
-            "file": f"{bid}.tif",
-            "band": bid,
-            **_cog(d1 / f"{bid}.tif", _dn(toa[i], offset), pc, "uint16", 0),
-        }
-    valid = scl != 0
-    n_valid = max(int(valid.sum()), 1)
-    pct = {name: round(100.0 * float((scl == k).sum()) / n_valid, 6) for k, name in SCL_PERCENTAGES.items()}
-    pct["s2:nodata_pixel_percentage"] = round(100.0 * float((~valid).mean()), 6)
-    return {"l2a": l2a, "l1c": l1c, "dirs": (d2, d1), "percentages": pct}
 
 
 def _footprint(epsg: int, bounds: tuple[float, float, float, float]) -> dict:
