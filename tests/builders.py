@@ -237,3 +237,31 @@ def kept_scenes(world: WorldFiles, tile: str, p: dict) -> pd.DataFrame:
     s = s[(s.tile == tile) & (s.date >= p["start_date"]) & (s.date <= f"{p['end_date']} 23:59:59")]
     s = s[s["CLOUDY_PIXEL_PERCENTAGE"] < float(p["max_scene_cloud_pct"])]
     return s.sort_values(["date", "system_index"]).reset_index(drop=True)
+
+
+def jupyterlab_command(port: int, token: str, *extra: str) -> list[str]:
+    """The command ``make lab`` runs, on a given port and token, headless (and as root where tests run as root)."""
+    import os
+    import sys
+
+    from lakepaper import paths
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        "--ip",
+        "127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.token={token}",
+        f"--ServerApp.root_dir={paths.ROOT}",
+        *extra,
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers and CI often run as root
+        cmd.append("--allow-root")
+    return cmd

@@ -16,7 +16,6 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +27,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
+from builders import jupyterlab_command
 from PIL import Image
 from pyproj import Transformer
 from rasterio.transform import from_origin
@@ -433,24 +433,7 @@ def test_explore_notebook_runs_in_jupyterlab_and_makes_the_map(build_root, tmp_p
         JUPYTER_PLATFORM_DIRS="1",
         LAKEPAPER_BUILD=str(build_root),
     )
-    cmd = [
-        sys.executable,
-        "-m",
-        "jupyter",
-        "lab",
-        "--no-browser",
-        "--ip",
-        "127.0.0.1",
-        f"--port={port}",
-        "--ServerApp.port_retries=0",
-        f"--ServerApp.token={token}",
-        f"--ServerApp.root_dir={paths.ROOT}",
-        f"--ServerApp.preferred_dir={paths.NOTEBOOKS}",
-        "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        cmd.append("--allow-root")
+    cmd = jupyterlab_command(port, token, f"--ServerApp.preferred_dir={paths.NOTEBOOKS}")
     log = (tmp_path / "lab.log").open("w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}"

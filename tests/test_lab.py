@@ -16,13 +16,13 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from builders import jupyterlab_command
 
 from lakepaper import paths
 
@@ -73,23 +73,7 @@ def test_jupyterlab_lists_and_opens_the_notebooks_on_the_project_kernel(tmp_path
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTER_PLATFORM_DIRS="1")
     log = (tmp_path / "lab.log").open("w")
     t0 = time.monotonic()
-    cmd = [
-        sys.executable,
-        "-m",
-        "jupyter",
-        "lab",
-        "--no-browser",
-        "--ip",
-        "127.0.0.1",
-        f"--port={port}",
-        "--ServerApp.port_retries=0",
-        f"--ServerApp.token={token}",
-        f"--ServerApp.root_dir={paths.ROOT}",
-        "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers and CI often run as root
-        cmd.append("--allow-root")
+    cmd = jupyterlab_command(port, token)
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     api = Api(port, token)
     kernel_id = None

@@ -69,6 +69,7 @@ from rasterio.transform import Affine
 from lakepaper import io
 from lakepaper.composite import landgrid
 from lakepaper.composite.kernel import MEAN_BANDS
+from lakepaper.composite.local import RECIPE_PARAMS
 from lakepaper.errors import InputError, LakepaperError, ParameterError
 
 #: Every state a tile can be in, in the order of a successful export.
@@ -93,23 +94,7 @@ STATUS_BATCH = 100
 #: Composite value of no observation and the count band's name (the contract's).
 NODATA, COUNT_BAND = -32768, "clear_count"
 #: The parameters a ledger is bound to: a ledger made for other values refuses to resume.
-LEDGER_PARAMS = (
-    "cloud_buffer_m",
-    "cloud_erode_m",
-    "cloud_morphology",
-    "cloud_prob_threshold",
-    "cloud_proj_dist_km",
-    "composite_bands",
-    "composite_scale",
-    "edge_px",
-    "end_date",
-    "max_scene_cloud_pct",
-    "nir_dark_threshold",
-    "resolution_m",
-    "s2_collection",
-    "scl_snow_class",
-    "start_date",
-)
+LEDGER_PARAMS = tuple(sorted((*RECIPE_PARAMS, "edge_px", "s2_collection")))
 
 
 class QuotaExceeded(LakepaperError):
