@@ -246,6 +246,23 @@ def test_river_rule_cases_a_to_d_and_reservoirs():
     assert r2.frame.reservoir.all() and r2.frame.area.iloc[0] == pytest.approx(200 * 200)
 
 
+def test_the_papers_reservoir_rule_keeps_a_reservoir_and_its_joined_river_whole():
+    """A reservoir the prediction joined to a long stretch of river: the paper keeps the polygon whole
+    (``whole``); the extended rule spares the reservoir's area and cuts the river off (case r)."""
+    river = shapely.LineString([(500000, 6000500), (503000, 6000500)]).buffer(20)
+    reservoir = box(501700, 6000400, 501900, 6000600)
+    lake = shapely.union(reservoir, box(500000, 6000485, 503000, 6000515))  # the reservoir and 3 km of river
+    kw = dict(glakes=np.array([]), reservoirs=np.array([reservoir]), dams=np.array([]), threshold=0.8)
+    paper = rules.river_rule(_frame([lake]), np.array([river]), reservoir_distance_m=30.0, whole=True, **kw)
+    extended = rules.river_rule(_frame([lake]), np.array([river]), reservoir_distance_m=30.0, **kw)
+    assert paper.frame.reservoir.all() and paper.frame.area.sum() == pytest.approx(lake.area)
+    assert paper.counts["case_r"] == 0 and len(paper.extra["cases"]) == 0
+    assert extended.counts["case_r"] == 1 and extended.frame.area.sum() < 0.6 * lake.area
+    assert extended.frame.area.sum() >= reservoir.area - 1e-6  # the reservoir itself is spared
+    with pytest.raises(ParameterError):
+        rules.reservoir_rule("whole")
+
+
 def test_min_area_is_ellipsoidal_not_degrees():
     small, big = box(500000, 6000000, 500070, 6000070), box(500200, 6000000, 500272, 6000072)  # 0.0049, 0.0052
     r = rules.min_area_rule(_frame([small, big]), min_km2=0.005)

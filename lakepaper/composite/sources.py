@@ -105,6 +105,8 @@ LOCAL_PARAMS = ("cloudless_resolution_m",)
 SCL_CLOUD = (8, 9, 10)
 #: L2A bands the recipe reads: B2 B3 B4 B8 (10 m), B11 (20 m), SCL (20 m).
 _REFLECTANCE = ("B2", "B3", "B4", "B8", "B11")
+#: Those read on the 10 m grid; B11 and SCL are read on their own 20 m grid and repeated 2 x 2.
+_REFLECTANCE_10M = _REFLECTANCE[:4]
 #: Rows of one odc-stac chunk (a block read touches only the chunks of its rows).
 _CHUNK = 512
 #: DN per unit reflectance of the kernel's input.
@@ -221,9 +223,9 @@ def find_tiles(stac: str, area: Any, p: dict[str, Any]) -> dict[str, list]:
 class _StacRun(_BlockRun):
     """The local backend's block run, reading each scene's block from STAC (odc-stac)."""
 
-    def __init__(self, ds, items, cloud: str, from_l1c, *args: Any) -> None:
+    def __init__(self, ds, ds20, items, cloud: str, from_l1c, *args: Any) -> None:
         super().__init__(*args)
-        self.ds, self.items, self.cloud, self.from_l1c = ds, items, cloud, from_l1c
+        self.ds, self.ds20, self.items, self.cloud, self.from_l1c = ds, ds20, items, cloud, from_l1c
 
     def check(self) -> None:
         """Every local asset the recipe reads, before any block runs: the file exists, opens as a raster, and lies
@@ -273,17 +275,25 @@ class _StacRun(_BlockRun):
         return [*_REFLECTANCE, "scl", *(["s2cloudless"] if self.cloud == "asset" else [])]
 
     def _load(self, k: int, j: int, i: int, r0: int, r1: int, _free: Any) -> None:
-        from lakepaper.composite.masks import PROB_NODATA, scene_mask
+        import dask
 
-        h0, h1 = self._window(r0, r1)
+        from lakepaper.composite.masks import PROB_NODATA, scene_mask, upsample2
+
+        h0, h1 = self._window(r0, r1)  # even rows: the 20 m block is rows h0 / 2 .. h1 / 2 of its own grid
         try:
-            block = self.ds.isel(time=i, y=slice(h0, h1)).compute(scheduler="synchronous")
+            block, block20 = dask.compute(
+                self.ds.isel(time=i, y=slice(h0, h1)),
+                self.ds20.isel(time=i, y=slice(h0 // 2, h1 // 2)),
+                scheduler="synchronous",
+            )
         except (RasterioError, CPLE_BaseError, OSError) as exc:
             raise self._unreadable(i, h0, h1, exc) from exc
         stack, clear = self._views(k, r0, r1)
-        for b, name in enumerate(_REFLECTANCE):
+        for b, name in enumerate(_REFLECTANCE_10M):
             stack[j, b] = to_dn(block[name].values)
-        scl = np.asarray(block["scl"].values)
+        stack[j, 4] = upsample2(to_dn(block20["B11"].values))  # nearest: each 20 m pixel is 2 x 2 at 10 m
+        scl20 = np.asarray(block20["scl"].values)
+        scl = upsample2(scl20)
         if self.cloud == "scl":
             prob = np.where(np.isin(scl, SCL_CLOUD), 100, 0).astype(np.uint8)
             prob[scl == 0] = PROB_NODATA
@@ -292,9 +302,7 @@ class _StacRun(_BlockRun):
         else:
             prob = np.asarray(block["s2cloudless"].values, np.uint8)
         azimuth = float(self.ds.sun_azimuth.values[i])
-        mask = scene_mask(
-            stack[j, :4], stack[j, 4], scl[::2, ::2], prob, azimuth_deg=azimuth, p=self.p, resolution_m=self.res
-        )
+        mask = scene_mask(stack[j, :4], stack[j, 4], scl20, prob, azimuth_deg=azimuth, p=self.p, resolution_m=self.res)
         clear[j] = mask.clear
 
 
@@ -406,8 +414,9 @@ def composite_stac_tile(
     if shape[0] % 2 or shape[1] % 2:
         raise InputError(tile, f"the tile's grid has an odd size {shape}: its 20 m bands cannot cover it")
     cloud = cloud_source(tile, items, l1c, cloud)
-    names = [*_REFLECTANCE, "scl", *(["s2cloudless"] if cloud == "asset" else [])]
+    names = [*_REFLECTANCE_10M, *(["s2cloudless"] if cloud == "asset" else [])]
     ds = reader.load(items, names, geobox, chunks=_CHUNK)
+    ds20 = reader.load(items, ["B11", "scl"], geobox.zoom_out(2), chunks=_CHUNK // 2)  # on their own 20 m grid
     from_l1c = None
     if cloud == "l1c":
         from lakepaper.composite.cloudless import FromL1C
@@ -420,7 +429,21 @@ def composite_stac_tile(
     out = np.full((len(bands) + 1, *shape), NODATA, np.int16)
     scenes = list(range(len(items)))
     run = _StacRun(
-        ds, items, cloud, from_l1c, scenes, shape, halo, min(block_rows, shape[0]), batch, workers, out, bands, p, res
+        ds,
+        ds20,
+        items,
+        cloud,
+        from_l1c,
+        scenes,
+        shape,
+        halo,
+        min(block_rows, shape[0]),
+        batch,
+        workers,
+        out,
+        bands,
+        p,
+        res,
     )
     import dask.threaded
 

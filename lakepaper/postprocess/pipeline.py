@@ -61,6 +61,7 @@ PARAMS = (
     "aridity_scale",
     "floodplain_occurrence_pct",
     "reservoir_distance_m",
+    "reservoir_rule",
 )
 #: Reference vectors are read this far beyond a partition's bounds (GRWL lines whose buffer reaches in).
 READ_MARGIN_M = 2000.0
@@ -220,14 +221,17 @@ def rule_pass(part: Partition, refs: ReferenceSet, s: Mapping[str, Any]) -> dict
         refs.vector("osm_rivers", bounds=bounds, crs=crs), refs.vector("grwl", bounds=bounds, crs=crs)
     )
     glakes = refs.vector("glakes", bounds=bounds, crs=crs)
+    paper = rules.reservoir_rule(s["reservoir_rule"]) == "paper"
     reservoirs = np.concatenate(
         [
             _arr(refs.vector("osm_reservoirs", bounds=bounds, crs=crs, columns=())),
             _arr(refs.vector("geodar_reservoirs", bounds=bounds, crs=crs, columns=())),
-            _arr(glakes[glakes["Lake_type"].to_numpy() == 2]) if len(glakes) else np.empty(0, dtype=object),
+            _arr(glakes[glakes["Lake_type"].to_numpy() == 2])
+            if len(glakes) and not paper
+            else np.empty(0, dtype=object),
         ]
     )
-    dams = _arr(refs.vector("geodar_dams", bounds=bounds, crs=crs, columns=()))
+    dams = np.empty(0, dtype=object) if paper else _arr(refs.vector("geodar_dams", bounds=bounds, crs=crs, columns=()))
     r_river = rules.river_rule(
         r_ocean.frame,
         rivers,
@@ -236,6 +240,7 @@ def rule_pass(part: Partition, refs: ReferenceSet, s: Mapping[str, Any]) -> dict
         dams=dams,
         threshold=s["area_ratio_threshold"],
         reservoir_distance_m=s["reservoir_distance_m"],
+        whole=paper,
     )
     r_min = rules.min_area_rule(r_river.frame, min_km2=s["min_lake_area_km2"])
     return {

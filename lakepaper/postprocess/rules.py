@@ -10,9 +10,10 @@ plus the geometry work of the polygons that actually touch a reference.
    polygon within ``coast_distance_m`` (10 m) of an OSM ocean polygon is deleted. This also removes
    lagoons joined to the sea, whose inlet the ocean polygons include.
 2. :func:`river_rule` - the river mask is OSM river areas plus GRWL centre lines buffered by half
-   their width. Polygons that intersect a reservoir (OSM reservoirs, GeoDAR reservoir polygons,
-   GLAKES ``Lake_type`` 2, or within ``reservoir_distance_m`` of a GeoDAR dam) are flagged
-   reservoirs and the mask spares the reservoirs (see :func:`river_rule`). For every other
+   their width. Polygons that intersect a reservoir (OSM reservoirs, GeoDAR reservoir polygons) are
+   flagged reservoirs. The paper keeps them whole (``reservoir_rule = "paper"``); the default
+   ``"extended"`` rule also counts GLAKES ``Lake_type`` 2 and GeoDAR dams, spares only the reservoir's
+   own area and cuts a river joined to it (case r; see :func:`river_rule`). For every other
    polygon the mask cuts, Area Ratio = area after / area before and
    (Fig. 3) a: intersects GLAKES, ratio >= 0.8 -> kept whole (a lake joined to a river); b: does not,
    ratio >= 0.8 -> masked result; c: intersects, ratio < 0.8 -> masked result; d: does not, ratio
@@ -45,7 +46,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from lakepaper.errors import InputError
+from lakepaper.errors import InputError, ParameterError
 from lakepaper.postprocess.crs import reproject
 from lakepaper.stats import geodesic_area_km2
 
@@ -217,8 +218,12 @@ def river_rule(
     dams: np.ndarray,
     threshold: float,
     reservoir_distance_m: float,
+    whole: bool = False,
 ) -> RuleResult:
     """The river mask with the Area Ratio cases of Fig. 3 (see the module docstring).
+
+    ``whole`` (the paper's rule, ``reservoir_rule = "paper"``): a polygon that intersects a reservoir polygon is
+    not masked at all, so a river the prediction joined to it stays too. Otherwise (``"extended"``):
 
     Reservoirs: a polygon that intersects a reservoir polygon (OSM, GeoDAR, GLAKES type 2) or lies within
     ``reservoir_distance_m`` of a GeoDAR dam is a reservoir. The river mask spares the reservoir polygons grown
@@ -258,7 +263,8 @@ def river_rule(
         return RuleResult(frame, _empty_like(lakes), counts, {"cases": cases, "after": np.empty(0, dtype=object)})
     rivers = chunk(river_mask)
     li, ri = shapely.STRtree(rivers).query(g, predicate="intersects")
-    keep_pairs = ~by_dam[li]  # a reservoir known only by its dam is never masked
+    never = by_dam | by_polygon if whole else by_dam  # a reservoir known only by its dam is never masked
+    keep_pairs = ~never[li]
     li, ri = li[keep_pairs], ri[keep_pairs]
     after = g.copy()
     if len(li):
@@ -300,6 +306,16 @@ def river_rule(
 
 
 # --- 3. minimum area ------------------------------------------------------------------------------------
+
+
+RESERVOIR_RULES = ("paper", "extended")
+
+
+def reservoir_rule(name: str) -> str:
+    """``reservoir_rule`` checked: ``paper`` or ``extended`` (see :func:`river_rule`)."""
+    if name not in RESERVOIR_RULES:
+        raise ParameterError("reservoir_rule", f"{name!r}: choose {' or '.join(RESERVOIR_RULES)}")
+    return name
 
 
 def min_area_rule(lakes: gpd.GeoDataFrame, *, min_km2: float) -> RuleResult:

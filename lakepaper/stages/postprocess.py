@@ -43,6 +43,7 @@ CONSTANTS = (
     "area_ratio_threshold",
     "min_lake_area_km2",
     "reservoir_distance_m",
+    "reservoir_rule",
     "glakes_completion_min_km2",
     "aridity_threshold",
     "aridity_scale",
