@@ -56,6 +56,11 @@ class Param:
         return ORIGINS.get(self.origin, "")
 
 
+#: First and last day of Sentinel-2 L2A imagery in Earth Engine's harmonized collection (the last: today). A fact
+#: about the archive, not a method constant: the world's dates and the Earth Engine exports are checked against it.
+S2_ERA = (_dt.date(2017, 3, 28), _dt.date(2026, 12, 31))
+
+
 def _p(value: Any, source: str, *, origin: str, scale: bool = False) -> Param:
     if origin not in ORIGINS:
         raise ParameterError("origin", f"{origin!r} is not a provenance label; choose one of {sorted(ORIGINS)}")

@@ -129,6 +129,8 @@ def test_stage_code_is_what_its_notebook_imports():
     assert draws_comparison == ["08_comparison"]
     world = {p.name for p in deps.code_files("00_world")}
     assert "loop.py" not in world and "unet.py" not in world  # stage 00 does not rerun when training changes
+    world_code = deps.code_files("00_world")
+    assert not [f for f in world_code if f.parent.name == "composite"]  # nor when compositing changes
 
 
 @pytest.fixture

@@ -800,14 +800,14 @@ def progress(ledger: Ledger, *, window: int = 50) -> dict[str, Any]:
 
 
 def check_era(p: dict[str, Any]) -> None:
-    """Refuse dates outside the Sentinel-2 L2A era (:data:`lakepaper.composite.stac.S2_ERA`).
+    """Refuse dates outside the Sentinel-2 L2A era (:data:`lakepaper.params.S2_ERA`).
 
     Raises:
         ParameterError: naming ``start_date`` or ``end_date``.
     """
     import datetime as dt
 
-    from lakepaper.composite.stac import S2_ERA
+    from lakepaper.params import S2_ERA
 
     days = {}
     for name in ("start_date", "end_date"):

@@ -63,8 +63,6 @@ ES_KEYS: dict[str, str] = {
     "B12": "swir22",
     "SCL": "scl",
 }
-#: First and last day of Sentinel-2 L2A imagery in Earth Engine's harmonized collection (the last: today).
-S2_ERA = (dt.date(2017, 3, 28), dt.date(2026, 12, 31))
 #: Assets whose DNs are classes or percentages, kept as integers.
 CATEGORICAL = ("scl", "s2cloudless")
 #: Reflectance scale when an item declares none (ESA's QUANTIFICATION_VALUE 10000).

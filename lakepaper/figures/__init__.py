@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from lakepaper import io
@@ -46,3 +47,9 @@ def save(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 150, formats: 
             raise ParameterError("formats", f"unsupported figure format {fmt!r}; choose from {sorted(_NO_STAMP)}")
         with io.atomic_path(target) as tmp, matplotlib.rc_context({"svg.hashsalt": "lakepaper"}):
             fig.savefig(tmp, dpi=dpi, format=fmt, bbox_inches="tight", metadata=_NO_STAMP[fmt])
+
+
+def true_colour(l2a_10m: np.ndarray, *, gain: float = 3.5) -> np.ndarray:
+    """RGB (rows, cols, 3) in 0..1 from an L2A 10 m array (B2 B3 B4 B8, x 10000), brightened."""
+    rgb = np.stack([l2a_10m[2], l2a_10m[1], l2a_10m[0]], axis=-1).astype(np.float32) / 10000.0
+    return np.clip(rgb * gain, 0, 1) ** (1 / 1.3)

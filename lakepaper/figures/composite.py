@@ -10,12 +10,7 @@ from matplotlib.figure import Figure
 
 from lakepaper.composite import stac as reader
 from lakepaper.composite.local import read_composite
-
-
-def true_colour(l2a_10m: np.ndarray, *, gain: float = 3.5) -> np.ndarray:
-    """RGB (rows, cols, 3) in 0..1 from an L2A 10 m array (B2 B3 B4 B8, x 10000), brightened."""
-    rgb = np.stack([l2a_10m[2], l2a_10m[1], l2a_10m[0]], axis=-1).astype(np.float32) / 10000.0
-    return np.clip(rgb * gain, 0, 1) ** (1 / 1.3)
+from lakepaper.figures import true_colour
 
 
 def composite_vs_scenes(tile: str, items: Sequence, composite_path, p: dict, *, n_scenes: int = 2) -> Figure:

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lakepaper.figures.composite import true_colour
+from lakepaper.figures import true_colour
 from lakepaper.io import read_raster
 from lakepaper.world.files import WorldFiles
 

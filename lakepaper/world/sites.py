@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from lakepaper import params
-from lakepaper.composite.stac import S2_ERA  # the Sentinel-2 era, one definition
 from lakepaper.errors import ParameterError
+from lakepaper.params import S2_ERA
 
 
 @dataclass(frozen=True)
