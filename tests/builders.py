@@ -265,3 +265,16 @@ def jupyterlab_command(port: int, token: str, *extra: str) -> list[str]:
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers and CI often run as root
         cmd.append("--allow-root")
     return cmd
+
+
+def chromium_or_skip():
+    """:mod:`lakepaper.report.browser`, or the test skipped when headless Chromium is not installed."""
+    import pytest
+
+    from lakepaper.report import browser
+
+    try:
+        browser.find_browser()
+    except browser.BrowserUnavailable as exc:
+        pytest.skip(f"headless Chromium not available: {exc}")
+    return browser

@@ -17,6 +17,7 @@ import re
 
 import pytest
 import shapely
+from builders import chromium_or_skip
 from PIL import Image
 from test_explore import LAKES, lake_point, make_map_build
 
@@ -122,18 +123,8 @@ def test_the_vendored_leaflet_is_the_published_one_with_its_licence():
 # --- in headless Chromium ------------------------------------------------------------------------------
 
 
-def _browser_or_skip():
-    from lakepaper.report import browser
-
-    try:
-        browser.find_browser()
-    except browser.BrowserUnavailable as exc:
-        pytest.skip(f"headless Chromium not available: {exc}")
-    return browser
-
-
 def test_the_map_renders_and_a_click_opens_the_lakes_inspector(built):
-    _browser_or_skip()
+    chromium_or_skip()
     b, page = built
     lat, lon = lake_point(1)
     shot = b / "paper" / "map_screenshot.png"  # beside the page's screenshot (paper/screenshot.png)
@@ -159,7 +150,7 @@ def test_the_map_renders_and_a_click_opens_the_lakes_inspector(built):
 
 
 def test_without_scripts_the_composites_stand_in_for_the_map(built):
-    _browser_or_skip()
+    chromium_or_skip()
     _, page = built
     m = page_map.check_map(page, scripts=False, click=None)
     assert m.ok, m.problems()

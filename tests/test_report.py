@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from builders import chromium_or_skip
 from PIL import Image
 
 from lakepaper import io, prereqs
@@ -707,18 +708,8 @@ def test_prereqs_checksums_recorded_then_verified(tmp_path):
 # --- the page in a real browser --------------------------------------------------------------------
 
 
-def _browser_or_skip():
-    from lakepaper.report import browser
-
-    try:
-        browser.find_browser()
-    except browser.BrowserUnavailable as exc:
-        pytest.skip(f"headless Chromium not available: {exc}")
-    return browser
-
-
 def test_page_renders_in_headless_chromium(tmp_path):
-    browser = _browser_or_skip()
+    browser = chromium_or_skip()
     b = make_build(tmp_path)
     page = build_paper("demo", root=b)
     shot = b / "paper" / "screenshot.png"
@@ -731,7 +722,7 @@ def test_page_renders_in_headless_chromium(tmp_path):
 
 
 def test_browser_check_catches_broken_images_and_console_errors(tmp_path):
-    browser = _browser_or_skip()
+    browser = chromium_or_skip()
     bad = tmp_path / "bad.html"
     bad.write_text(
         "<!DOCTYPE html><html><head><title>x</title></head><body>"

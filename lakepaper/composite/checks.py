@@ -11,7 +11,7 @@ off that mean.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,5 +71,4 @@ def compare_tiles_to_truth(
     ``items``: tile -> the L2A items its composite was made of (:func:`lakepaper.composite.sources.find_tiles`).
     """
     folder = Path(composite_dir) / "tiles"
-    tiles: Iterable[str] = items
-    return pd.DataFrame([compare_to_truth(truth, t, items[t], folder / f"{t}.tif", p) for t in tiles])
+    return pd.DataFrame([compare_to_truth(truth, t, its, folder / f"{t}.tif", p) for t, its in items.items()])

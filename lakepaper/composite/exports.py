@@ -69,7 +69,7 @@ from rasterio.transform import Affine
 from lakepaper import io
 from lakepaper.composite import landgrid
 from lakepaper.composite.kernel import MEAN_BANDS
-from lakepaper.composite.local import RECIPE_PARAMS
+from lakepaper.composite.local import COUNT_BAND, NODATA, RECIPE_PARAMS
 from lakepaper.errors import InputError, LakepaperError, ParameterError
 
 #: Every state a tile can be in, in the order of a successful export.
@@ -91,8 +91,6 @@ EE_CREDENTIALS = Path("~/.config/earthengine/credentials")
 MAX_ERRORS = 8
 #: Status queries per request (ee.data.getTaskStatus takes a list of ids).
 STATUS_BATCH = 100
-#: Composite value of no observation and the count band's name (the contract's).
-NODATA, COUNT_BAND = -32768, "clear_count"
 #: The parameters a ledger is bound to: a ledger made for other values refuses to resume.
 LEDGER_PARAMS = tuple(sorted((*RECIPE_PARAMS, "edge_px", "s2_collection")))
 

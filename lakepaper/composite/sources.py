@@ -68,6 +68,7 @@ from shapely.geometry import box
 from lakepaper import io
 from lakepaper.composite import stac as reader
 from lakepaper.composite.grid import write_tile_grid
+from lakepaper.composite.kernel import DN_SCALE
 from lakepaper.composite.local import (
     _ALIGN,
     COUNT_BAND,
@@ -109,8 +110,6 @@ _REFLECTANCE = ("B2", "B3", "B4", "B8", "B11")
 _REFLECTANCE_10M = _REFLECTANCE[:4]
 #: Rows of one odc-stac chunk (a block read touches only the chunks of its rows).
 _CHUNK = 512
-#: DN per unit reflectance of the kernel's input.
-_DN = 10000.0
 
 
 def check_source(source: str) -> str:
@@ -349,7 +348,7 @@ def to_dn(reflectance: np.ndarray) -> np.ndarray:
     """
     r = np.asarray(reflectance, np.float32)
     ok = np.isfinite(r)
-    dn = np.clip(np.rint(np.where(ok, r, 0) * np.float32(_DN)), 1, 65535).astype(np.uint16)
+    dn = np.clip(np.rint(np.where(ok, r, 0) * np.float32(DN_SCALE)), 1, 65535).astype(np.uint16)
     dn[~ok] = 0
     return dn
 

@@ -62,6 +62,45 @@ def find_browser() -> tuple[str, str]:
     return str(chromium), str(driver)
 
 
+def start_chromium(width: int, height: int, *, scripts: bool = True):
+    """Headless Chromium (selenium) of ``width`` x ``height``, logging the console; ``scripts`` False: JavaScript off.
+
+    Raises:
+        BrowserUnavailable: no Chromium or chromedriver, or it does not start.
+    """
+    from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
+
+    chromium, driver_path = find_browser()
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars"):
+        options.add_argument(arg)
+    options.add_argument(f"--window-size={width},{height}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    if not scripts:
+        options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
+    try:
+        return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_path))
+    except WebDriverException as exc:
+        raise BrowserUnavailable(f"Chromium did not start ({exc.msg or exc}); {INSTALL_HINT}") from exc
+
+
+def save_screenshot(driver, path: str | os.PathLike[str]) -> Path:
+    """The browser's viewport as a PNG at ``path``, written atomically."""
+    shot = Path(path)
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    tmp = shot.with_name(f".{shot.name}.{os.getpid()}.partial.png")
+    driver.save_screenshot(str(tmp))
+    os.replace(tmp, shot)
+    return shot
+
+
+def console_errors(driver) -> list[str]:
+    """The SEVERE messages of the browser's console."""
+    return [e.get("message", str(e)) for e in driver.get_log("browser") if str(e.get("level", "")).upper() == "SEVERE"]
+
+
 def check_page(
     page: str | Path,
     *,
@@ -77,28 +116,8 @@ def check_page(
         screenshot: where to save a PNG of the top of the page (``width`` x ``height``), or None.
         timeout: seconds allowed for loading the page and decoding its images.
     """
-    from selenium import webdriver
-    from selenium.common.exceptions import WebDriverException
-
-    chromium, driver_path = find_browser()
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--hide-scrollbars",
-        f"--window-size={width},{height}",
-    ):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    service = webdriver.ChromeService(executable_path=driver_path)
     t0 = time.perf_counter()
-    try:
-        driver = webdriver.Chrome(options=options, service=service)
-    except WebDriverException as exc:
-        raise BrowserUnavailable(f"Chromium did not start ({exc.msg or exc}); {INSTALL_HINT}") from exc
+    driver = start_chromium(width, height)
     try:
         driver.set_page_load_timeout(timeout)
         url = Path(page).resolve().as_uri()
@@ -116,16 +135,8 @@ def check_page(
             "i.getAttribute('src').slice(0, 5)])"
         )
         banner = driver.execute_script("const b = document.querySelector('.banner'); return b ? b.innerText : ''")
-        shot = None
-        if screenshot is not None:
-            shot = Path(screenshot)
-            shot.parent.mkdir(parents=True, exist_ok=True)
-            tmp = shot.with_name(f".{shot.name}.{os.getpid()}.partial.png")
-            driver.save_screenshot(str(tmp))
-            os.replace(tmp, shot)
-        console = [
-            e.get("message", str(e)) for e in driver.get_log("browser") if str(e.get("level", "")).upper() == "SEVERE"
-        ]
+        shot = save_screenshot(driver, screenshot) if screenshot is not None else None
+        console = console_errors(driver)
         return PageReport(
             url=url,
             title=driver.title,

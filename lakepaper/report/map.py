@@ -465,26 +465,12 @@ def check_map(
     """
     import time
 
-    from selenium import webdriver
-    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
-    from lakepaper.report.browser import INSTALL_HINT, BrowserUnavailable, find_browser
+    from lakepaper.report.browser import console_errors, save_screenshot, start_chromium
 
-    chromium, driver_path = find_browser()
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars"):
-        options.add_argument(arg)
-    options.add_argument(f"--window-size={width},{height}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    if not scripts:
-        options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
-    try:
-        driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_path))
-    except WebDriverException as exc:
-        raise BrowserUnavailable(f"Chromium did not start ({exc.msg or exc}); {INSTALL_HINT}") from exc
+    driver = start_chromium(width, height, scripts=scripts)
     report = MapCheck(scripts=scripts)
     try:
         driver.set_page_load_timeout(timeout)
@@ -524,15 +510,8 @@ def check_map(
                 report.inspector = driver.find_element(By.CSS_SELECTOR, f"#{SECTION_ID} .lp-inspector").text
             report.lakes = len(driver.find_elements(By.CSS_SELECTOR, f"#{SECTION_ID} path.lp-product"))
         if screenshot is not None:
-            shot = Path(screenshot)
-            shot.parent.mkdir(parents=True, exist_ok=True)
-            tmp = shot.with_name(f".{shot.name}.partial.png")
-            driver.save_screenshot(str(tmp))
-            tmp.replace(shot)
-            report.screenshot = shot
-        report.console = [
-            e.get("message", str(e)) for e in driver.get_log("browser") if str(e.get("level", "")).upper() == "SEVERE"
-        ]
+            report.screenshot = save_screenshot(driver, screenshot)
+        report.console = console_errors(driver)
         return report
     finally:
         driver.quit()

@@ -94,6 +94,20 @@ def _headline(key: str) -> Callable[[Run], float]:
     return lambda run: float(run.extra("07_distribution", "headline", key))
 
 
+def _table1_number(key: str, label: str, region_type: str, *scores: str, relation: str = "=") -> Number:
+    """A Table 1 number: the lowest of ``scores`` of ``region_type``'s isolated patches, the stitched value beside."""
+    return Number(
+        key,
+        label,
+        _score(_table1_row, region_type, *scores),
+        "%",
+        relation,
+        "06_accuracy (03_train)",
+        note=_ISOLATED,
+        stitched=_score(_stitched_row, region_type, *scores),
+    )
+
+
 def _group_recall(group: str) -> Callable[[Run], float]:
     """Stage 06's mean recall (%) of one of Fig. 5b's size groups."""
 
@@ -122,61 +136,20 @@ def _checkdam_test(column: str) -> Callable[[Run], float]:
 
 
 NUMBERS: tuple[Number, ...] = (
-    Number(
-        "patch_iou",
-        "Patch-level IoU, all test patches",
-        _score(_table1_row, "all", "iou"),
-        "%",
-        stage="06_accuracy (03_train)",
-        note=_ISOLATED,
-        stitched=_score(_stitched_row, "all", "iou"),
-    ),
-    Number(
+    _table1_number("patch_iou", "Patch-level IoU, all test patches", "all", "iou"),
+    _table1_number(
         "patch_recall_precision_f1_min",
         "Lowest of patch recall, precision, F1",
-        _score(_table1_row, "all", "recall", "precision", "f1"),
-        "%",
-        ">",
-        "06_accuracy (03_train)",
-        note=_ISOLATED,
-        stitched=_score(_stitched_row, "all", "recall", "precision", "f1"),
+        "all",
+        "recall",
+        "precision",
+        "f1",
+        relation=">",
     ),
-    Number(
-        "ar_precision",
-        "AR (alongside rivers) precision",
-        _score(_table1_row, "AR", "precision"),
-        "%",
-        stage="06_accuracy (03_train)",
-        note=_ISOLATED,
-        stitched=_score(_stitched_row, "AR", "precision"),
-    ),
-    Number(
-        "ar_iou",
-        "AR IoU",
-        _score(_table1_row, "AR", "iou"),
-        "%",
-        stage="06_accuracy (03_train)",
-        note=_ISOLATED,
-        stitched=_score(_stitched_row, "AR", "iou"),
-    ),
-    Number(
-        "sl_recall",
-        "SL (salt lakes) recall",
-        _score(_table1_row, "SL", "recall"),
-        "%",
-        stage="06_accuracy (03_train)",
-        note=_ISOLATED,
-        stitched=_score(_stitched_row, "SL", "recall"),
-    ),
-    Number(
-        "sl_iou",
-        "SL IoU",
-        _score(_table1_row, "SL", "iou"),
-        "%",
-        stage="06_accuracy (03_train)",
-        note=_ISOLATED,
-        stitched=_score(_stitched_row, "SL", "iou"),
-    ),
+    _table1_number("ar_precision", "AR (alongside rivers) precision", "AR", "precision"),
+    _table1_number("ar_iou", "AR IoU", "AR", "iou"),
+    _table1_number("sl_recall", "SL (salt lakes) recall", "SL", "recall"),
+    _table1_number("sl_iou", "SL IoU", "SL", "iou"),
     Number(
         "river_mask_precision_gain",
         "River mask: precision change",
