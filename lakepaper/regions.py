@@ -27,11 +27,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lakepaper import io
+from lakepaper import io, scoring
+from lakepaper import water_types as wt
+from lakepaper.composite.local import read_composite
 from lakepaper.errors import InputError
 from lakepaper.metrics import Region
 from lakepaper.samples.chips import LABEL_NODATA, read_regions
 from lakepaper.scoring import NODATA
+from lakepaper.truth import Truth
 
 PathLike = str | os.PathLike[str]
 
@@ -174,3 +177,82 @@ def read_residue(residue: PathLike, samples_dir: PathLike, regions: Iterable[Reg
 
     removed = gpd.read_file(residue)  # polygons of removed water, any CRS
     return {r.region_id: burn(removed, r) for r in regions}
+
+
+def held_out(shape: tuple[int, int], regions: pd.DataFrame, *, splits: Iterable[str] = wt.SEEN_SPLITS) -> np.ndarray:
+    """True on a tile's pixels outside every region window of ``splits`` (the model never saw them).
+
+    Args:
+        shape: the tile's (rows, cols).
+        regions: the tile's rows of stage 02's ``regions.gpkg`` (``row_off``, ``col_off``,
+            ``height``, ``width``, ``split``); windows are clipped to the tile.
+        splits: the splits a model trained or was selected on (default ``train`` and ``val``).
+    """
+    out = np.ones(shape, bool)
+    seen = regions[regions["split"].isin(list(splits))] if len(regions) else regions
+    for r in seen.itertuples():
+        out[max(r.row_off, 0) : r.row_off + r.height, max(r.col_off, 0) : r.col_off + r.width] = False
+    return out
+
+
+def water_type_counts(
+    truth: Truth | str | os.PathLike[str],
+    composite_dir: str | os.PathLike[str],
+    samples_dir: str | os.PathLike[str],
+    mask_dir: str | os.PathLike[str] | None = None,
+    *,
+    margin_px: int = wt.MARGIN_PX,
+) -> pd.DataFrame:
+    """Counts per tile, optical water type and method of a whole run, on held-out pixels.
+
+    :func:`lakepaper.water_types.type_counts` per tile.
+
+    Every tile of stage 01's composites (``composite_dir/tiles/<tile>.tif``) is scored against the
+    truth's ``water_type`` and ``lake_id`` rasters. Counted pixels are those outside stage 02's
+    training and validation regions (``samples_dir/regions.gpkg``, :func:`held_out`) that the
+    composite observed at least once and, with ``mask_dir``, that stage 04 predicted (its
+    ``<tile>_mask.tif``: 1 lake, 0 not, 255 no data): every method is scored on the same pixels.
+
+    Args:
+        truth: a truth folder (:class:`lakepaper.truth.Truth`) with ``water_type.tif`` per tile.
+        composite_dir: stage 01's folder.
+        samples_dir: stage 02's folder.
+        mask_dir: stage 04's ``tiles`` folder; None: only the two indices.
+        margin_px: the zones' margin (:func:`lakepaper.water_types.zones`).
+
+    Returns:
+        :func:`lakepaper.water_types.type_counts`' rows with a leading ``tile`` column; methods ``NDWI > 0``,
+        ``MNDWI > 0`` and (with ``mask_dir``) ``model``.
+
+    Raises:
+        InputError: no composite, a tile without truth water types or prediction, or grids that differ.
+    """
+    truth = truth if isinstance(truth, Truth) else Truth(truth)
+    paths = sorted((Path(composite_dir) / "tiles").glob("*.tif"))
+    if not paths:
+        raise InputError(Path(composite_dir) / "tiles", "no composite tiles (<tile>.tif) here: run 01_composite first")
+    regions = read_regions(samples_dir)
+    frames = []
+    for path in paths:
+        tile = path.stem
+        if not truth.has(tile, wt.TRUTH_NAME):
+            raise InputError(truth.truth_path(tile, wt.TRUTH_NAME), f"the truth has no water types of tile {tile}")
+        bands, count, meta = read_composite(path)
+        water = io.read_raster(truth.truth_path(tile, wt.TRUTH_NAME))[0][0]
+        lake = io.read_raster(truth.truth_path(tile, "lake_id"))[0][0] > 0
+        scoring.check_pair(water, count, name=f"{tile}: water types/composite")
+        scoring.check_pair(water, lake, name=f"{tile}: water types/lake_id")
+        maps = wt.composite_index_maps(bands, meta["band_names"], source=path)
+        valid = held_out(water.shape, regions[regions["tile"] == tile]) & (count > 0)
+        if mask_dir is not None:
+            mask_path = Path(mask_dir) / f"{tile}_mask.tif"
+            if not mask_path.exists():
+                raise InputError(mask_path, f"no prediction of tile {tile}")
+            pred = io.read_raster(mask_path)[0][0]
+            scoring.check_pair(water, pred, name=f"{tile}: water types/prediction")
+            maps["model"] = pred == 1
+            valid &= pred != scoring.NODATA
+        counts = wt.type_counts(wt.zones(water, margin_px=margin_px), lake, maps, valid=valid)
+        frames.append(counts.assign(tile=tile))
+    out = pd.concat(frames, ignore_index=True)
+    return out[["tile", *(c for c in out.columns if c != "tile")]]

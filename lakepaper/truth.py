@@ -11,8 +11,12 @@ imagery came from it), never by importing the simulator. Layout::
     truth/<tile>/lake_id.tif       int32 lake id at the typical extent (0: no lake), on the tile's grid
     truth/<tile>/masks.tif         uint8 bands river, ocean, urban, glacier, saltflat, paddy,
                                    floodplain, building_shadow (what the post-processing rules act on)
+    truth/<tile>/water_type.tif    uint8 optical water type of every pixel that is ever water
+                                   (codes 1.. in the order of :data:`WATER_TYPES`, 0: never water;
+                                   optional: what the per-type scores of :mod:`lakepaper.water_types` read)
     truth/<tile>/<other>.tif       lake_id_max, occurrence, cover (optional)
     truth/lakes.parquet            GeoParquet, one row per lake: lake_id, tile, type, area_km2, geometry
+                                   (and ``water``, the lake's optical type, one of :data:`WATER_TYPES`)
     scenes/<tile>/<system_index>_truth.tif
                                    uint8 per-scene flags (cloud, shadow, snow, ...; optional), joined
                                    to STAC items by their ``lakepaper:system_index``
@@ -33,6 +37,19 @@ from lakepaper.errors import InputError
 
 #: Bits of a per-scene truth flag raster.
 FLAG = {"thick_cloud": 1, "thin_cloud": 2, "haze": 4, "shadow": 8, "snow": 16, "water": 32, "no_data": 64}
+#: Optical water types, in the order of their codes (1, 2, ...) in ``water_type.tif``. What the
+#: names mean optically (reflectance, NDWI and MNDWI of each) is documented where a truth is made:
+#: for the simulated world, :mod:`lakepaper.world.spectra`.
+WATER_TYPES: tuple[str, ...] = (
+    "clear",
+    "turbid",
+    "very_turbid",
+    "eutrophic",
+    "humic",
+    "shallow",
+    "glacial",
+    "saline",
+)
 #: A pixel of a scene is not clear sky where any of these bits is set (haze is kept: the recipe has no haze mask).
 NOT_CLEAR_SKY = FLAG["thick_cloud"] | FLAG["thin_cloud"] | FLAG["shadow"] | FLAG["snow"] | FLAG["no_data"]
 

@@ -221,7 +221,8 @@ def test_same_inputs_give_identical_bytes(world, p, composites, tmp_path):
 
 def test_composite_counts_and_timing(composites):
     for s in composites.values():
-        assert s["n_scenes"] >= 3 and s["clear_share"] > 0.5  # 0.53 on the tiny world with the 100 m buffer
+        # lowest 0.42 (T01) on the tiny world's 4 scenes per tile since issue 21's world (0.53 before)
+        assert s["n_scenes"] >= 3 and s["clear_share"] > 0.35
         assert s["seconds"] < 30  # the first tile includes numba's compile (cached on disk after)
 
 
@@ -251,12 +252,17 @@ def test_snow_share_in_used_observations(stats):
 
 def test_accuracy_against_truth_measured_floor(stats):
     assert _pooled(stats, _within) >= 0.80  # measured 0.847
-    assert _pooled(stats, lambda d: _within(d, clean_only=True)) >= 0.93  # measured 0.958 (haze bias)
+    # measured 0.958 (haze bias); 0.885 on issue 21's world, whose per-scene L2A offsets and sun-dependent
+    # terrain shading make the scenes of one pixel differ more, so two subsets of them average further apart
+    assert _pooled(stats, lambda d: _within(d, clean_only=True)) >= 0.86
 
 
 def test_residue_is_caused_by_what_the_recipe_lets_through(stats):
     assert _pooled(stats, _residue) <= 0.08  # measured 0.053
-    assert _pooled(stats, lambda d: _residue(d, uncaused=True)) < 0.005  # measured 0.00016
+    # measured 0.00016; 0.028 on issue 21's world (its weather draws differ): 0.12 on T01, where for some
+    # forest pixels the recipe keeps one hazy scene (haze counts as clear, see the module docstring) and the
+    # truth averages it with two clear ones; 0.04 on T03 (terrain shading changes with the sun)
+    assert _pooled(stats, lambda d: _residue(d, uncaused=True)) < 0.04
 
 
 @pytest.mark.xfail(strict=True, reason="issue 3 target; measured 0.847 on the tiny world (see module docstring)")
@@ -389,7 +395,7 @@ def test_stage_01_writes_every_tile_and_the_grid_and_measures_them(world, p, tmp
     assert set(grid.tile) == set(TILES)
     truth = result.tables["truth"]
     assert list(truth.tile) == list(TILES)
-    assert all(0 <= r < 0.15 for r in truth.residue)
+    assert all(0 <= r < 0.25 for r in truth.residue)  # per tile; hazy single scenes on T01 since issue 21's world
     assert all(0.5 < r <= 1 for r in truth.within_0_01 if r == r)
     assert set(result.figures) == {f"composite_{t}" for t in TILES[:2]}
     m = result.manifest

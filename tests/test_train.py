@@ -18,7 +18,7 @@ from lakepaper.train.checkpoint import load_model, read_checkpoint
 from lakepaper.train.evaluate import evaluate, pooled, region_counts
 from lakepaper.train.loop import load_splits, train
 from lakepaper.train.loss import confusion, dice_loss, scores
-from lakepaper.train.sampler import PatchSampler, sequential_patches
+from lakepaper.train.sampler import CoarseView, PatchSampler, Radiometric, sequential_patches
 from lakepaper.train.table import supplementary_table1, write_table
 
 
@@ -169,6 +169,64 @@ def test_flips_only_when_training():
         sampler.draw(np.random.default_rng(9), 50, augment=True).image
         == sampler.draw(np.random.default_rng(9), 50, augment=True).image
     ).all()
+
+
+def test_radiometric_jitter_moves_reflectance_and_ndwi_together_and_only_in_training():
+    bands = ("B2", "B3", "B4", "B11", "NDWI")
+    h = w = 8
+    image = np.empty((5, h, w), np.float32)
+    image[:4] = np.array([0.05, 0.08, 0.06, 0.02], np.float32)[:, None, None]
+    image[4] = 0.6  # B8 behind it: 0.08 * 0.4 / 1.6 = 0.02
+    chip = Chip("J", "NR", "train", 1.0, image, np.ones((h, w), np.uint8))
+    jitter = Radiometric(bands, offset=0.02, gain=0.1)
+    sampler = PatchSampler([chip], 12, flip_probability=0.0, jitter=[jitter])
+    val = sampler.draw(np.random.default_rng(1), 20, augment=False)
+    for k in range(5):  # validation patches are not jittered
+        assert (val.image[:, k][val.valid] == image[k, 0, 0]).all()
+    tr = sampler.draw(np.random.default_rng(1), 400, augment=True)
+    inside = tr.valid[:, None].repeat(5, 1)
+    assert (tr.image[~inside] == 0.0).all()  # padding stays padding
+    first = np.array([p[:, v][:, 0] for p, v in zip(tr.image, tr.valid, strict=True)])  # one pixel per patch
+    d = first[:, :4] - image[:4, 0, 0]
+    # offset within +-0.025 (common +-0.02, per band +-0.005), then gain within 1 +- 0.122 (common +-10 %,
+    # per band +-2 %): |change| <= 0.025 * 1.122 + 0.122 * value
+    assert (np.abs(d) <= 0.025 * 1.122 + 0.122 * image[:4, 0, 0] + 1e-6).all()
+    spread = d - d.mean(axis=1, keepdims=True)  # the bands move mostly together
+    assert np.abs(spread).max() < 0.02 and d.mean(axis=1).std() > 0.005
+    assert d.std(axis=0).min() > 0.005  # every band moves, by different amounts
+    # NDWI follows its bands: recompute it from the jittered B3 and the jittered B8 it implies
+    assert np.abs(first[:, 4] - 0.6).max() > 0.05 and (np.abs(first[:, 4]) <= 1).all()
+    same = sampler.draw(np.random.default_rng(7), 5, augment=True).image
+    assert (same == sampler.draw(np.random.default_rng(7), 5, augment=True).image).all()
+    assert Radiometric(bands).active is False
+
+
+@pytest.mark.bad_input
+def test_augmentation_on_bands_it_does_not_know_is_refused_up_front():
+    from lakepaper.train.loop import train_params
+
+    p = {**params.resolve("tiny"), "composite_bands": ("R", "G", "B"), "in_channels": 3}
+    with pytest.raises(ParameterError, match=r"radiometric_offset.*\['R', 'G', 'B'\]"):
+        train_params(p)
+    train_params({**p, "radiometric_offset": 0.0, "radiometric_gain": 0.0, "coarse_view_probability": 0.0})
+
+
+def test_coarse_view_blurs_a_share_of_training_patches_and_keeps_their_labels():
+    bands = ("B2", "B3", "B4", "B11", "NDWI")
+    rng = np.random.default_rng(3)
+    image = rng.uniform(0.02, 0.2, (5, 12, 12)).astype(np.float32)
+    image[4] = (image[1] - 0.05) / (image[1] + 0.05)
+    label = (image[1] > 0.1).astype(np.uint8)
+    chip = Chip("C", "NR", "train", 1.0, image, label)
+    sampler = PatchSampler([chip], 12, flip_probability=0.0, jitter=[CoarseView(bands, 0.25)])
+    tr = sampler.draw(np.random.default_rng(4), 400, augment=True)
+    coarse = np.array([not np.array_equal(p, image) for p in tr.image])
+    assert 0.15 < coarse.mean() < 0.35  # about a quarter
+    assert (tr.label == label).all()
+    blurred = tr.image[coarse][0]
+    assert blurred[1].std() < image[1].std()  # 30 m pixels: less contrast between neighbours
+    assert (sampler.draw(np.random.default_rng(4), 20, augment=False).image == image).all()
+    assert CoarseView(bands).active is False
 
 
 def test_sequential_patches_score_every_pixel_once():
@@ -608,6 +666,6 @@ def test_the_demo_model_below_its_iou_stops_the_stage(tmp_path):
     demo = Context.create("03_train", profile="demo", root=tmp_path, quiet=True)
     demo.begin()
     stage.check_demo_iou(demo, stage.DEMO_IOU_TARGET)
-    with pytest.raises(LakepaperError, match=r"best.pt.*IoU 0.8000"):
-        stage.check_demo_iou(demo, 0.8)
+    with pytest.raises(LakepaperError, match=r"best.pt.*IoU 0.7500"):
+        stage.check_demo_iou(demo, 0.75)
     stage.check_demo_iou(Context.create("03_train", profile="tiny", root=tmp_path, quiet=True), 0.1)  # demo only

@@ -103,20 +103,23 @@ def test_realised_lake_sizes_follow_the_configured_law(tau):
     assert abs(fitted - tau) <= 0.1, (fitted, se, n)
 
 
-def test_ndwi_is_easy_in_normal_regions_and_hard_in_the_designed_cases(tiny_world):
+def test_ndwi_fails_on_turbid_water_and_in_the_designed_cases(tiny_world):
     world, _, _ = tiny_world
     counts = checks.ndwi_iou(world)
     water = checks.iou_table(counts, truth="water")
     lake = checks.iou_table(counts, truth="lake")
     assert set(water.index) == {"NR", "AR", "BR", "IL", "SL"}
-    assert water.loc["NR", "iou"] >= 0.8, water
-    # building shadows, glacier ice and salt crust/brine fool a fixed NDWI threshold
-    for hard in ("BR", "IL", "SL"):
+    # in normal regions what NDWI calls water is water, but turbid and scummy water escapes it
+    assert water.loc["NR", "precision"] >= 0.85, water
+    assert water.loc["NR", "recall"] <= 0.9, water
+    # building shadows, glacier ice and salt crust/brine fool a fixed NDWI threshold (glacier ice by its
+    # false positives: IL's IoU is no longer far below NR's, now that NDWI misses turbid water there too)
+    for hard in ("BR", "SL"):
         assert water.loc[hard, "iou"] <= water.loc["NR", "iou"] - 0.1, water
     assert water.loc["BR", "precision"] < water.loc["NR", "precision"] - 0.1, water
     assert water.loc["IL", "precision"] < water.loc["NR", "precision"] - 0.1, water
-    # beside rivers the water is found, but much of it is river, not lake
-    assert lake.loc["AR", "iou"] <= water.loc["AR", "iou"] - 0.2, (water, lake)
+    # beside rivers much of the water NDWI finds is river, not lake
+    assert lake.loc["AR", "precision"] <= water.loc["AR", "precision"] - 0.2, (water, lake)
 
 
 @pytest.mark.parametrize(

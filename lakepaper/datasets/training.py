@@ -69,6 +69,11 @@ def dataset_params(p: Mapping[str, Any], bands: Sequence[str], *, chip_px: int =
         max_epochs=int(p["dataset_max_epochs"]),
         patches_per_epoch=int(p["dataset_patches_per_epoch"]),
         val_patches_per_epoch=int(p["dataset_val_patches"]),
+        # the dataset papers train with flips only; the radiometric and 30 m augmentations of stage 03
+        # (issue 21) are for Sentinel-2 composites
+        radiometric_offset=0.0,
+        radiometric_gain=0.0,
+        coarse_view_probability=0.0,
     )
     q.update(changes)
     return q

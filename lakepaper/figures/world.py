@@ -141,3 +141,63 @@ def false_positives_by_surface(fp: pd.Series) -> Figure:
     ax.set_title("s2cloudless on clear land, by surface")
     fig.tight_layout()
     return fig
+
+
+#: Land surfaces whose NDWI lies near zero or above: what a water index mistakes for water.
+CONFOUNDERS = (
+    "building_shadow",
+    "asphalt",
+    "burn_scar",
+    "wet_soil",
+    "dark_lava",
+    "salt_crust",
+    "glacier_ice",
+    "snow",
+    "algal_scum",
+)
+
+
+def water_spectra() -> Figure:
+    """The world's water types and land confounders: reflectance spectra, and where they fall in NDWI-MNDWI.
+
+    Left: surface reflectance of each optical water type at the Sentinel-2 band centres. Right:
+    NDWI (B3, B8) against MNDWI (B3, B11) of every water type (blue) and of the land surfaces
+    that water indices confuse with water (orange); terrain shadow is shown for rock. The
+    indices' zero lines split the plane: water right of MNDWI = 0 and above NDWI = 0 is easy;
+    highly turbid water lies below NDWI = 0, where only MNDWI (and the model) can find it.
+    """
+    from lakepaper.truth import WATER_TYPES
+    from lakepaper.world import spectra as sp
+
+    table = sp.SURFACE_TABLE
+    keep = [i for i, b in enumerate(sp.S2_BANDS) if b != "B10"]
+    wl = np.array(sp.WAVELENGTH_NM)[keep]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    colours = plt.get_cmap("tab10")
+
+    def indices(r: np.ndarray) -> tuple[float, float]:
+        b3, b8, b11 = r[2], r[7], r[11]
+        return (b3 - b8) / (b3 + b8), (b3 - b11) / (b3 + b11)
+
+    for k, name in enumerate(WATER_TYPES):
+        r = table[sp.SURFACES[sp.TYPE_SURFACE[name]]]
+        a1.plot(wl, r[keep], marker="o", ms=3, color=colours(k), label=name.replace("_", " "))
+        nd, mnd = indices(r)
+        a2.scatter(mnd, nd, color="tab:blue", s=28)
+        a2.annotate(name.replace("_", " "), (mnd, nd), fontsize=7, xytext=(3, 2), textcoords="offset points")
+    shade = sp.DIFFUSE_FRACTION
+    land = {n: table[sp.SURFACES[n]] for n in CONFOUNDERS} | {
+        "rock in terrain shadow": table[sp.SURFACES["rock"]] * shade
+    }
+    for name, r in land.items():
+        nd, mnd = indices(r)
+        a2.scatter(mnd, nd, color="tab:orange", marker="s", s=22)
+        a2.annotate(name.replace("_", " "), (mnd, nd), fontsize=7, xytext=(3, -8), textcoords="offset points")
+    a1.set_xlabel("wavelength (nm)"), a1.set_ylabel("surface reflectance")
+    a1.set_title("Optical water types of the simulated world", fontsize=10)
+    a1.legend(fontsize=7, ncol=2)
+    a2.axhline(0, color="grey", lw=0.8), a2.axvline(0, color="grey", lw=0.8)
+    a2.set_xlabel("MNDWI (B3, B11)"), a2.set_ylabel("NDWI (B3, B8)")
+    a2.set_title("Water (blue) and land that looks like water (orange)", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -87,9 +87,9 @@ REGISTRY: dict[str, Stage] = {
             "06_accuracy",
             "accuracy",
             "Accuracy",
-            "patch-level Table 1, river-mask Table 2, lake-level Fig. 5",
+            "patch-level Table 1, river-mask Table 2, lake-level Fig. 5, scores per water type",
             "3.1",
-            ("02_samples", "03_train", "04_predict", "05_postprocess"),
+            ("00_world", "01_composite", "02_samples", "03_train", "04_predict", "05_postprocess"),
         ),
         Stage(
             "07_distribution",

@@ -26,8 +26,19 @@ Fig. 5b has the paper's own size groups (``lake_size_groups_km2``: < 0.001, 0.00
 0.01-0.1, 0.1-1, 1-20, >= 20 km2), not Fig. 7's; its lakes are stage 04's prediction, before stage 05's
 minimum-area filter, so the groups below 0.005 km2 that justify the filter are scored too.
 
+Per optical water type (where a truth has them, e.g. the simulated world's
+``truth/<tile>/water_type.tif``): ``NDWI > 0`` and ``MNDWI > 0`` of stage 01's composites and the
+model (stage 04's masks) against the truth's lakes, on every pixel outside stage 02's training and
+validation regions (:func:`lakepaper.regions.water_type_counts`): ``water_types.csv`` (counts and
+scores per method and type), table ``water_types`` (IoU, %) and manifest key ``water_types``. A model
+that only learned "NDWI > 0" fails on highly turbid water, as the index does. ``truth``: a truth
+folder (:mod:`lakepaper.truth`), "" the simulated world's when stage 01's imagery came from it,
+"none" to skip; ``composite_dir``: "" stage 01's folder. Without a truth or its water types the table
+is skipped with a note.
+
 The science is :mod:`lakepaper.metrics` (patches, lakes, Table 2) on :mod:`lakepaper.scoring`'s
-counts and scores; :mod:`lakepaper.regions` reads the files.
+counts and scores; :mod:`lakepaper.regions` reads the files; :mod:`lakepaper.water_types` scores the
+water types.
 """
 
 from __future__ import annotations
@@ -38,10 +49,13 @@ import numpy as np
 import pandas as pd
 
 from lakepaper import metrics, params, regions
+from lakepaper import water_types as wt
 from lakepaper.errors import ParameterError
 from lakepaper.figures.accuracy import fig5, table1_bars
 from lakepaper.scoring import SCORES, as_percent
+from lakepaper.stages import provenance
 from lakepaper.stages.context import Context, Result, require_file
+from lakepaper.truth import Truth
 
 #: The method constants this stage uses.
 CONSTANTS = ("patch_size", "region_types", "lake_size_groups_km2", "min_lake_area_km2")
@@ -96,6 +110,58 @@ def _isolated(ctx: Context, samples_dir: Path) -> pd.DataFrame | None:
         ctx.say("stage 03 has not run: Table 1's isolated-patch columns are empty")
         return None
     return pd.read_csv(require_file(train / "test_metrics.csv", "03_train"), index_col="region_type")
+
+
+def _type_inputs(ctx: Context) -> tuple[Truth | None, Path | None, str]:
+    """(the truth, stage 01's folder, a note): the truth is None, and the note says why, when there is
+    no truth with water types to score against (real imagery, ``truth`` "none", a truth made before
+    water types) or no composite to compute the indices from."""
+    a = ctx.args
+    if a["truth"] == "none":
+        return None, None, "truth 'none': the per-type table is skipped"
+    composite = Path(a["composite_dir"]) if a["composite_dir"] else ctx.upstream("01_composite", required=False)
+    if composite is None or not (composite / "tiles").is_dir():
+        return None, None, "no composite (stage 01 not run, or composite_dir has no tiles/): per-type table skipped"
+    root = Path(a["truth"]) if a["truth"] else ctx.upstream("00_world", required=False)
+    source = provenance.imagery_source(composite)
+    if not a["truth"] and not provenance.has_truth(source, root, ctx.profile):
+        note = f"imagery source {provenance.kind(source) or 'not recorded'!r} has no truth: no per-type table"
+        return None, None, note + " (set truth to a truth folder with water_type.tif)"
+    truth = Truth(require_file(root, "truth"))
+    if not wt.has_water_types(truth):
+        note = f"the truth {root} has no optical water types (truth/<tile>/water_type.tif): per-type table skipped"
+        return None, None, note
+    return truth, composite, ""
+
+
+def _water_types(ctx: Context, samples_dir: Path, mask_dir: Path) -> tuple[pd.DataFrame | None, dict[str, str]]:
+    """The per-type table (IoU %, with lake pixels) of the two indices and the model on held-out pixels,
+    written as ``water_types.csv`` (counts and scores); None when there is nothing to score against."""
+    truth, composite, note = _type_inputs(ctx)
+    if truth is None:
+        ctx.say(note)
+        return None, {"truth": ctx.args["truth"] or "none"}
+    counts = regions.water_type_counts(truth, composite, samples_dir, mask_dir)
+    scores = wt.type_scores(counts)
+    ctx.write_csv("water_types.csv", scores, index=False)
+    table = wt.type_table(counts)
+    methods = [m for m in wt.METHODS if m in table]
+    table[methods] = table[methods] * 100
+    best = table[["NDWI > 0", "MNDWI > 0"]].max(axis=1)
+    types = table.index[table.index != "all"]
+    beaten = (table.loc[types, "model"] > best[types]).sum()
+    ctx.say(
+        f"per optical water type, {counts.tile.nunique()} tiles, pixels outside the training and "
+        f"validation regions: the model beats the better of NDWI > 0 and MNDWI > 0 on {beaten} of {len(types)} types"
+    )
+    if "very_turbid" in table.index:
+        v = table.loc["very_turbid"]
+        ctx.say(
+            f"very turbid water ({int(v.lake_px)} lake px): IoU NDWI > 0 {v['NDWI > 0']:.1f} %, "
+            f"MNDWI > 0 {v['MNDWI > 0']:.1f} %, model {v['model']:.1f} %"
+        )
+    ctx.show("water_types", table)
+    return table, {"truth": str(truth.root), "composite_dir": str(composite)}
 
 
 def _records(table: pd.DataFrame | None, index: str) -> list[dict] | None:
@@ -227,6 +293,9 @@ def run(ctx: Context) -> Result:
         formats=("png", "pdf"),
     )
 
+    # per optical water type: where the water indices fail, and whether the model does
+    water_types, type_inputs = _water_types(ctx, samples_dir, mask_dir)
+
     return ctx.finish(
         constants=CONSTANTS,
         resolved={
@@ -234,6 +303,7 @@ def run(ctx: Context) -> Result:
             "mask_dir": str(mask_dir),
             "residue": residue,
             "product_masks": product_masks,
+            **type_inputs,
         },
         extra={
             "table1": _records(
@@ -247,5 +317,6 @@ def run(ctx: Context) -> Result:
             "size_groups": summary.round(6).reset_index().to_dict("records"),
             "lake_level_recall_precision_min_pct": None if np.isnan(low) else round(low, 4),
             "lake_level_recall_pct": quoted,
+            "water_types": wt.table_records(water_types),
         },
     )

@@ -8,7 +8,9 @@ published schemas and sample regions. Figures ``world_tiles``, ``world_biomes``,
 ``world_scenes_<tile>`` (two tiles), ``world_lake_sizes``, ``world_cloud_cover`` and
 ``world_cloud_false_positives``, and the manifest, whose numbers are the world's checks
 (:mod:`lakepaper.world.checks`): the lake-size law fitted back (Cael & Seekell 2016), the real
-s2cloudless classifier against the simulated clouds, and NDWI alone against the truth per region type.
+s2cloudless classifier against the simulated clouds, NDWI alone against the truth per region type,
+and ``water_type_index_iou``: NDWI > 0 and MNDWI > 0 against the lakes per optical water type
+(:func:`lakepaper.world.checks.index_iou_by_type`; table ``water_types``).
 
 The notebook's ``tiles`` is the constant ``world_tiles`` (the command-line name stays ``tiles``);
 ``workers`` changes no byte of the world and is not recorded.
@@ -24,6 +26,7 @@ from lakepaper.errors import ParameterError
 from lakepaper.figures import world as wfig
 from lakepaper.stages import REAL_DATA_PROFILES
 from lakepaper.stages.context import Context, Result
+from lakepaper.water_types import has_water_types, table_records
 from lakepaper.world import checks
 from lakepaper.world.files import WorldFiles
 from lakepaper.world.generate import generate_world
@@ -82,6 +85,12 @@ def run(ctx: Context) -> Result:
 
     ndwi = ndwi_tables(world)
     ctx.show("ndwi", ndwi_side_by_side(ndwi))
+    ctx.save(wfig.water_spectra(), "world_water_types.png")
+    water_types = None
+    if has_water_types(world):
+        water_types = ctx.show("water_types", checks.index_iou_by_type(world))
+    else:
+        ctx.say("this world has no optical water types (truth/<tile>/water_type.tif): per-type index IoU skipped")
 
     size_mb = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6
     catalog_mb = sum(f.stat().st_size for f in world.catalog.rglob("*") if f.is_file()) / 1e6
@@ -99,6 +108,7 @@ def run(ctx: Context) -> Result:
             "cloud_detection": cloud,
             "ndwi_water_iou": ndwi["water"]["iou"].round(4).to_dict(),
             "ndwi_lake_iou": ndwi["lake"]["iou"].round(4).to_dict(),
+            "water_type_index_iou": table_records(water_types),
             "size_mb": round(size_mb, 1),
         },
     )

@@ -46,12 +46,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lakepaper import io
+from lakepaper import io, perturb
 from lakepaper.errors import InputError, ParameterError
 from lakepaper.samples.chips import Chip, read_training_set
 from lakepaper.train.checkpoint import plain, read_checkpoint, save_checkpoint
 from lakepaper.train.loss import METRICS, add_counts, confusion, dice_loss, scores
-from lakepaper.train.sampler import Patches, PatchSampler, check_chips
+from lakepaper.train.sampler import CoarseView, Patches, PatchSampler, Radiometric, check_chips
 from lakepaper.unet import LEVELS, UNet
 
 log = logging.getLogger("lakepaper.train")
@@ -72,6 +72,9 @@ TRAIN_PARAMS = (
     "loss",
     "dice_smooth",
     "flip_probability",
+    "radiometric_offset",
+    "radiometric_gain",
+    "coarse_view_probability",
     "pad_value",
     "patches_per_epoch",
     "val_patches_per_epoch",
@@ -110,6 +113,17 @@ def train_params(p: Mapping[str, Any]) -> dict[str, Any]:
         raise ParameterError("in_channels", f"{q['in_channels']} differs from the {len(q['composite_bands'])} bands")
     if q["patch_size"] % 2**LEVELS or q["patch_size"] < 2**LEVELS:
         raise ParameterError("patch_size", f"must be a positive multiple of {2**LEVELS}, got {q['patch_size']}")
+    for name in ("radiometric_offset", "radiometric_gain", "coarse_view_probability"):
+        if not 0.0 <= q[name] < 1.0:
+            raise ParameterError(name, f"must lie in [0, 1), got {q[name]}")
+    jitter = [k for k in ("radiometric_offset", "radiometric_gain", "coarse_view_probability") if q[k] > 0]
+    unknown = [b for b in q["composite_bands"] if b not in perturb.REFLECTANCE_BANDS and b not in perturb.INDEX_BANDS]
+    if jitter and unknown:
+        raise ParameterError(
+            jitter[0],
+            f"the augmentation acts on Sentinel-2 reflectance bands and knows no band {unknown}: set "
+            f"{', '.join(jitter)} to 0 for these bands",
+        )
     for name in ("batch_size", "patches_per_epoch", "val_patches_per_epoch", "max_epochs", "patience"):
         if q[name] < 1:
             raise ParameterError(name, f"must be at least 1, got {q[name]}")
@@ -274,7 +288,14 @@ def train(
     )
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and device.type == "cuda")
     train_sampler = PatchSampler(
-        train_chips, q["patch_size"], flip_probability=q["flip_probability"], pad_value=q["pad_value"]
+        train_chips,
+        q["patch_size"],
+        flip_probability=q["flip_probability"],
+        pad_value=q["pad_value"],
+        jitter=(
+            Radiometric(q["composite_bands"], q["radiometric_offset"], q["radiometric_gain"]),
+            CoarseView(q["composite_bands"], q["coarse_view_probability"]),
+        ),
     )
     val_sampler = PatchSampler(val_chips, q["patch_size"], flip_probability=0.0, pad_value=q["pad_value"])
 

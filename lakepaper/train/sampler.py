@@ -6,9 +6,14 @@ Training and validation (:class:`PatchSampler`)
     uniformly random position: where the region is larger than the patch, the patch's offset in
     the region is uniform; where it is smaller, the region's offset in the patch is uniform and the
     rest of the patch is padding. Training patches are then flipped horizontally and vertically,
-    each with probability ``flip_probability`` (0.5), the only augmentation; validation patches are
-    not flipped. Every random number comes from the ``numpy.random.Generator`` passed in, so a seed
-    fixes every patch.
+    each with probability ``flip_probability`` (0.5), the authors' only augmentation; validation
+    patches are not flipped. This compendium adds two, its own choice, so that a model trained on
+    one set of composites maps lakes on another: :class:`Radiometric` gives each training patch's
+    reflectance bands a random offset and gain, as another atmospheric correction, calibration or
+    sensor would (NDWI recomputed to match, :mod:`lakepaper.perturb`), and :class:`CoarseView`
+    shows a share of the patches as a 30 m sensor would see them (Landsat-like), labels unchanged.
+    Every random number comes from the ``numpy.random.Generator`` passed in, so a seed fixes every
+    patch.
 
 Padding
     Padded pixels hold ``pad_value`` (0.0) in every band; the authors pad with zeros too. They are
@@ -29,7 +34,7 @@ Test (:func:`sequential_patches`)
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +119,61 @@ def _place(length: int, size: int, rng: np.random.Generator) -> tuple[slice, sli
     return slice(0, length), slice(off, off + length)
 
 
+@dataclass(frozen=True)
+class Radiometric:
+    """Radiometric jitter of training patches, drawn per patch: an offset from [-offset, offset]
+    (reflectance) and then a gain from [1 - gain, 1 + gain], common to all bands (an atmospheric
+    correction's or a calibration's error moves the bands together), plus a per-band part of a
+    quarter of ``offset`` and a fifth of ``gain`` (band to band, sensor to sensor). Index bands
+    (NDWI) follow their reflectance bands (:mod:`lakepaper.perturb`). Zero for both: no jitter."""
+
+    bands: tuple[str, ...]
+    offset: float = 0.0
+    gain: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bands", tuple(self.bands))
+
+    @property
+    def active(self) -> bool:
+        return self.offset > 0 or self.gain > 0
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A jittered copy of ``image`` (bands, rows, cols)."""
+        from lakepaper import perturb
+
+        names = perturb.reflectance_planes(self.bands)
+        n = len(names)
+        common_off, common_gain = rng.uniform(-self.offset, self.offset), rng.uniform(1 - self.gain, 1 + self.gain)
+        off_b = common_off + rng.uniform(-self.offset / 4, self.offset / 4, n)
+        gain_b = common_gain * rng.uniform(1 - self.gain / 5, 1 + self.gain / 5, n)
+        off = dict(zip(names, off_b.tolist(), strict=True))
+        gain = dict(zip(names, gain_b.tolist(), strict=True))
+        return perturb.gain(perturb.offset(image, self.bands, off), self.bands, gain)
+
+
+@dataclass(frozen=True)
+class CoarseView:
+    """With probability ``probability``, a training patch as a Landsat-like 30 m sensor would see it
+    (:func:`lakepaper.perturb.landsat_like`: 3 x 3 block means brought back to 10 m bilinearly, OLI
+    band responses); the label stays the 10 m one."""
+
+    bands: tuple[str, ...]
+    probability: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bands", tuple(self.bands))
+
+    @property
+    def active(self) -> bool:
+        return self.probability > 0
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        from lakepaper import perturb
+
+        return perturb.landsat_like(image, self.bands) if rng.random() < self.probability else image
+
+
 class PatchSampler:
     """Draws patches of ``size`` from regions chosen with probability proportional to their area.
 
@@ -122,9 +182,19 @@ class PatchSampler:
         size: patch side in pixels.
         flip_probability: chance of each of the horizontal and vertical flips when ``augment``.
         pad_value: value of padded pixels in every band.
+        jitter: what is done to each training patch's image after it is cut (only when ``augment``),
+            in order: :class:`Radiometric`, :class:`CoarseView` or any callable (image, rng) -> image.
     """
 
-    def __init__(self, chips: Sequence[Chip], size: int, *, flip_probability: float = 0.5, pad_value: float = 0.0):
+    def __init__(
+        self,
+        chips: Sequence[Chip],
+        size: int,
+        *,
+        flip_probability: float = 0.5,
+        pad_value: float = 0.0,
+        jitter: Sequence[Callable[[np.ndarray, np.random.Generator], np.ndarray]] = (),
+    ):
         if size < 1:
             raise ParameterError("patch_size", f"must be positive, got {size}")
         if not 0.0 <= flip_probability <= 1.0:
@@ -133,6 +203,7 @@ class PatchSampler:
         self.size = int(size)
         self.flip_probability = float(flip_probability)
         self.pad_value = float(pad_value)
+        self.jitter = [j for j in jitter if getattr(j, "active", True)]
         area = np.array([c.area_km2 for c in self.chips], dtype=np.float64)
         self.probability = area / area.sum()
         self.bands = int(self.chips[0].image.shape[0])
@@ -148,6 +219,9 @@ class PatchSampler:
             chip = self.chips[r]
             (sr, tr), (sc, tc) = _place(chip.label.shape[0], s, rng), _place(chip.label.shape[1], s, rng)
             image[i, :, tr, tc] = chip.image[:, sr, sc]
+            if augment:
+                for j in self.jitter:
+                    image[i, :, tr, tc] = j(image[i, :, tr, tc], rng)
             label[i, tr, tc] = chip.label[sr, sc]
             valid[i, tr, tc] = True if chip.observed is None else chip.observed[sr, sc]
             if augment:

@@ -4,7 +4,9 @@
   if it does, the simulated spectra are cloud-like and the clear ones are not);
 * the lake sizes follow the configured power law;
 * NDWI separates water from land in normal regions, and fails where the paper says it does
-  (building shadows, glaciers, salt flats, rivers beside lakes).
+  (building shadows, glaciers, salt flats, rivers beside lakes);
+* per optical water type, where ``NDWI > 0`` and ``MNDWI > 0`` fail (highly turbid water: NDWI <= 0
+  while MNDWI stays > 0), so that a model that only learned "NDWI > 0" shows (:mod:`lakepaper.water_types`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from scipy import ndimage
 
 from lakepaper import scoring
 from lakepaper import truth as truth_contract
+from lakepaper import water_types as wt
+from lakepaper.errors import InputError
 from lakepaper.io import read_raster
 from lakepaper.world import lakes as lk
 from lakepaper.world.files import WorldFiles
@@ -120,12 +124,17 @@ def size_law(world: WorldFiles, *, a_min: float = 0.005) -> dict[str, float]:
 NOT_CLEAR_SKY = truth_contract.NOT_CLEAR_SKY
 
 
-def clear_means(world: WorldFiles, tile: str) -> tuple[np.ndarray, np.ndarray]:
+def clear_means(world: WorldFiles, tile: str, *, swir: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Mean of the truly clear observations of a tile (truth flags, not a cloud mask).
 
+    Args:
+        swir: also average B11 (product ``L2A_20m``, band 0), brought to the 10 m grid by repeating
+            each 20 m pixel 2 x 2 (nearest neighbour, as the composite resamples it).
+
     Returns:
-        (reflectance (4, rows, cols) of B2 B3 B4 B8 as x10000 floats, mean per-scene NDWI), NaN
-        where a pixel was never seen clear. NDWI is averaged per scene, as the paper composites it.
+        (reflectance (4, rows, cols) of B2 B3 B4 B8, with ``swir`` (5, rows, cols) of B2 B3 B4 B8
+        B11, as x10000 floats; mean per-scene NDWI), NaN where a pixel was never seen clear. NDWI is
+        averaged per scene, as the paper composites it.
     """
     scenes = world.scenes().query("tile == @tile")
     refl = ndwi_sum = count = None
@@ -133,6 +142,10 @@ def clear_means(world: WorldFiles, tile: str) -> tuple[np.ndarray, np.ndarray]:
         bands, _ = world.read_scene(tile, s.system_index, "L2A_10m")
         flags, _ = read_raster(world.flags_path(tile, s.system_index))
         bands = bands.astype(np.float32)
+        if swir:
+            b11 = world.read_scene(tile, s.system_index, "L2A_20m")[0][0].astype(np.float32)
+            b11 = np.repeat(np.repeat(b11, 2, axis=0), 2, axis=1)[: bands.shape[1], : bands.shape[2]]
+            bands = np.concatenate([bands, b11[None]])
         ok = (flags[0] & NOT_CLEAR_SKY) == 0
         ndwi = np.where(ok, (bands[1] - bands[3]) / np.maximum(bands[1] + bands[3], 1), 0.0)
         if refl is None:
@@ -186,3 +199,37 @@ def iou_table(counts: pd.DataFrame, *, truth: str = "lake", by: str = "region_ty
     g = scoring.pooled(counts, by, total=False, prefix=f"{truth}_", keys=("tp", "fp", "fn"))
     g.index.name = by
     return g[["tp", "fp", "fn", "iou", "precision", "recall"]]
+
+
+def index_type_counts(world: WorldFiles, *, margin_px: int = wt.MARGIN_PX) -> pd.DataFrame:
+    """Counts of ``NDWI > 0`` and ``MNDWI > 0`` per tile and optical water type against the lakes.
+
+    The indices are those of the truly clear mean of each tile (:func:`clear_means` with B11: the
+    ratio of mean reflectances, a perfect cloud mask, so what fails is the index, not the masking);
+    the zones and counts are :func:`lakepaper.water_types.zones` and
+    :func:`~lakepaper.water_types.type_counts` on the pixels seen clear at least once.
+
+    Raises:
+        InputError: a tile of the world has no ``water_type.tif`` (a world made before water types).
+    """
+    frames = []
+    for tile in world.tiles().tile:
+        if not world.has(tile, wt.TRUTH_NAME):
+            raise InputError(world.truth_path(tile, wt.TRUTH_NAME), "this world has no optical water types")
+        refl, _ = clear_means(world, tile, swir=True)
+        water = read_raster(world.truth_path(tile, wt.TRUTH_NAME))[0][0]
+        lake = read_raster(world.truth_path(tile, "lake_id"))[0][0] > 0
+        maps = wt.index_maps(refl[1], refl[3], refl[4])
+        seen = ~np.isnan(refl[1])
+        counts = wt.type_counts(wt.zones(water, margin_px=margin_px), lake, maps, valid=seen)
+        frames.append(counts.assign(tile=tile))
+    return pd.concat(frames, ignore_index=True)
+
+
+def index_iou_by_type(world: WorldFiles, *, margin_px: int = wt.MARGIN_PX) -> pd.DataFrame:
+    """IoU of ``NDWI > 0`` and ``MNDWI > 0`` per optical water type, lake pixels pooled over the tiles.
+
+    One row per type present (and ``all``); columns ``lake_px`` (lake pixels of the type) and one
+    IoU per index (:func:`index_type_counts` pooled by :func:`lakepaper.water_types.type_table`).
+    """
+    return wt.type_table(index_type_counts(world, margin_px=margin_px))

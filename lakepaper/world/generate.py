@@ -8,6 +8,8 @@ Layout of the world folder (``build/<profile>/00_world``)::
     truth/<tile>/lake_id_max.tif  int32 lake id at the maximum extent
     truth/<tile>/occurrence.tif uint8 percent of time under water (any water)
     truth/<tile>/cover.tif      uint8 surface class of the dry land (codes: spectra.SURFACES)
+    truth/<tile>/water_type.tif uint8 optical water type of every pixel ever wet (codes 1.. of
+                                lakepaper.truth.WATER_TYPES; 0 never water)
     truth/<tile>/masks.tif      uint8 bands river, ocean, urban, glacier, saltflat, paddy, floodplain,
                                 building_shadow
     truth/lakes.parquet         GeoParquet, one row per lake: polygon (EPSG:4326) and table
@@ -46,6 +48,7 @@ from rasterio.transform import Affine
 from shapely.geometry import box
 
 from lakepaper import io
+from lakepaper.truth import WATER_TYPES
 from lakepaper.world import scenes as sc
 from lakepaper.world.sites import Site, WorldConfig
 from lakepaper.world.stac import finish_catalog, write_scene_assets
@@ -70,6 +73,7 @@ def build_truth(cfg: WorldConfig, index: int, site: Site) -> TileTruth:
         min_lake_km2=cfg.min_lake_km2,
         max_lake_km2=cfg.max_lake_km2,
         rng=tile_seed(cfg, index, 0),
+        optics_rng=tile_seed(cfg, index, 2),
     )
 
 
@@ -79,6 +83,13 @@ def _write_truth(truth: TileTruth, folder: Path) -> None:
     io.write_raster(folder / "lake_id_max.tif", truth.lake_id, band_names=["lake_id_max"], **kw)
     io.write_raster(folder / "occurrence.tif", truth.occurrence(), band_names=["occurrence_pct"], **kw)
     io.write_raster(folder / "cover.tif", truth.cover, band_names=["surface"], **kw)
+    io.write_raster(
+        folder / "water_type.tif",
+        truth.water_type(),
+        band_names=["water_type"],
+        tags={f"TYPE_{i}": name for i, name in enumerate(WATER_TYPES, start=1)},
+        **kw,
+    )
     masks = np.stack([truth.masks[m] for m in MASK_NAMES]).astype(np.uint8)
     io.write_raster(folder / "masks.tif", masks, band_names=list(MASK_NAMES), **kw)
 

@@ -1,9 +1,12 @@
 """Sentinel-2 acquisitions of a simulated tile: L1C, L2A, SCL and the s2cloudless probability.
 
 One scene is made in the order light travels: the surface at the date (water
-level, snow, vegetation phenology), cloud shadows darkening it, the
-atmosphere, haze and clouds on top (top of atmosphere, L1C), and an L2A
-processor that inverts the atmosphere for the bands the compendium uses. The
+level, snow, vegetation phenology, the optical type of each lake with its plumes and
+scum), terrain and cloud shadows darkening it, the sensor's point spread mixing
+shoreline pixels, the atmosphere with the adjacency of bright shores, haze and clouds
+on top (top of atmosphere, L1C), and an L2A processor that inverts the atmosphere for
+the bands the compendium uses, leaving a per-scene residual offset and a per-band
+gain error of the sizes reported for Sentinel-2 over inland water. The
 cloud probability comes from the real s2cloudless classifier run on the L1C
 bands, as Earth Engine's ``COPERNICUS/S2_CLOUD_PROBABILITY`` does.
 
@@ -49,7 +52,10 @@ SCL = {
 FLAG = truth_contract.FLAG
 THICK_ALPHA = 0.6  # cloud opacity from which a cloud counts as thick
 REFLECTANCE_SCALE = 10000  # L1C and L2A digital numbers: reflectance x 10000 (harmonized, no offset)
-_MIX_SCALE = {"clear_water": 1.0, "turbid_water": 0.35, "saline_water": 1.0, "glacial_water": 0.6}
+PSF_SIGMA_PX = 0.5  # the MSI's point spread at 10 m (MTF ~0.2 at Nyquist): shoreline pixels are mixed
+ADJACENCY_BLOCK = 16  # the surroundings that scatter into a pixel's view: ~160 m blocks, smoothed to ~0.5 km
+RESIDUAL_SD = 0.012  # per-scene amplitude of the L2A processor's residual path error (spectra.RESIDUAL_SHAPE)
+SENSOR_GAIN_SD = 0.01  # per-scene, per-band radiometric gain error (S2A/S2B cross-calibration ~1 %)
 
 
 @dataclass
@@ -150,10 +156,10 @@ class SceneMaker:
         ).ravel()
         self.n_blocks = (n // cloud_factor) ** 2
         codes = {v: k for k, v in sp.SURFACES.items()}
-        self.companion = np.array(
-            [sp.SURFACES[sp.WATER_COMPANION.get(codes[c], codes[c])] for c in range(len(codes))], np.uint8
-        )
-        self.mix_scale = np.array([_MIX_SCALE.get(codes[c], 0.0) for c in range(len(codes))], np.float32)
+        pairs = [sp.WATER_COMPANION.get(codes[c], (codes[c], 0.0)) for c in range(len(codes))]
+        self.companion = np.array([sp.SURFACES[name] for name, _ in pairs], np.uint8)
+        self.mix_scale = np.array([scale for _, scale in pairs], np.float32)
+        self.relief = bool(truth.slope.any())
 
     def make(self, date: dt.date, rng: np.random.Generator, *, year_offset: float, index: int) -> Scene:
         t, f = self.t, self.f
@@ -186,6 +192,12 @@ class SceneMaker:
             water_px, np.clip(t.water_mix + 0.15 * np.clip(t.threshold, 0, 1), 0, 1) * self.mix_scale[cls], 0.0
         ).astype(np.float32)
         gain = np.where(water_px, 1.0, t.brightness).astype(np.float32)
+        # terrain: slopes facing away from the sun are lit by the sky alone (water is flat)
+        lit = None
+        if self.relief:
+            zr, ar = math.radians(zen), math.radians(az)
+            cos_i = math.cos(zr) * np.cos(t.slope) + math.sin(zr) * np.sin(t.slope) * np.cos(ar - t.aspect)
+            lit = np.where(water_px, 1.0, np.clip(cos_i / math.cos(zr), 0.0, 2.5)).astype(np.float32)
 
         # --- clouds, haze and their shadows ------------------------------------------
         p = self.pad
@@ -213,15 +225,26 @@ class SceneMaker:
         tab = table[:, idx]
         surf = tab[cls] * (1 - mix)[..., None] + tab[self.companion[cls]] * mix[..., None]
         surf *= (gain * direct)[..., None]
+        if lit is not None:
+            diffuse = sp.DIFFUSE_FRACTION[idx]
+            surf *= diffuse + (1 - diffuse) * lit[..., None]
+        surf = ndimage.gaussian_filter(surf, sigma=(PSF_SIGMA_PX, PSF_SIGMA_PX, 0), mode="nearest")
         surf += rng.normal(0.0, 0.002, surf.shape).astype(np.float32)
+        env = _block_mean(np.moveaxis(surf, -1, 0), ADJACENCY_BLOCK)
+        env = np.stack([_upsample(ndimage.gaussian_filter(b, 1.0, mode="nearest"), ADJACENCY_BLOCK) for b in env], -1)
         toa = sp.PATH_REFLECTANCE[idx] * airmass + (sp.TRANSMITTANCE[idx] ** airmass) * surf
+        toa += sp.ADJACENCY[idx] * (env - surf)  # bright shores scatter into dark water's view
         toa = (1 - haze)[..., None] * toa + haze[..., None] * sp.HAZE_TOA[idx]
         toa = (1 - alpha)[..., None] * toa + alpha[..., None] * sp.CLOUD_TOA[idx]
-        l2a = sp.surface_from_toa(toa, idx, airmass=airmass)
+        # the L2A processor: an aerosol misestimate leaves a per-scene offset, the sensor a per-band gain
+        residual_amp = float(rng.normal(0.0, RESIDUAL_SD))
+        residual = residual_amp * sp.RESIDUAL_SHAPE[idx]
+        sensor = rng.normal(1.0, SENSOR_GAIN_SD, len(idx)).astype(np.float32)
+        l2a = (sp.surface_from_toa(toa, idx, airmass=airmass) - residual) * sensor
 
         # --- L1C, all 13 bands, on cloud_factor blocks ------------------------------------
         k = len(sp.SURFACES)
-        wgt = (gain * direct).ravel()
+        wgt = (gain * direct if lit is None else gain * direct * (0.15 + 0.85 * lit)).ravel()
         key = self.block_index * k
         own = np.bincount(key + cls.ravel(), weights=wgt * (1 - mix).ravel(), minlength=self.n_blocks * k)
         comp = np.bincount(key + self.companion[cls].ravel(), weights=wgt * mix.ravel(), minlength=self.n_blocks * k)
@@ -307,6 +330,7 @@ class SceneMaker:
             "truth_valid": round(float(valid.mean()), 4),
             "wetness": round(w, 4),
             "cloud_height_km": round(height_km, 3),
+            "truth_l2a_offset_b3": round(-residual_amp * float(sp.RESIDUAL_SHAPE[2]), 4),  # processor error in B3
         }
         return Scene(
             meta["system_index"], date, l2a_10, np.stack([b11_20, scl.astype(np.uint16)]), l1c, prob, flags, meta

@@ -16,6 +16,7 @@ from typing import Any
 from lakepaper import params
 from lakepaper.errors import ParameterError
 from lakepaper.params import S2_ERA
+from lakepaper.truth import WATER_TYPES
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,17 @@ class Biome:
         anchor_km2: one large lake of this area placed first (0: none). The power law rarely
             draws a lake of tens of km2 into a 100 km2 tile; real landscapes of this kind hold one
             (Nam Co on the plateau, a salar lake, a shield lake). Kept out of the size-law fit.
+        water_types: optical water type (:data:`lakepaper.truth.WATER_TYPES`) -> relative
+            frequency among the lakes that are not glacial or salt lakes (those are always
+            ``glacial`` and ``saline``). Boreal lakes are humic, floodplain and plain lakes turbid
+            or eutrophic, plateau lakes clear (Spyrakos et al., 2018, on the optical water types
+            of 250 lakes worldwide).
+        river_water: the optical type of the river, paddies and sea of the tile.
+        slope_deg: median slope of the terrain; slopes facing away from the sun lie in their own
+            shadow, lit by the sky alone (0: flat; cast shadows are not simulated).
+        asphalt_share: share of the built-up area that is asphalt and dark roofs.
+        mud_rings: the seasonal ring of lakes, when dry, is wet mud (drawdown zones), not the
+            land around.
     """
 
     region_type: str
@@ -58,6 +70,11 @@ class Biome:
     floodplain: bool = False
     rect_ponds: float = 0.0
     anchor_km2: float = 0.0
+    water_types: dict[str, float] = field(default_factory=lambda: {"clear": 0.5, "turbid": 0.5})
+    river_water: str = "turbid"
+    slope_deg: float = 0.0
+    asphalt_share: float = 0.35
+    mud_rings: bool = False
 
 
 BIOMES: dict[str, Biome] = {
@@ -65,53 +82,66 @@ BIOMES: dict[str, Biome] = {
         "NR",
         0.14,
         {"natural": 1.0},
-        {"forest": 0.7, "rock": 0.15, "wetland": 0.15},
+        {"forest": 0.66, "rock": 0.14, "wetland": 0.15, "burn_scar": 0.05},
         seasonality=0.1,
         aridity=0.9,
         anchor_km2=14.0,
+        water_types={"clear": 0.3, "humic": 0.4, "turbid": 0.1, "very_turbid": 0.05, "eutrophic": 0.1, "shallow": 0.05},
+        slope_deg=2.0,
     ),
     "plateau": Biome(
         "IL",
         0.06,
         {"natural": 0.5, "ice": 0.5},
-        {"rock": 0.6, "grass": 0.3, "bare_soil": 0.1},
+        {"rock": 0.55, "grass": 0.3, "bare_soil": 0.1, "dark_lava": 0.05},
         seasonality=0.2,
         glacier_fraction=0.18,
         aridity=0.3,
         anchor_km2=6.0,
+        water_types={"clear": 0.4, "shallow": 0.2, "turbid": 0.15, "very_turbid": 0.1, "saline": 0.15},
+        slope_deg=22.0,
     ),
     "ponds": Biome(
         "NR",
         0.16,
         {"natural": 1.0},
-        {"cropland": 0.6, "grass": 0.2, "urban": 0.05, "forest": 0.15},
+        {"cropland": 0.56, "grass": 0.2, "urban": 0.04, "asphalt": 0.01, "forest": 0.14, "wet_soil": 0.05},
         seasonality=0.2,
         river_width_m=120.0,
         paddy_fraction=0.15,
         floodplain=True,
         aridity=1.1,
         rect_ponds=0.6,
+        water_types={"eutrophic": 0.35, "turbid": 0.25, "very_turbid": 0.3, "clear": 0.1},
+        river_water="very_turbid",
+        mud_rings=True,
     ),
     "river": Biome(
         "AR",
         0.07,
         {"natural": 0.6, "oxbow": 0.4},
-        {"forest": 0.6, "wetland": 0.25, "grass": 0.15},
+        {"forest": 0.55, "wetland": 0.23, "grass": 0.13, "burn_scar": 0.04, "wet_soil": 0.05},
         seasonality=0.35,
         river_width_m=320.0,
         n_oxbows=5,
         floodplain=True,
         aridity=1.2,
+        water_types={"very_turbid": 0.35, "turbid": 0.2, "humic": 0.25, "eutrophic": 0.15, "clear": 0.05},
+        river_water="very_turbid",
+        mud_rings=True,
     ),
     "arid": Biome(
         "SL",
         0.05,
         {"salt": 0.7, "natural": 0.3},
-        {"sand": 0.45, "bare_soil": 0.45, "rock": 0.1},
+        {"sand": 0.42, "bare_soil": 0.4, "rock": 0.07, "dark_lava": 0.08, "wet_soil": 0.03},
         seasonality=0.5,
         saltflat_fraction=0.12,
         aridity=0.08,
         anchor_km2=5.0,
+        water_types={"very_turbid": 0.5, "turbid": 0.3, "shallow": 0.2},
+        slope_deg=4.0,
+        mud_rings=True,
     ),
     "urban": Biome(
         "BR",
@@ -122,25 +152,30 @@ BIOMES: dict[str, Biome] = {
         urban_fraction=0.55,
         river_width_m=100.0,
         aridity=0.7,
+        water_types={"eutrophic": 0.4, "turbid": 0.25, "very_turbid": 0.2, "clear": 0.15},
     ),
     "coast": Biome(
         "NR",
         0.08,
         {"natural": 0.7, "lagoon": 0.3},
-        {"grass": 0.5, "cropland": 0.3, "wetland": 0.2},
+        {"grass": 0.47, "cropland": 0.3, "wetland": 0.17, "wet_soil": 0.06},
         seasonality=0.15,
         coast=True,
         aridity=0.7,
+        water_types={"turbid": 0.35, "eutrophic": 0.25, "very_turbid": 0.2, "clear": 0.2},
     ),
     "reservoir": Biome(
         "AR",
         0.04,
         {"natural": 0.6, "reservoir": 0.4},
-        {"grass": 0.4, "forest": 0.3, "cropland": 0.3},
+        {"grass": 0.38, "forest": 0.28, "cropland": 0.3, "burn_scar": 0.04},
         seasonality=0.3,
         river_width_m=60.0,
         n_reservoirs=3,
         aridity=0.5,
+        water_types={"turbid": 0.35, "very_turbid": 0.25, "clear": 0.25, "eutrophic": 0.15},
+        slope_deg=8.0,
+        mud_rings=True,
     ),
 }
 
@@ -247,6 +282,15 @@ class WorldConfig:
             bad = sorted(set(changes) - known)
             if bad:
                 raise ParameterError("biome_overrides", f"biome {biome!r} has no field(s) {bad}")
+        for name in BIOMES:
+            b = self.biome(name)
+            types = {**b.water_types, b.river_water: 1.0}
+            if set(types) - set(WATER_TYPES) or min(types.values()) < 0 or sum(b.water_types.values()) <= 0:
+                raise ParameterError(
+                    "biome_overrides",
+                    f"biome {name!r}: water types must be among {list(WATER_TYPES)} with weights >= 0 "
+                    f"(some > 0), got {b.water_types} and river water {b.river_water!r}",
+                )
         try:
             start, end = dt.date.fromisoformat(self.start), dt.date.fromisoformat(self.end)
         except (TypeError, ValueError) as exc:

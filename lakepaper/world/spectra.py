@@ -1,26 +1,49 @@
 """Reflectance of the simulated world's surfaces, atmosphere and clouds, per Sentinel-2 band.
 
-Surface reflectances are typical values at the Sentinel-2 MSI band centres,
-read off published spectra and rounded:
+Surface reflectances are typical values at the Sentinel-2 MSI band centres (rho = pi x Rrs for
+water), read off published spectra and rounded. The water types are the optical water types of
+inland waters (Spyrakos et al., 2018, Limnol. Oceanogr. 63; Pahlevan et al., 2017, RSE 201 and
+2020, RSE 240 for their Sentinel-2 reflectances), chosen so that the world has the cases real
+lake mapping meets, not only water that NDWI finds:
 
-* water (clear, turbid, saline, glacial): Mobley, *Light and Water* (1994);
-  Pahlevan et al. (2017, RSE 201) for inland-water Sentinel-2 reflectances;
-  glacial flour lakes: Giardino et al. (2010); saline and brine lakes: Bryant &
-  Rainey (2002, RSE 82).
-* vegetation, soils, sand, rock, urban materials: USGS Spectral Library v7
-  (Kokaly et al., 2017) and the ECOSTRESS library (Meerdink et al., 2019).
+* clear (oligotrophic) water: Mobley, *Light and Water* (1994): dark beyond 600 nm, NDWI ~0.7.
+* moderately turbid water (suspended sediment ~10-50 g/m3): green peak ~0.09, NDWI ~0.5.
+* highly turbid water (sediment of 100+ g/m3; the Gironde and Scheldt: Doxaran et al., 2002,
+  RSE 81, Knaeps et al., 2015, ISPRS J. 103; the Yangtze and Yellow River plumes; Amazon
+  white-water varzea lakes): red and NIR as bright as green, **NDWI about 0 or below**, while
+  SWIR (B11) stays low (~0.02), so MNDWI (B3 vs B11) still separates it from land.
+* eutrophic water (chlorophyll-a ~50 mg/m3): green peak and a red-edge (B05) peak, NDWI ~0.3
+  (Gitelson, 1992; Matthews et al., 2012, RSE 124); with **cyanobacteria scum** or floating
+  vegetation the NIR rises well above green, like vegetation (Kutser, 2004, Limnol. Oceanogr.
+  49), NDWI -0.6 where the scum is thick.
+* humic (black-water, CDOM-rich) water: dark in every band, < 0.02 (Kutser et al., 2005,
+  boreal lakes; the Rio Negro): the same darkness as shadows and lava.
+* shallow clear water over a bright bottom (0.5-2 m over sand or carbonate; Lee et al., 1999,
+  Appl. Opt. 38): bright in blue and green, dark in NIR.
+* glacial flour lakes: Giardino et al. (2010); saline and brine lakes: Bryant & Rainey (2002, RSE 82).
+* vegetation, soils, sand, rock, urban materials, asphalt, basalt (dark lava): USGS Spectral
+  Library v7 (Kokaly et al., 2017), the ECOSTRESS library (Meerdink et al., 2019) and the Santa
+  Barbara urban library (Herold et al., 2004, RSE 91): asphalt is dark and flat (NDWI ~-0.1).
+* burn scars (fresh char and ash): dark VNIR, SWIR above NIR (Key & Benson, 2006, FIREMON NBR;
+  Roy et al., 2006): NDWI ~-0.25 at low NIR.
+* wet soil and exposed lake-bed mud: darker than dry soil by about half (Lobell & Asner, 2002,
+  SSSA J. 66), NDWI ~-0.2: the drawdown zones of seasonal lakes and reservoirs.
 * salt crust: the Salar de Uyuni calibration site, 0.5-0.8 in the VNIR
   (Lamparelli et al., 2003); wet crust slightly brighter in green than NIR.
 * snow and glacier ice: Painter et al. (2009) and Hall & Riggs (2007, NDSI):
   very bright VNIR, dark SWIR; bare/dirty glacier ice about half as bright.
 * building shadows: diffuse skylight only, dark and bluish (Zhou et al., 2009),
-  which is why NDWI takes them for water.
+  which is why NDWI takes them for water. Terrain shadow: the surface lit by the sky alone, a
+  share of the irradiance that falls with wavelength (:data:`DIFFUSE_FRACTION`).
 * clouds (top of atmosphere): Zhu & Woodcock (2012, Fmask) and Zhu et al.
   (2015): thick cloud >= 0.4 in the visible, flat spectrum, bright SWIR;
   cirrus band B10 > 0.01 only for clouds high enough.
 * atmosphere: Rayleigh plus continental aerosol path reflectance and two-way
   transmittance of a mid-latitude summer atmosphere (6S, Vermote et al.,
-  1997), rounded; B09 and B10 lie in water-vapour absorption bands.
+  1997), rounded; B09 and B10 lie in water-vapour absorption bands. What an L2A processor leaves
+  behind (residual path radiance, adjacency of bright shores; Sterckx et al., 2015, and Pahlevan
+  et al., 2021, RSE 258, on Sentinel-2 L2 over inland waters: errors of 0.005-0.02 in the
+  visible): :data:`RESIDUAL_SHAPE` and :data:`ADJACENCY`.
 """
 
 from __future__ import annotations
@@ -51,8 +74,28 @@ SURFACES: dict[str, int] = {
     "snow": 14,
     "glacier_ice": 15,
     "wetland": 16,
+    "very_turbid_water": 17,
+    "eutrophic_water": 18,
+    "algal_scum": 19,
+    "humic_water": 20,
+    "shallow_water": 21,
+    "asphalt": 22,
+    "burn_scar": 23,
+    "wet_soil": 24,
+    "dark_lava": 25,
 }
-WATER_SURFACES = ("clear_water", "turbid_water", "saline_water", "glacial_water")
+#: Surface shown by each optical water type (:data:`lakepaper.truth.WATER_TYPES`).
+TYPE_SURFACE: dict[str, str] = {
+    "clear": "clear_water",
+    "turbid": "turbid_water",
+    "very_turbid": "very_turbid_water",
+    "eutrophic": "eutrophic_water",
+    "humic": "humic_water",
+    "shallow": "shallow_water",
+    "glacial": "glacial_water",
+    "saline": "saline_water",
+}
+WATER_SURFACES = tuple(TYPE_SURFACE.values())
 
 # Surface reflectance (0..1) at the 13 band centres; B10 is never seen from the ground.
 # fmt: off
@@ -75,6 +118,15 @@ _SURFACE = {
     "snow":          (0.900, 0.900, 0.880, 0.850, 0.830, 0.800, 0.780, 0.750, 0.730, 0.600, 0.0, 0.080, 0.050),
     "glacier_ice":   (0.420, 0.420, 0.400, 0.360, 0.330, 0.300, 0.280, 0.260, 0.250, 0.180, 0.0, 0.040, 0.030),
     "wetland":       (0.040, 0.045, 0.065, 0.045, 0.070, 0.130, 0.160, 0.170, 0.175, 0.140, 0.0, 0.090, 0.050),
+    "very_turbid_water": (0.070, 0.085, 0.125, 0.140, 0.146, 0.134, 0.131, 0.132, 0.124, 0.050, 0.0, 0.022, 0.010),
+    "eutrophic_water": (0.020, 0.022, 0.045, 0.030, 0.042, 0.030, 0.026, 0.024, 0.022, 0.010, 0.0, 0.006, 0.004),
+    "algal_scum":    (0.030, 0.032, 0.060, 0.045, 0.090, 0.170, 0.210, 0.230, 0.230, 0.150, 0.0, 0.080, 0.040),
+    "humic_water":   (0.008, 0.010, 0.016, 0.014, 0.012, 0.008, 0.007, 0.006, 0.005, 0.003, 0.0, 0.002, 0.001),
+    "shallow_water": (0.075, 0.090, 0.105, 0.065, 0.040, 0.022, 0.018, 0.016, 0.013, 0.006, 0.0, 0.004, 0.003),
+    "asphalt":       (0.055, 0.058, 0.064, 0.068, 0.071, 0.074, 0.077, 0.080, 0.082, 0.078, 0.0, 0.095, 0.090),
+    "burn_scar":     (0.030, 0.032, 0.040, 0.048, 0.056, 0.062, 0.066, 0.070, 0.073, 0.066, 0.0, 0.110, 0.100),
+    "wet_soil":      (0.045, 0.052, 0.066, 0.080, 0.088, 0.094, 0.098, 0.104, 0.108, 0.096, 0.0, 0.115, 0.090),
+    "dark_lava":     (0.040, 0.041, 0.043, 0.045, 0.047, 0.049, 0.050, 0.052, 0.053, 0.050, 0.0, 0.058, 0.055),
 }
 # fmt: on
 
@@ -87,6 +139,21 @@ PATH_REFLECTANCE = np.array(
 )
 TRANSMITTANCE = np.array(
     [0.74, 0.80, 0.86, 0.90, 0.91, 0.92, 0.93, 0.93, 0.94, 0.58, 0.015, 0.93, 0.90], dtype=np.float32
+)
+
+#: Share of the irradiance that comes from the sky, not the sun (clear mid-latitude sky, 6S; falls
+#: with wavelength): what a surface in terrain or building shadow is lit by.
+DIFFUSE_FRACTION = np.array(
+    [0.45, 0.38, 0.28, 0.22, 0.20, 0.18, 0.16, 0.15, 0.14, 0.13, 0.10, 0.08, 0.06], dtype=np.float32
+)
+#: Spectral shape of an L2A processor's residual path-radiance error (an aerosol misestimate:
+#: largest in the blue, small in NIR and SWIR); a scene's error is this times a random amplitude.
+RESIDUAL_SHAPE = np.array([1.2, 1.0, 0.8, 0.6, 0.5, 0.45, 0.4, 0.35, 0.33, 0.3, 0.0, 0.15, 0.1], dtype=np.float32)
+#: Adjacency: share of the surroundings' (~0.5 km) reflectance scattered into a pixel's view, per
+#: band (Rayleigh-dominated, so largest in the blue; Sterckx et al., 2015). Bright shores brighten
+#: dark water, above all in NIR where the contrast is largest.
+ADJACENCY = np.array(
+    [0.10, 0.09, 0.07, 0.05, 0.045, 0.04, 0.035, 0.035, 0.03, 0.03, 0.0, 0.02, 0.015], dtype=np.float32
 )
 
 #: Top-of-atmosphere reflectance of an optically thick water cloud (low/mid level).
@@ -129,12 +196,18 @@ def surface_from_toa(toa: np.ndarray, band_index: np.ndarray, *, airmass: float 
     return (toa - path) / trans
 
 
-#: What each water type is mixed with (per lake and toward shallow shores): sediment, mud, brine flats.
-WATER_COMPANION: dict[str, str] = {
-    "clear_water": "turbid_water",
-    "turbid_water": "bare_soil",
-    "saline_water": "bare_soil",
-    "glacial_water": "turbid_water",
+#: What each water surface is mixed with inside a lake (plumes, patches, shallow margins), and at
+#: most how much: sediment plumes in clear water, clearer inflows in highly turbid water, scum on
+#: eutrophic lakes, the deep (clear) middle of a shallow lake, brine over mud.
+WATER_COMPANION: dict[str, tuple[str, float]] = {
+    "clear_water": ("turbid_water", 1.0),
+    "turbid_water": ("very_turbid_water", 0.6),
+    "very_turbid_water": ("turbid_water", 0.6),
+    "eutrophic_water": ("algal_scum", 0.7),
+    "humic_water": ("clear_water", 0.5),
+    "shallow_water": ("clear_water", 1.0),
+    "saline_water": ("bare_soil", 1.0),
+    "glacial_water": ("turbid_water", 0.6),
 }
 #: Surfaces that green up and brown down with the seasons.
 VEGETATED = ("forest", "grass", "cropland", "paddy", "wetland")

@@ -21,10 +21,11 @@ from scipy import ndimage
 from shapely import union_all
 from shapely.geometry import LineString
 
+from lakepaper.truth import WATER_TYPES
 from lakepaper.world import lakes as lk
 from lakepaper.world.fields import fractal_field, threshold_for_fraction
 from lakepaper.world.sites import Biome, Site
-from lakepaper.world.spectra import SURFACES
+from lakepaper.world.spectra import SURFACES, TYPE_SURFACE
 
 DRY = np.float32(9.0)  # wetness threshold of land: never wet
 PIXEL_M = 10.0
@@ -50,8 +51,8 @@ class Lake:
     col: float
     from_size_law: bool
     drawn_km2: float
-    water: str
-    mix: float
+    water: str  # optical water type, one of lakepaper.truth.WATER_TYPES
+    mix: float  # base share of the type's companion surface (spectra.WATER_COMPANION)
     seasonal: float
     area_km2: float = 0.0
     area_perm_km2: float = 0.0
@@ -72,6 +73,8 @@ class TileTruth:
     water: np.ndarray  # uint8 surface code shown when wet
     water_mix: np.ndarray  # float32 0..1: share of the companion surface mixed into water (sediment, brine, mud)
     lake_id: np.ndarray  # int32 lake id over the lake's maximum extent (0: not a lake)
+    slope: np.ndarray  # float32 terrain slope, radians (0 where flat)
+    aspect: np.ndarray  # float32 direction the slope faces, radians clockwise from north
     masks: dict[str, np.ndarray]  # river, ocean, urban, glacier, saltflat, paddy, floodplain, shadow_buildings
     lakes: list[Lake]
     river_line: LineString | None = None
@@ -89,6 +92,13 @@ class TileTruth:
     def occurrence(self) -> np.ndarray:
         """Percent of the time each pixel is water (0..100), from the wetness cycle."""
         return occurrence_from_threshold(self.threshold, self.biome.seasonality)
+
+    def water_type(self) -> np.ndarray:
+        """Optical water type code (1.. in :data:`lakepaper.truth.WATER_TYPES`) of every pixel ever wet; 0 else."""
+        lut = np.zeros(max(SURFACES.values()) + 1, np.uint8)
+        for code, name in enumerate(WATER_TYPES, start=1):
+            lut[SURFACES[TYPE_SURFACE[name]]] = code
+        return np.where(self.threshold < DRY, lut[self.water], 0).astype(np.uint8)
 
 
 def occurrence_from_threshold(threshold: np.ndarray, seasonality: float) -> np.ndarray:
@@ -150,10 +160,13 @@ def _burn(shape: tuple[int, int], geom, *, all_touched: bool = False) -> np.ndar
 class _Placer:
     """Places lakes without overlap into the allowed part of a tile."""
 
-    def __init__(self, truth: TileTruth, forbidden: np.ndarray, rough: np.ndarray, rng: np.random.Generator):
+    def __init__(
+        self, truth: TileTruth, forbidden: np.ndarray, rough: np.ndarray, plume: np.ndarray, rng: np.random.Generator
+    ):
         self.t = truth
         self.busy = forbidden.copy()
         self.rough = rough
+        self.plume = plume
         self.rng = rng
 
     def place(
@@ -201,27 +214,79 @@ class _Placer:
         t = self.t
         t.threshold[win] = np.where(inside, np.minimum(t.threshold[win], thr), t.threshold[win])
         t.lake_id[win] = np.where(inside, lake.lake_id, t.lake_id[win])
-        t.water[win] = np.where(inside, SURFACES[lake.water], t.water[win])
-        t.water_mix[win] = np.where(inside, lake.mix, t.water_mix[win])
+        t.water[win] = np.where(inside, SURFACES[TYPE_SURFACE[lake.water]], t.water[win])
+        margin = np.clip((rho - 0.7) / 0.3, 0.0, 1.0)  # 0 in the open water, 1 at the typical shore
+        t.water_mix[win] = np.where(inside, lake_mix(lake, self.plume[win], margin), t.water_mix[win])
 
 
-def _water_for(biome_name: str, lake_type: str, rng: np.random.Generator) -> tuple[str, float]:
+#: Per optical type: (range of a lake's base companion share, amplitude of its plumes and patches,
+#: the plume field's level above which patches form, change toward the shore). Sediment plumes
+#: spread over half a lake; scum gathers in patches over about a sixth of it (the field above one
+#: sigma); a shallow lake is shallow at its margins (less of its deep, clear companion there);
+#: turbid margins are muddier.
+_MIXING: dict[str, tuple[tuple[float, float], float, float, float]] = {
+    "clear": ((0.0, 0.3), 0.3, 0.0, 0.15),
+    "turbid": ((0.0, 0.4), 0.4, 0.0, 0.15),
+    "very_turbid": ((0.0, 0.3), 0.4, 0.0, 0.0),
+    "eutrophic": ((0.0, 0.1), 0.8, 1.0, 0.0),
+    "humic": ((0.0, 0.3), 0.2, 0.0, 0.1),
+    "shallow": ((0.3, 0.7), 0.3, 0.0, -0.5),
+    "glacial": ((0.0, 0.4), 0.2, 0.0, 0.1),
+    "saline": ((0.0, 0.45), 0.3, 0.0, 0.15),
+}
+
+
+#: Reservoirs trap most of their river's sediment (trap efficiency > 90 % for large reservoirs:
+#: Brune, 1953, Trans. AGU 34; Vorosmarty et al., 2003): their water is clearer than the river's,
+#: turbid near the inflow (plumes), whatever the landscape's other lakes are like.
+RESERVOIR_WATER = {"clear": 0.45, "eutrophic": 0.25, "turbid": 0.3}
+
+
+def water_for(biome: Biome, lake_type: str, rng: np.random.Generator) -> tuple[str, float]:
+    """A lake's optical water type and base companion share: glacial and salt lakes are what they
+    are, reservoirs drawn from :data:`RESERVOIR_WATER`; others from the biome's
+    :attr:`~lakepaper.world.sites.Biome.water_types`."""
     if lake_type == "ice":
-        return "glacial_water", rng.uniform(0.0, 0.4)
-    if lake_type == "salt":  # brine over mud: NDWI from about +0.25 down to about 0
-        return "saline_water", rng.uniform(0.0, 0.45)
-    turbid = {
-        "shield": 0.15,
-        "plateau": 0.2,
-        "ponds": 0.8,
-        "river": 0.85,
-        "arid": 0.6,
-        "urban": 0.7,
-        "coast": 0.6,
-        "reservoir": 0.4,
-    }.get(biome_name, 0.5)
-    name = "turbid_water" if lake_type in ("oxbow", "lagoon") or rng.random() < turbid else "clear_water"
-    return name, rng.uniform(0.0, 0.5)
+        kind = "glacial"
+    elif lake_type == "salt":  # brine over mud: NDWI from about +0.25 down to about 0
+        kind = "saline"
+    else:
+        mix = RESERVOIR_WATER if lake_type == "reservoir" else biome.water_types
+        names = list(mix)
+        w = np.array([mix[k] for k in names], float)
+        kind = str(names[int(rng.choice(len(names), p=w / w.sum()))])
+    lo, hi = _MIXING[kind][0]
+    return kind, float(rng.uniform(lo, hi))
+
+
+def lake_mix(lake: Lake, plume: np.ndarray, margin: np.ndarray | float) -> np.ndarray:
+    """Per-pixel companion share inside a lake: its base share, plumes (``plume``: a unit-variance
+    field) and the change toward the shore (``margin``: 0 open water .. 1 shore)."""
+    _, amp, level, toward_shore = _MIXING[lake.water]
+    patches = np.clip(plume - level, 0.0, None)  # plumes and scum patches cover part of the lake, not all
+    return np.clip(lake.mix + amp * 0.5 * patches + toward_shore * margin, 0.0, 1.0).astype(np.float32)
+
+
+def terrain(rng: np.random.Generator, n: int, slope_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """Slope and aspect (radians) of a fractal terrain whose median slope is ``slope_deg`` (flat if 0).
+
+    Valleys of a few km with ridges of a few hundred metres (two smooth random fields), scaled so
+    that half the land is steeper than ``slope_deg``: the statistic terrain is described by
+    (e.g. ~20-25 degrees in high mountains, a few degrees in hill country).
+    """
+    if slope_deg <= 0:
+        z = np.zeros((n, n), np.float32)
+        return z, z.copy()
+    elev = fractal_field(rng, (n, n), beta=3.6, scale_px=n / 3) + 0.5 * fractal_field(
+        rng, (n, n), beta=3.6, scale_px=60
+    )
+    elev = ndimage.gaussian_filter(elev, 1.5)
+    gy, gx = np.gradient(elev, PIXEL_M)  # rows run south, columns east
+    grad = np.hypot(gx, gy)
+    k = math.tan(math.radians(slope_deg)) / max(float(np.median(grad)), 1e-12)
+    slope = np.arctan(k * grad).astype(np.float32)
+    aspect = np.mod(np.arctan2(-gx, gy), 2 * np.pi).astype(np.float32)  # downslope direction, clockwise from north
+    return slope, aspect
 
 
 def build_tile(
@@ -234,17 +299,23 @@ def build_tile(
     min_lake_km2: float,
     max_lake_km2: float,
     rng: np.random.Generator,
+    optics_rng: np.random.Generator | None = None,
 ) -> TileTruth:
     """Simulate the truth of one tile.
 
     The order matters and follows the landscape: cover, glaciers, towns, salt
     flats, coast, river and floodplain, paddies, then the designed water bodies
     (reservoirs, oxbows, lagoons), then the power-law lakes in the space left.
+    ``optics_rng`` draws what only changes how things look (water types, plumes, terrain,
+    asphalt), so that the layout of a seed does not depend on it.
     """
     n = tile_px
     shape = (n, n)
+    optics = optics_rng if optics_rng is not None else np.random.default_rng(rng.integers(2**63))
     crs, transform = tile_grid(site, n)
     cover = _assign_background(rng, n, biome.background)
+    slope, aspect = terrain(optics, n, biome.slope_deg)
+    plume = fractal_field(optics, shape, beta=2.6, scale_px=40)
     brightness = (
         1.0
         + 0.10 * fractal_field(rng, shape, beta=3.0, scale_px=n / 4)
@@ -262,6 +333,8 @@ def build_tile(
         water=np.zeros(shape, np.uint8),
         water_mix=np.zeros(shape, np.float32),
         lake_id=np.zeros(shape, np.int32),
+        slope=slope,
+        aspect=aspect,
         masks={
             k: np.zeros(shape, bool)
             for k in ("river", "ocean", "urban", "glacier", "saltflat", "paddy", "floodplain", "building_shadow")
@@ -282,6 +355,8 @@ def build_tile(
         f = fractal_field(rng, shape, beta=3.5, scale_px=n / 2) - 1.5 * np.hypot(rows / n - 0.5, cols / n - 0.5)
         m["urban"] = f > threshold_for_fraction(f, biome.urban_fraction)
         cover[m["urban"]] = SURFACES["urban"]
+        roads = fractal_field(optics, shape, beta=1.8, scale_px=6)  # asphalt and dark roofs in the fabric
+        cover[m["urban"] & (roads > threshold_for_fraction(roads, biome.asphalt_share))] = SURFACES["asphalt"]
         # buildings cast 2-4 px shadows: dark, bluish, NDWI > 0 (the BR hard case)
         n_shadow = int(m["urban"].sum() * 0.12 / 8)
         ur, uc = np.nonzero(m["urban"])
@@ -310,7 +385,8 @@ def build_tile(
         m["river"] = core | bank
         truth.threshold[core] = 0.0
         truth.threshold[bank] = np.float32(0.5 + 0.6 * biome.seasonality)  # flooded banks in the wet season
-        truth.water[m["river"]] = SURFACES["turbid_water"]
+        truth.water[m["river"]] = SURFACES[TYPE_SURFACE[biome.river_water]]
+        truth.water_mix[m["river"]] = np.clip(0.3 + 0.3 * plume[m["river"]], 0, 1)  # sediment-laden and clearer reaches
         if biome.floodplain:
             m["floodplain"] = _burn(shape, river.buffer(width_px * 4 + 0.18 * n))
     if biome.paddy_fraction > 0:  # rectangular paddies, flooded at transplanting, in the floodplain
@@ -326,13 +402,13 @@ def build_tile(
 
     forbidden = m["ocean"] | m["river"] | m["paddy"] | m["building_shadow"]
     forbidden |= ndimage.binary_dilation(m["ocean"] | m["river"], iterations=3)
-    placer = _Placer(truth, forbidden | m["glacier"], rough, rng)
+    placer = _Placer(truth, forbidden | m["glacier"], rough, plume, rng)
     next_id = tile_index * 100_000 + 1
 
     def new_lake(kind: str, drawn: float, law: bool) -> Lake:
         nonlocal next_id
-        water, bright = _water_for(site.biome, kind, rng)
-        lake = Lake(next_id, kind, 0, 0, law, drawn, water, bright, seasonal=rng.uniform(0.4, 1.0))
+        water, base_mix = water_for(biome, kind, optics)
+        lake = Lake(next_id, kind, 0, 0, law, drawn, water, base_mix, seasonal=rng.uniform(0.4, 1.0))
         next_id += 1
         return lake
 
@@ -358,10 +434,11 @@ def build_tile(
             ring = _burn(shape, geom.buffer(3)) & ~mask & ~m["river"] & (truth.lake_id == 0)
             truth.threshold[mask] = 0.0
             truth.threshold[ring] = np.float32(0.5 + 0.5 * biome.seasonality)  # drawdown zone
+            shore = ndimage.distance_transform_edt(mask) < 4  # the last 30 m of the reservoir and its drawdown ring
             for sel in (mask, ring):
                 truth.lake_id[sel] = lake.lake_id
-                truth.water[sel] = SURFACES[lake.water]
-                truth.water_mix[sel] = lake.mix
+                truth.water[sel] = SURFACES[TYPE_SURFACE[lake.water]]
+                truth.water_mix[sel] = lake_mix(lake, plume[sel], (shore | ring)[sel].astype(np.float32))
             m["river"] &= ~mask
             placer.busy |= ndimage.binary_dilation(mask | ring, iterations=2)
             lake.row, lake.col = float(dam.y), float(dam.x)
@@ -438,6 +515,9 @@ def build_tile(
         if placer.place(lake, shp, ring=ring, centre_pool=pool):
             truth.lakes.append(lake)
     _measure(truth)
+    if biome.mud_rings:  # the seasonal ring of a lake, when dry, is its exposed, wet bed
+        ring = (truth.lake_id > 0) & (truth.threshold > 0.5 - biome.seasonality + 1e-6) & (truth.threshold < DRY)
+        cover[ring] = SURFACES["wet_soil"]
     return truth
 
 
