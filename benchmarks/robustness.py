@@ -45,6 +45,7 @@ from lakepaper import io, paths, regions, water_types
 from lakepaper.errors import InputError, ParameterError
 from lakepaper.metrics import patch_windows
 from lakepaper.train.checkpoint import load_model
+from lakepaper.train.evaluate import evaluate
 from lakepaper.train.loop import autocast, load_splits, pick_device, train
 from lakepaper.train.sampler import sequential_patches
 from lakepaper.truth import WATER_TYPES, Truth
@@ -87,8 +88,7 @@ def predict_region(model, chip, p: dict, device) -> np.ndarray:
 def score(models: dict, chips, samples: Path, truth_dir: Path, p: dict, device) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-type counts of every method on the test regions, and each model's pooled IoU against the labels."""
     by_id = {c.region_id: c for c in chips}
-    band = {b: i for i, b in enumerate(chips[0].bands)}
-    counts, label_counts = [], []
+    counts = []
     for tile, group in regions.by_tile(samples, "test"):
         kind_path = truth_dir / TYPE_FILE.format(tile=tile)
         if not kind_path.exists():
@@ -100,21 +100,11 @@ def score(models: dict, chips, samples: Path, truth_dir: Path, p: dict, device) 
         for r in group.itertuples():
             chip = by_id[r.region_id]
             zone, lake = regions.cut(zone_tile, r, kind_path), regions.cut(lake_tile, r, tile)
-            img = chip.image
-            with np.errstate(divide="ignore", invalid="ignore"):
-                mndwi = (img[band["B3"]] - img[band["B11"]]) / (img[band["B3"]] + img[band["B11"]])
             maps = {name: predict_region(m, chip, p, device) for name, m in models.items()}
-            for name, m in maps.items():
-                seen = np.ones(m.shape, bool) if chip.observed is None else chip.observed
-                y = chip.label.astype(bool)
-                tp, fp, fn = (m & y & seen).sum(), (m & ~y & seen).sum(), (~m & y & seen).sum()
-                label_counts.append({"method": name, "tp": int(tp), "fp": int(fp), "fn": int(fn)})
-            maps["NDWI > 0"] = img[band["NDWI"]] > 0
-            maps["MNDWI > 0"] = np.nan_to_num(mndwi, nan=-1.0) > 0
+            maps |= water_types.composite_index_maps(chip.image, chip.bands, source=chip.region_id)
             counts.append(water_types.type_counts(zone, lake, maps, valid=chip.observed))
-    lc = pd.DataFrame(label_counts).groupby("method", sort=False).sum()
-    lc["iou"] = lc.tp / (lc.tp + lc.fp + lc.fn).replace(0, np.nan)
-    return pd.concat(counts, ignore_index=True), lc
+    by_label = pd.DataFrame({name: evaluate(m, chips, p, device=device).loc["all"] for name, m in models.items()}).T
+    return pd.concat(counts, ignore_index=True), by_label
 
 
 def main() -> None:
@@ -179,10 +169,6 @@ def main() -> None:
     t0 = time.perf_counter()
     counts, by_label = score(models, splits["test"], samples, truth_dir, p, device)
     table = water_types.type_table(counts)
-    if not table.empty:  # lake px per type from every method's rows (a type where the first method has none)
-        px = counts.groupby("water_type").lake_px.max()
-        table["lake_px"] = px.reindex(table.index).fillna(0).astype(int)
-        table.loc["all", "lake_px"] = int(px.sum())
     print(f"scored {len(splits['test'])} test regions in {time.perf_counter() - t0:.1f} s")
     print("test IoU against the labels (all types): "
           + ", ".join(f"{m} {v:.4f}" for m, v in by_label.iou.items()))  # fmt: skip

@@ -87,10 +87,7 @@ def main(profile: str, *, out: str | None = None, browser: str = "auto") -> int:
         print(f"browser check skipped: {exc}")
         return 0
     if not report.ok:
-        print("lakepaper paper: error: the page does not render cleanly in Chromium:", file=sys.stderr)
-        for p in report.problems():
-            print(f"  - {p}", file=sys.stderr)
-        return 1
+        return _failed("the page does not render cleanly in Chromium", report.problems())
     print(
         f"browser check: Chromium {report.browser}, {report.images} images render, no console errors "
         f"({report.seconds:.1f} s); screenshot {report.screenshot}"
@@ -106,11 +103,16 @@ def _check_map(path: Path) -> int:
         return 0
     m = check_map(path, screenshot=path.parent / ASSETS / "map_screenshot.png")
     if not m.ok:
-        print("lakepaper paper: error: the page's map does not work in Chromium:", file=sys.stderr)
-        for p in m.problems():
-            print(f"  - {p}", file=sys.stderr)
-        return 1
+        return _failed("the page's map does not work in Chromium", m.problems())
     print(
         f"map check: {m.tiles} composites, {m.lakes} lakes drawn, lake {m.clicked} inspected; screenshot {m.screenshot}"
     )
     return 0
+
+
+def _failed(what: str, problems: list[str]) -> int:
+    """Say on stderr what failed and each problem; the exit status of a failed check (1)."""
+    print(f"lakepaper paper: error: {what}:", file=sys.stderr)
+    for p in problems:
+        print(f"  - {p}", file=sys.stderr)
+    return 1

@@ -64,16 +64,21 @@ def _offset_share(run: Run) -> str:
     )
 
 
-def _padded_share(run: Run) -> str:
-    """The expected share of padded pixels in a training patch (regions drawn by area, as the sampler does)."""
+def _training_regions(run: Run) -> pd.DataFrame:
+    """Stage 02's training regions (their table, without geometry)."""
     import geopandas as gpd
 
     path = run.stage_dir("02_samples") / "regions.gpkg"
     if not run.done("02_samples") or not path.is_file():
         raise Missing("02_samples has not run")
-    size = int(run.extra("03_train", "parameters", "patch_size"))
     r = gpd.read_file(path, ignore_geometry=True)
-    r = r[r["split"] == "train"]
+    return r[r["split"] == "train"]
+
+
+def _padded_share(run: Run) -> str:
+    """The expected share of padded pixels in a training patch (regions drawn by area, as the sampler does)."""
+    size = int(run.extra("03_train", "parameters", "patch_size"))
+    r = _training_regions(run)
     if not len(r):
         raise Missing("no training region")
     h, w = r["height"].to_numpy(float), r["width"].to_numpy(float)
@@ -91,15 +96,9 @@ def _padded_share(run: Run) -> str:
 
 def _dice_bound(run: Run) -> str:
     """How much the smoothing term can move the Dice loss of an average training batch of this run."""
-    import geopandas as gpd
-
-    path = run.stage_dir("02_samples") / "regions.gpkg"
-    if not run.done("02_samples") or not path.is_file():
-        raise Missing("02_samples has not run")
+    r = _training_regions(run)
     p = run.extra("03_train", "parameters")
     size, batch, s = int(p["patch_size"]), int(p["batch_size"]), float(p["dice_smooth"])
-    r = gpd.read_file(path, ignore_geometry=True)
-    r = r[r["split"] == "train"]
     share = float(np.average(r["lake_share"].to_numpy(float), weights=r["area_km2"].to_numpy(float)))
     lake_px = share * batch * size**2
     bound = s / (2 * lake_px) if lake_px > 0 else float("nan")
