@@ -13,6 +13,7 @@ Import as ``from builders import ...`` (``tests/`` has no ``__init__.py``; pytes
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -265,6 +266,22 @@ def jupyterlab_command(port: int, token: str, *extra: str) -> list[str]:
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers and CI often run as root
         cmd.append("--allow-root")
     return cmd
+
+
+@contextlib.contextmanager
+def kernel_client(runtime_dir, kernel_id: str, *, timeout: float):
+    """A ready client on a running kernel's connection file (``runtime_dir/kernel-<id>.json``), as the Lab
+    front end connects; its channels are stopped on exit."""
+    from jupyter_client import BlockingKernelClient
+
+    client = BlockingKernelClient(connection_file=str(Path(runtime_dir) / f"kernel-{kernel_id}.json"))
+    client.load_connection_file()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=timeout)
+        yield client
+    finally:
+        client.stop_channels()
 
 
 def chromium_or_skip():

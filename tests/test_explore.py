@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
-from builders import jupyterlab_command
+from builders import jupyterlab_command, kernel_client
 from PIL import Image
 from pyproj import Transformer
 from rasterio.transform import from_origin
@@ -424,7 +424,6 @@ def test_explore_notebook_runs_in_jupyterlab_and_makes_the_map(build_root, tmp_p
     network; then the map widget is checked in that kernel."""
     pytest.importorskip("jupyterlab", reason="JupyterLab not installed (pip install -e '.[lab]')")
     pytest.importorskip("geemap")
-    from jupyter_client import BlockingKernelClient
 
     port, token = _free_port(), secrets.token_hex(16)
     env = dict(
@@ -452,11 +451,7 @@ def test_explore_notebook_runs_in_jupyterlab_and_makes_the_map(build_root, tmp_p
         assert kernel_name == "lakepaper"
         kernel = _call(base, token, "/api/kernels", "POST", {"name": kernel_name, "path": "notebooks"})
         kernel_id = kernel["id"]
-        client = BlockingKernelClient(connection_file=str(tmp_path / "runtime" / f"kernel-{kernel_id}.json"))
-        client.load_connection_file()
-        client.start_channels()
-        try:
-            client.wait_for_ready(timeout=30)
+        with kernel_client(tmp_path / "runtime", kernel_id, timeout=30) as client:
             cells = [c for c in nb["content"]["cells"] if c["cell_type"] == "code"]
             assert "parameters" in cells[0]["metadata"].get("tags", [])
             sources = [cells[0]["source"], 'profile = "tiny"  # injected, as papermill does']
@@ -472,8 +467,6 @@ def test_explore_notebook_runs_in_jupyterlab_and_makes_the_map(build_root, tmp_p
             for i, source in enumerate(sources):
                 reply = client.execute_interactive(source, timeout=120, output_hook=hook)
                 assert reply["content"]["status"] == "ok", f"cell {i} failed:\n{''.join(out)[-3000:]}"
-        finally:
-            client.stop_channels()
         _call(base, token, f"/api/kernels/{kernel_id}", "DELETE")
         kernel_id = None
     finally:

@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from builders import jupyterlab_command
+from builders import jupyterlab_command, kernel_client
 
 from lakepaper import paths
 
@@ -103,19 +103,11 @@ def test_jupyterlab_lists_and_opens_the_notebooks_on_the_project_kernel(tmp_path
             assert kernel in specs["kernelspecs"], f"{name} asks for kernel {kernel!r}, not registered"
 
         # 4. a lakepaper kernel starts and answers (a client on its connection file, as the Lab front end would)
-        from jupyter_client import BlockingKernelClient
-
         _, kernel = api.call("/api/kernels", method="POST", body={"name": KERNEL})
         kernel_id = kernel["id"]
-        client = BlockingKernelClient(connection_file=str(tmp_path / "runtime" / f"kernel-{kernel_id}.json"))
-        client.load_connection_file()
-        client.start_channels()
-        try:
-            client.wait_for_ready(timeout=15)
+        with kernel_client(tmp_path / "runtime", kernel_id, timeout=15) as client:
             reply = client.execute_interactive("import lakepaper", timeout=10, output_hook=lambda msg: None)
             assert reply["content"]["status"] == "ok", reply["content"]
-        finally:
-            client.stop_channels()
         api.call(f"/api/kernels/{kernel_id}", method="DELETE")
         kernel_id = None
     finally:
