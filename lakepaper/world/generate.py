@@ -141,7 +141,9 @@ def _tile_job(
     years = {d.year for d in dates}
     year_offset = {y: float(rng.uniform(-0.15, 0.15)) for y in sorted(years)}  # wet and dry years
     detector = S2PixelCloudDetector(all_bands=True, average_over=0, dilation_size=0)
-    maker = sc.SceneMaker(truth, cloud_factor=cfg.cloud_factor, detector=detector)
+    maker = sc.SceneMaker(
+        truth, cloud_factor=cfg.cloud_factor, detector=detector, processor_rng=tile_seed(cfg, index, 3)
+    )
     folder = out_dir / "scenes" / site.name
     metas, written = [], {}
     for k, date in enumerate(dates):

@@ -145,8 +145,10 @@ def _upsample(a: np.ndarray, f: int) -> np.ndarray:
 class SceneMaker:
     """Makes the scenes of one tile; holds what is shared between them."""
 
-    def __init__(self, truth: TileTruth, *, cloud_factor: int, detector) -> None:
+    def __init__(self, truth: TileTruth, *, cloud_factor: int, detector, processor_rng: np.random.Generator) -> None:
         self.t = truth
+        # the processor's errors draw from their own stream, so the weather does not depend on them
+        self.processor_rng = processor_rng
         self.f = cloud_factor
         self.detector = detector
         n = truth.shape[0]
@@ -237,9 +239,9 @@ class SceneMaker:
         toa = (1 - haze)[..., None] * toa + haze[..., None] * sp.HAZE_TOA[idx]
         toa = (1 - alpha)[..., None] * toa + alpha[..., None] * sp.CLOUD_TOA[idx]
         # the L2A processor: an aerosol misestimate leaves a per-scene offset, the sensor a per-band gain
-        residual_amp = float(rng.normal(0.0, RESIDUAL_SD))
+        residual_amp = float(self.processor_rng.normal(0.0, RESIDUAL_SD))
         residual = residual_amp * sp.RESIDUAL_SHAPE[idx]
-        sensor = rng.normal(1.0, SENSOR_GAIN_SD, len(idx)).astype(np.float32)
+        sensor = self.processor_rng.normal(1.0, SENSOR_GAIN_SD, len(idx)).astype(np.float32)
         l2a = (sp.surface_from_toa(toa, idx, airmass=airmass) - residual) * sensor
 
         # --- L1C, all 13 bands, on cloud_factor blocks ------------------------------------
