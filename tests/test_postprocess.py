@@ -403,6 +403,9 @@ def test_figure_examples_are_chosen_while_the_pass_runs(result, examples, p, tmp
         assert ex["before"].any() and not (ex["after"] & ~ex["before"]).any()
         assert (ex["before"] & ex["floodplain_removed"]).any()
     assert examples.fig4["split"]["score"] > 1 and 0 < examples.fig4["removed"]["score"] < 1
+    # two places (paper: Fig. 4 a-b and c-d are two different regions)
+    split, removed = examples.fig4["split"], examples.fig4["removed"]
+    assert (split["tile"], split["extent"]) != (removed["tile"], removed["extent"])
     save(fig3(examples.fig3, threshold=p["area_ratio_threshold"]), tmp_path / "fig3.png")
     save(fig4(examples.fig4), tmp_path / "fig4.png")
     assert (tmp_path / "fig3.png").stat().st_size > 0 and (tmp_path / "fig4.png").stat().st_size > 0
@@ -483,3 +486,21 @@ def test_table2_over_test_regions(result, world, tmp_path):
     assert table.loc["change", "precision"] > 0 and abs(table.loc["change", "recall"]) < 1.0
     truth_scores = evaluate.step_scores_regions(result.steps, result.tiles, tmp_path, world=world)
     assert truth_scores.loc["river", "precision"] > truth_scores.loc["ocean", "precision"]
+
+
+def test_fig4_shows_two_places():
+    """``removed`` comes from another tile than ``split`` where one has a candidate, else from the same tile."""
+    from lakepaper.figures.postprocess_examples import pick_fig4
+
+    def ex(tile, rank):
+        return {"tile": tile, "rank": rank}
+
+    by_tile = {
+        "T1": {"split": ex("T1", 9), "removed": ex("T1", 5e9)},
+        "T2": {"split": ex("T2", 3), "removed": ex("T2", 2e9)},
+    }
+    chosen = pick_fig4(by_tile)
+    assert chosen["split"]["tile"] == "T1" and chosen["removed"]["tile"] == "T2"
+    only = pick_fig4({"T1": by_tile["T1"]})
+    assert only["split"]["tile"] == only["removed"]["tile"] == "T1"
+    assert pick_fig4({}) == {}

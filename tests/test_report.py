@@ -742,3 +742,22 @@ def test_a_figure_changed_after_its_stage_ran_is_flagged(tmp_path):
     fig2 = page.split("id='fig-2'")[1].split("</figure>")[0]
     assert "changed after its stage recorded it" in fig2
     assert "fig1_flowchart.png" in page.split("id='colophon'")[1]
+
+
+def test_data_sources_say_which_review_layers_stage_05_applied(tmp_path):
+    import json
+
+    from lakepaper.report.data import data_sources
+
+    b = make_build(tmp_path)
+    d = data_sources(Run.load("demo", root=b))
+    assert d.reviews == "none (no review layer applied)"
+    path = b / "05_postprocess" / "manifest.json"
+    m = json.loads(path.read_text())
+    m["parameters"]["river_edits"] = "labels/demo/river_review.gpkg"
+    m["reviews"] = {"river": 3, "final": 0}
+    path.write_text(json.dumps(m))
+    d = data_sources(Run.load("demo", root=b))
+    assert d.reviews == "river review labels/demo/river_review.gpkg (3 edits)"
+    page = build_paper("demo", root=b).read_text()
+    assert "Manual reviews: river review labels/demo/river_review.gpkg (3 edits)" in page

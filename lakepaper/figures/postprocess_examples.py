@@ -14,7 +14,9 @@ Fig. 3
 Fig. 4
     ``split``: the lake split into most pieces (glued lakes separated). ``removed``: among lakes of at
     least 400 pixels that lost 20-90 % of them, the one that lost most pixels (flood water and paddies
-    cut off while the lake stays); without such a lake, the one that lost most pixels.
+    cut off while the lake stays); without such a lake, the one that lost most pixels. The two come
+    from two tiles where two tiles have candidates, and are two different lakes always (paper: two
+    places).
 """
 
 from __future__ import annotations
@@ -36,15 +38,34 @@ class FigureExamples(Observer):
 
     def __init__(self) -> None:
         self.fig3: dict[str, dict] = {}
-        self.fig4: dict[str, dict] = {}
+        self._fig4: dict[str, dict[str, dict]] = {}  # tile -> its candidates
 
     def river_cut(self, part: Partition, river: RuleResult, context: Mapping[str, Any]) -> None:
         pick_fig3(self.fig3, part, river, context)
 
     def glakes_masked(self, masked: FloodMasked) -> None:
-        for k, v in fig4_candidates(masked).items():
-            if k not in self.fig4 or v["rank"] > self.fig4[k]["rank"]:
-                self.fig4[k] = v
+        found = fig4_candidates(masked)
+        if found:
+            self._fig4[masked.tile.name] = found
+
+    @property
+    def fig4(self) -> dict[str, dict]:
+        """``split`` and ``removed``, at two different places: ``removed`` comes from another tile than
+        ``split`` where one has a candidate (on one tile, :func:`fig4_candidates` already picks two lakes)."""
+        return pick_fig4(self._fig4)
+
+
+def pick_fig4(by_tile: Mapping[str, Mapping[str, dict]]) -> dict[str, dict]:
+    """The best ``split`` of all tiles, and the best ``removed`` of the other tiles (of its own if no other has one)."""
+    out: dict[str, dict] = {}
+    splits = [(v["split"]["rank"], t) for t, v in by_tile.items() if "split" in v]
+    if splits:
+        out["split"] = by_tile[max(splits)[1]]["split"]
+    removed = [(v["removed"]["rank"], t) for t, v in by_tile.items() if "removed" in v]
+    elsewhere = [r for r in removed if "split" not in out or r[1] != out["split"]["tile"]]
+    if elsewhere or removed:
+        out["removed"] = by_tile[max(elsewhere or removed)[1]]["removed"]
+    return out
 
 
 def pick_fig3(best: dict, part: Partition, rr: RuleResult, context: Mapping[str, Any]) -> None:
@@ -105,9 +126,14 @@ def fig4_candidates(m: FloodMasked) -> dict[str, dict]:
         return out
     split = int(np.argmax(n_pieces))
     share = np.where(n_before > 0, n_removed / np.maximum(n_before, 1), 0)
-    # the lake that lost most pixels while keeping part of itself (false flood water or paddies cut off)
+    # the lake that lost most pixels while keeping part of itself (false flood water or paddies cut off),
+    # another lake than the split one where there is one, so that the two panels show two places
     partial = (n_before >= 400) & (share >= 0.2) & (share <= 0.9)
-    cut = int(np.argmax(np.where(partial, n_removed, -1))) if partial.any() else int(np.argmax(n_removed))
+    lost = np.asarray(n_removed, float).copy()
+    if n_pieces[split] > 1 and (lost > 0).sum() > 1:
+        lost[split] = -1
+        partial[split] = False
+    cut = int(np.argmax(np.where(partial, lost, -1))) if partial.any() else int(np.argmax(lost))
     if n_pieces[split] > 1:
         out["split"] = _fig4_view(ids, after, fmask, split, t, tile, score=float(n_pieces[split]))
     if np.max(n_removed) > 0:

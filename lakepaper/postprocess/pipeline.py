@@ -5,15 +5,15 @@ each a function of this module that :func:`postprocess` calls in turn:
 
 1. :func:`prediction_polygons`: every tile's core to polygons (:func:`~lakepaper.postprocess.vectorize.vectorize_tile`),
    the lakes cut by tile edges joined (:func:`~lakepaper.postprocess.seams.merge_seams`);
-2. - 4. :func:`apply_rules`: **ocean**, **river** (cases a-d) and **minimum area**
-   (:mod:`~lakepaper.postprocess.rules`), with the reference datasets read for the partition's bounding
-   box only (:func:`rule_pass`);
+2. - 4. :func:`apply_rules`: **ocean**, **river** (cases a-d, then the river review layer, the paper's first
+   manual review) and **minimum area** (:mod:`~lakepaper.postprocess.rules`), with the reference datasets
+   read for the partition's bounding box only (:func:`rule_pass`);
 5. **completion**: :func:`completion_layers` rasterises GLAKES on each tile's grid, flood-masks it there,
    vectorises it per GLAKES lake and joins it across tiles, and clips PLD lakes to the cores where arid
    (:func:`completion_tile`); :func:`candidate_lakes` keeps what completion adds; :func:`unite`
    unites the candidates (and the ``add`` features of the edit layer) with the lakes they overlap, tile
    by tile after cutting every lake to the tile cores, and joins the seams again;
-6. :func:`apply_manual`: the manual ``remove`` / ``erase`` edits, last.
+6. :func:`apply_manual`: the final review's ``remove`` / ``erase`` edits, last (the paper's second manual review).
 
 A partition's working set is its own polygons and the references within its bounds, so memory follows
 the largest tile, not the product; only the polygons along tile borders are handled across partitions.
@@ -209,8 +209,13 @@ def _arr(frame: gpd.GeoDataFrame) -> np.ndarray:
     return np.asarray(frame.geometry.values, dtype=object)
 
 
-def rule_pass(part: Partition, refs: ReferenceSet, s: Mapping[str, Any]) -> dict[str, Any]:
-    """Ocean, river and minimum-area rules on one partition; returns each step's frame, removals, counts."""
+def rule_pass(
+    part: Partition, refs: ReferenceSet, s: Mapping[str, Any], river_edits: gpd.GeoDataFrame | None = None
+) -> dict[str, Any]:
+    """Ocean, river and minimum-area rules on one partition; returns each step's frame, removals, counts.
+
+    ``river_edits``: the review layer of the river mask (:func:`~lakepaper.postprocess.rules.apply_river_review`),
+    applied right after it; the ``river`` step's frame is the reviewed one, ``river_review`` its counts."""
     crs = part.crs
     bounds = _bounds(part, READ_MARGIN_M)
     frame = _attrs(part.frame, "prediction")
@@ -242,13 +247,31 @@ def rule_pass(part: Partition, refs: ReferenceSet, s: Mapping[str, Any]) -> dict
         reservoir_distance_m=s["reservoir_distance_m"],
         whole=paper,
     )
-    r_min = rules.min_area_rule(r_river.frame, min_km2=s["min_lake_area_km2"])
+    reviewed = reviewed_river(r_river, river_edits, s)
+    r_min = rules.min_area_rule(reviewed.frame, min_km2=s["min_lake_area_km2"])
     return {
         "ocean": r_ocean,
-        "river": r_river,
+        "river": reviewed,
+        "river_rule": r_river,
         "min_area": r_min,
         "context": {"rivers": rivers, "glakes": _arr(glakes), "ocean": ocean},
     }
+
+
+def reviewed_river(r_river: rules.RuleResult, edits: gpd.GeoDataFrame | None, s: Mapping[str, Any]) -> rules.RuleResult:
+    """The river rule's result after its review layer: the reviewed lakes; removed, what the rule deleted and
+    the review did not restore plus what the review removed; counts, the rule's and the review's
+    (``review_*``); extra, the rule's cases."""
+    if edits is None or not len(edits):
+        return r_river
+    rv = rules.apply_river_review(r_river.frame, r_river.extra["cases"], edits, min_km2=s["min_lake_area_km2"])
+    back = {g.wkb for g in rv.extra["restored"].geometry.values}
+    deleted = r_river.removed.iloc[np.flatnonzero([g.wkb not in back for g in r_river.removed.geometry.values])]
+    removed = gpd.GeoDataFrame(
+        pd.concat([deleted, rv.removed], ignore_index=True), geometry="geometry", crs=r_river.removed.crs
+    )
+    counts = {**r_river.counts, **{f"review_{k}": v for k, v in rv.counts.items()}, "polygons_out": len(rv.frame)}
+    return rules.RuleResult(rv.frame, removed, counts, r_river.extra)
 
 
 def completion_tile(
@@ -369,8 +392,10 @@ def apply_rules(
     *,
     keep_steps: bool,
     observer: Observer | None = None,
+    river_edits: gpd.GeoDataFrame | None = None,
 ) -> tuple[dict[str, list[Partition]], dict[str, list[Partition]], list[Partition]]:
-    """Steps 2-4: ocean, river and minimum area, partition by partition (:func:`rule_pass`).
+    """Steps 2-4: ocean, river (and its review layer ``river_edits``) and minimum area, partition by partition
+    (:func:`rule_pass`).
 
     Returns:
         (each rule's partitions after it, the polygons each deleted whole, the polygons the river mask cut).
@@ -380,7 +405,7 @@ def apply_rules(
     removed: dict[str, list[Partition]] = {k: [] for k in ("ocean", "river", "min_area")}
     cases = []
     for part in log.bar(parts, "rules"):
-        out = rule_pass(part, references, s)
+        out = rule_pass(part, references, s, river_edits)
         for k in ("ocean", "river", "min_area"):
             r = out[k]
             if keep_steps or k == "min_area":
@@ -390,7 +415,7 @@ def apply_rules(
             log.rows.append({"rule": k, "tile": part.name, **r.counts})
         cases.append(part.with_frame(out["river"].extra["cases"]))
         if observer is not None:
-            observer.river_cut(part, out["river"], out["context"])
+            observer.river_cut(part, out["river_rule"], out["context"])
     log.lap("rules")
     return after, removed, cases
 
@@ -522,6 +547,7 @@ def postprocess(
     references: ReferenceSet,
     tile_grid: gpd.GeoDataFrame | None = None,
     edits: gpd.GeoDataFrame | None = None,
+    river_edits: gpd.GeoDataFrame | None = None,
     tiles: Sequence[str] | None = None,
     connectivity: int = CONNECTIVITY,
     keep_steps: bool = True,
@@ -535,7 +561,8 @@ def postprocess(
         p: resolved parameters (``params.resolve(profile)``).
         references: the reference datasets (:class:`~lakepaper.postprocess.references.ReferenceSet`).
         tile_grid: tile footprints (``tile`` column): each tile's core; None: the whole rasters.
-        edits: a manual edit layer (:func:`~lakepaper.postprocess.rules.read_edits`), or None.
+        edits: the final review's edit layer (:func:`~lakepaper.postprocess.rules.read_edits`), or None.
+        river_edits: the river mask's review layer (``read_edits(..., actions=rules.RIVER_ACTIONS)``), or None.
         tiles: only these tiles.
         connectivity: 4 or 8 (see :mod:`~lakepaper.postprocess.vectorize`).
         keep_steps: keep every step's partitions (evaluation, figures); False keeps only the product.
@@ -549,7 +576,9 @@ def postprocess(
     log = _Log(len(mts), progress)
 
     parts, prediction_seams = prediction_polygons(mts, log, connectivity=connectivity)
-    after, removed, cases = apply_rules(parts, references, s, log, keep_steps=keep_steps, observer=observer)
+    after, removed, cases = apply_rules(
+        parts, references, s, log, keep_steps=keep_steps, observer=observer, river_edits=river_edits
+    )
     steps: dict[str, list[Partition]] = {"prediction": parts, **after} if keep_steps else {}
     del parts
     gparts, pparts, reference_seams = completion_layers(

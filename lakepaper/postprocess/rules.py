@@ -24,9 +24,13 @@ plus the geometry work of the polygons that actually touch a reference.
    floodplain whose water occurrence is below 30 % are removed outside arid zones (aridity index
    < 0.2); the masked GLAKES natural lakes > 1 km2 and all its reservoirs, and every PLD lake in an
    arid zone, are merged into the prediction (by the stage: union with the lakes they overlap).
-5. :func:`apply_edits` - the manual review: a vector file of ``remove`` (delete every lake the
-   polygon touches), ``erase`` (cut the polygon's area out of the lakes) and ``add`` (a lake, merged
-   like a completion) features, applied last.
+5. The two manual reviews of the paper, each a vector file of edits that every run re-applies
+   (:func:`read_edits`): :func:`apply_river_review` right after the river mask ("extensive manual
+   checks and modifications ... to finish the river mask"): ``remove`` (delete every lake the feature
+   touches), ``erase`` (cut the feature's area out of the lakes) and ``restore`` (put back whole a
+   polygon the river mask cut or deleted); and :func:`apply_edits` at the end, after completion
+   ("extensive manual checks and modifications gave the final GLAKESplus"): ``remove``, ``erase`` and
+   ``add`` (a lake, merged like a completion).
 
 Where the paper is silent
     Completion candidates also pass the ocean test (a GLAKES or PLD coastal lagoon is not put back);
@@ -52,8 +56,10 @@ from lakepaper.stats import geodesic_area_km2
 
 #: The river-mask cases of Fig. 3.
 CASES = ("a", "b", "c", "d")
-#: Manual edit actions.
+#: Manual edit actions of the final review (:func:`apply_edits`).
 ACTIONS = ("remove", "erase", "add")
+#: Manual edit actions of the review after the river mask (:func:`apply_river_review`).
+RIVER_ACTIONS = ("remove", "erase", "restore")
 
 
 @dataclass
@@ -407,8 +413,12 @@ def completion_candidates(
 # --- 5. manual edits -------------------------------------------------------------------------------------
 
 
-def read_edits(path: str | os.PathLike[str]) -> gpd.GeoDataFrame:
-    """A manual edit layer: polygons with ``action`` in remove / erase / add (optional ``note``), any CRS.
+def read_edits(path: str | os.PathLike[str], *, actions: tuple[str, ...] = ACTIONS) -> gpd.GeoDataFrame:
+    """A manual edit layer: polygons with ``action`` in ``actions`` (optional ``note``), any CRS.
+
+    Args:
+        path: the layer (any vector format GDAL reads).
+        actions: the actions this review takes: :data:`ACTIONS` (final review) or :data:`RIVER_ACTIONS`.
 
     Raises:
         InputError: missing file, no CRS, no ``action`` column, an unknown action, or a non-polygon feature.
@@ -423,10 +433,10 @@ def read_edits(path: str | os.PathLike[str]) -> gpd.GeoDataFrame:
     if edits.crs is None:
         raise InputError(path, "edit layer has no CRS")
     if "action" not in edits.columns:
-        raise InputError(path, f"edit layer needs an 'action' column ({' | '.join(ACTIONS)})")
-    bad = sorted(set(edits["action"]) - set(ACTIONS))
+        raise InputError(path, f"edit layer needs an 'action' column ({' | '.join(actions)})")
+    bad = sorted(set(edits["action"]) - set(actions))
     if bad:
-        raise InputError(path, f"unknown action(s) {bad}; use {' | '.join(ACTIONS)}")
+        raise InputError(path, f"unknown action(s) {bad}; use {' | '.join(actions)}")
     types = set(edits.geometry.geom_type.dropna())
     if types - {"Polygon", "MultiPolygon"}:
         raise InputError(path, f"edit features must be polygons, found {sorted(types)}")
@@ -447,11 +457,63 @@ def apply_edits(lakes: gpd.GeoDataFrame, edits: gpd.GeoDataFrame, *, min_km2: fl
     """
     frame = lakes.reset_index(drop=True)
     counts = {"removed": 0, "erased": 0}
-    removed = [_empty_like(lakes)]
     if not len(edits) or not len(frame):
         return RuleResult(frame, _empty_like(lakes), counts)
+    frame, removed = _remove_and_erase(frame, edits.to_crs(frame.crs), counts, min_km2=min_km2, review="manual")
+    return RuleResult(frame, _concat(removed, _empty_like(lakes)), counts)
+
+
+def apply_river_review(
+    lakes: gpd.GeoDataFrame, cases: gpd.GeoDataFrame, edits: gpd.GeoDataFrame, *, min_km2: float
+) -> RuleResult:
+    """The review after the river mask: ``restore``, then ``remove`` and ``erase`` (as :func:`apply_edits`).
+
+    ``restore`` puts back whole, as it was before the mask, every polygon the river mask cut or deleted
+    (``cases``: :func:`river_rule`'s ``extra["cases"]``) that the feature touches: the pieces the mask left of
+    it are replaced by it. Its ``river_case`` keeps the case's letter, its ``area_ratio`` becomes 1.
+
+    Args:
+        lakes: the lakes after the river rule (:func:`river_rule`'s frame), metric CRS.
+        cases: the polygons the river mask cut, before the mask, with ``case``.
+        edits: the layer (:func:`read_edits` with :data:`RIVER_ACTIONS`), any CRS.
+        min_km2: pieces an ``erase`` leaves below this are dropped.
+
+    Returns:
+        The reviewed lakes; ``removed`` what ``remove`` deleted; ``extra["restored"]`` the polygons put back.
+    """
+    frame = lakes.reset_index(drop=True)
+    counts = {"restored": 0, "removed": 0, "erased": 0}
+    restored = cases.iloc[:0]
+    if not len(edits):
+        return RuleResult(frame, _empty_like(lakes), counts, {"restored": restored})
     edits = edits.to_crs(frame.crs)
-    for action, reason in (("remove", "manual remove"), ("erase", "manual erase")):
+    feats = np.asarray(edits.geometry.values[edits["action"].to_numpy() == "restore"], dtype=object)
+    if len(feats) and len(cases):
+        before = _geoms(cases)
+        back = np.zeros(len(cases), bool)
+        back[shapely.STRtree(feats).query(before, predicate="intersects")[0]] = True
+        if back.any():
+            counts["restored"] = int(back.sum())
+            whole = cases[back].drop(columns=["case", "glakes"], errors="ignore").copy()
+            whole["river_case"] = cases["case"].to_numpy()[back]
+            whole["area_ratio"] = 1.0
+            if len(frame):  # the pieces the mask left of a restored polygon lie inside it
+                inside = np.zeros(len(frame), bool)
+                pts = shapely.point_on_surface(_geoms(frame))
+                inside[shapely.STRtree(pts).query(before[back], predicate="contains")[1]] = True
+                frame = frame[~inside]
+            frame = _concat([frame, whole[[c for c in frame.columns if c in whole.columns]]], lakes)
+            restored = whole
+    frame, removed = _remove_and_erase(frame, edits, counts, min_km2=min_km2, review="river review")
+    return RuleResult(frame, _concat(removed, _empty_like(lakes)), counts, {"restored": restored})
+
+
+def _remove_and_erase(
+    frame: gpd.GeoDataFrame, edits: gpd.GeoDataFrame, counts: dict, *, min_km2: float, review: str
+) -> tuple[gpd.GeoDataFrame, list[gpd.GeoDataFrame]]:
+    """The ``remove`` and ``erase`` features of a layer already in ``frame``'s CRS; ``counts`` updated."""
+    removed = [_empty_like(frame)]
+    for action, reason in (("remove", f"{review} remove"), ("erase", f"{review} erase")):
         feats = np.asarray(edits.geometry.values[edits["action"].to_numpy() == action], dtype=object)
         if not len(feats) or not len(frame):
             continue
@@ -472,4 +534,4 @@ def apply_edits(lakes: gpd.GeoDataFrame, edits: gpd.GeoDataFrame, *, min_km2: fl
             if len(pieces):
                 pieces = pieces[areas_km2(_geoms(pieces), frame.crs) >= min_km2]
             frame = _concat([frame[~hit], pieces], frame)
-    return RuleResult(frame, _concat(removed, _empty_like(lakes)), counts)
+    return frame, removed

@@ -7,7 +7,9 @@
 * the samples: stage 02's ``regions`` parameter (given polygons) or, without one, the simulated
   world's regions; its ``thresholds``/``edits``/``labels`` when given;
 * each reference dataset: the ``references`` records of stages 05 and 08 (path, origin: simulated,
-  real or given, size in bytes, sha256 where recorded).
+  real or given, size in bytes, sha256 where recorded);
+* the post-processing's two manual review layers: stage 05's ``river_edits`` and ``edits`` as it resolved
+  them, with their feature counts (:mod:`lakepaper.postprocess.review`).
 
 The page's banner and colophon (:mod:`lakepaper.report.html`) are written from :func:`data_sources`.
 """
@@ -50,6 +52,7 @@ class DataSources:
     samples: str
     samples_simulated: bool | None  # None: stage 02 has not run
     references: list[Reference] = field(default_factory=list)
+    reviews: str = "stage 05 has not run"  # the post-processing's two manual review layers, as stage 05 applied them
 
     @property
     def simulated(self) -> bool:
@@ -174,8 +177,22 @@ def _references(run: Run) -> list[Reference]:
     return out
 
 
+def _reviews(run: Run) -> str:
+    """Stage 05's two manual review layers (``river_edits``, ``edits``) and their features, or "none"."""
+    if not run.done("05_postprocess"):
+        return "stage 05 has not run"
+    m = run.manifests["05_postprocess"]
+    p, counts = m.get("parameters") or {}, m.get("reviews") or {}
+    parts = []
+    for name, param in (("river", "river_edits"), ("final", "edits")):
+        if p.get(param):
+            n = counts.get(name)
+            parts.append(f"{name} review {_short(p[param])}" + (f" ({n} edits)" if n is not None else ""))
+    return "; ".join(parts) or "none (no review layer applied)"
+
+
 def data_sources(run: Run) -> DataSources:
-    """The imagery, samples and reference datasets of a build, from its manifests."""
+    """The imagery, samples, reference datasets and review layers of a build, from its manifests."""
     kind, imagery, stage = _imagery(run)
     samples, samples_simulated = _samples(run)
-    return DataSources(kind, imagery, stage, samples, samples_simulated, _references(run))
+    return DataSources(kind, imagery, stage, samples, samples_simulated, _references(run), _reviews(run))

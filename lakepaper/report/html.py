@@ -428,7 +428,8 @@ def data_summary_html(data: DataSources) -> str:
     refs = "; ".join(f"{o}: {', '.join(n)}" for o, n in origins.items()) or "not recorded (stages 05, 08)"
     return (
         f"<p class='meta data-sources'><b>Data.</b> Imagery: {esc(data.imagery)}. Samples: {esc(data.samples)}. "
-        f"Reference datasets — {esc(refs)} (<a href='#data-sources'>details</a>).</p>"
+        f"Reference datasets — {esc(refs)}. Manual reviews: {esc(data.reviews)} "
+        "(<a href='#data-sources'>details</a>).</p>"
     )
 
 
@@ -438,6 +439,7 @@ def data_sources_html(data: DataSources) -> str:
         ("imagery source", data.imagery),
         ("imagery recorded by", data.imagery_stage or "—"),
         ("sample source", data.samples),
+        ("manual reviews (stage 05)", data.reviews),
     ]
     out = ["<h3 id='data-sources'>Data sources</h3>", _kv_table(rows)]
     if data.references:

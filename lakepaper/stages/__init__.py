@@ -34,6 +34,7 @@ class Stage:
     does: str  # one line: what the stage does
     section: str  # the paper section it reproduces (a key of lakepaper.report.content.SECTION_TITLES)
     reads: tuple[str, ...] = ()  # earlier stages whose outputs it may read
+    labels: tuple[str, ...] = ()  # hand-made files under labels/<profile>/ it applies when they exist
 
 
 #: Every stage, in the order data flows through them.
@@ -82,6 +83,7 @@ REGISTRY: dict[str, Stage] = {
             "ocean & river masks, area ratio, 0.005 km² minimum, completion",
             "2.4",
             ("00_world", "01_composite", "02_samples", "04_predict"),
+            ("river_review.gpkg", "final_review.gpkg"),  # lakepaper.postprocess.review.REVIEWS
         ),
         Stage(
             "06_accuracy",

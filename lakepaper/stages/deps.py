@@ -1,4 +1,5 @@
-"""What each stage depends on, for ``make``: the stages it reads and the package modules it runs.
+"""What each stage depends on, for ``make``: the stages it reads, the package modules it runs, and the
+hand-made files under ``labels/<profile>/`` it applies (``Stage.labels``: stage 05's review layers).
 
 A stage's code is its notebook and every ``lakepaper`` module the notebook imports, followed
 through the package's own imports (module level and inside functions alike, read with :mod:`ast`
@@ -111,6 +112,8 @@ def makefile_text(profile: str) -> str:
     for stage in built:
         reads = " ".join(f"{build}/{up}/manifest.json" for up in REGISTRY[stage].reads if up in built)
         code = " ".join(p.relative_to(paths.ROOT).as_posix() for p in code_files(stage))
+        if REGISTRY[stage].labels:  # the hand-made files it applies, once they exist
+            code += " $(wildcard " + " ".join(f"labels/{profile}/{f}" for f in REGISTRY[stage].labels) + ")"
         lines += [f"STAGE_READS_{stage} := {reads}", f"STAGE_CODE_{stage} := {code}"]
     return "\n".join(lines) + "\n"
 

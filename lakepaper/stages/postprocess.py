@@ -10,6 +10,11 @@ laid out under ``references/`` (both from the one registry, :mod:`lakepaper.refe
 PROFILE=paper``); ``"none"`` switches it off. The manifest records each dataset's path, origin (given,
 simulated, real), size, sha256 and column mapping where it differs from the published names.
 
+The paper's two manual reviews are edit layers applied at its places (:mod:`lakepaper.postprocess.review`):
+``river_edits`` right after the river mask, ``edits`` at the end; ``""`` takes ``labels/<profile>/river_review.gpkg``
+and ``final_review.gpkg`` when the review views have saved them, ``"none"`` none. The manifest records the
+files (with their sha256) and their feature counts; the page says which were applied.
+
 Runs :func:`lakepaper.postprocess.pipeline.postprocess` and writes its outputs
 (:func:`~lakepaper.postprocess.pipeline.write_outputs`: ``lakes.gpkg``, ``lakes.parquet``,
 ``river_cases.gpkg``, ``rules.csv``, ``tiles/<tile>_mask.tif``, ``tiles/<tile>_residue.tif``);
@@ -29,10 +34,9 @@ import pandas as pd
 from lakepaper import references as registry
 from lakepaper.figures.postprocess import fig3, fig4, rule_effects
 from lakepaper.figures.postprocess_examples import FigureExamples
-from lakepaper.postprocess import evaluate, pipeline
+from lakepaper.postprocess import evaluate, pipeline, review
 from lakepaper.postprocess.product import by_source
 from lakepaper.postprocess.references import REFERENCES, ReferenceSet
-from lakepaper.postprocess.rules import read_edits
 from lakepaper.stages import provenance
 from lakepaper.stages.context import Context, Result
 from lakepaper.truth import Truth
@@ -65,7 +69,8 @@ def run(ctx: Context) -> Result:
     resolved = resolve_references(ctx, world if simulated else None)
     refs = ReferenceSet({n: r.path for n, r in resolved.items()}, columns={n: r.columns for n, r in resolved.items()})
     grid = a["tile_grid"] or (composite / "tile_grid.gpkg" if (composite / "tile_grid.gpkg").exists() else "")
-    edits = read_edits(a["edits"]) if a["edits"] else None
+    layers = {name: review.resolve(name, a[r.param], ctx.profile) for name, r in review.REVIEWS.items()}
+    edits = {name: review.read(name, path) for name, path in layers.items()}
     ctx.begin()
     ctx.keep("simulated", simulated)
     ctx.say(f"imagery source: {provenance.kind(source) or 'not recorded'}; truth {'used' if simulated else 'none'}")
@@ -80,6 +85,7 @@ def run(ctx: Context) -> Result:
         ),
     )
 
+    ctx.show("reviews", review_table(layers, edits))
     r, examples = make_product(ctx, prediction_dir, refs, grid, edits)
     if simulated:
         write_effects_on_truth(ctx, r, Truth(world))
@@ -93,14 +99,16 @@ def run(ctx: Context) -> Result:
 
     for t in r.tiles:
         ctx.record_input(f"prediction/{t.path.name}", t.path)
-    if a["edits"]:
-        ctx.record_input("edits", a["edits"])
+    for name, path in layers.items():
+        if path is not None:
+            ctx.record_input(review.REVIEWS[name].param, path)
     return ctx.finish(
         constants=CONSTANTS,
         resolved={
             "prediction": str(prediction_dir),
             "tile_grid": str(grid),
             "references": {k: provenance.reference_record(r) for k, r in resolved.items()},
+            **{review.REVIEWS[k].param: str(v) if v is not None else "" for k, v in layers.items()},
         },
         omit=REFERENCES,  # recorded as resolved, under "references"
         extra={
@@ -109,11 +117,29 @@ def run(ctx: Context) -> Result:
             "area_km2": round(float(r.product.area_km2.sum()), 4),
             "sources": r.product.source.value_counts().to_dict(),
             "repaired": r.repaired,
+            "reviews": {k: 0 if e is None else len(e) for k, e in edits.items()},
             "switched_off": r.skipped,
             "rules": pipeline.rule_summary(r).to_dict("records"),
             "lake_level": None if level is None else records(level.reset_index(names="group")),
         },
     )
+
+
+def review_table(layers: dict, edits: dict) -> pd.DataFrame:
+    """One row per manual review: where the pass applies it, its layer, and its features per action."""
+    rows = []
+    for name, r in review.REVIEWS.items():
+        e = edits[name]
+        counts = e["action"].value_counts() if e is not None else pd.Series(dtype=int)
+        rows.append(
+            {
+                "review": name,
+                "applied": r.title,
+                "layer": str(layers[name]) if layers[name] is not None else "(none)",
+                **{a: int(counts.get(a, 0)) for a in r.actions},
+            }
+        )
+    return pd.DataFrame(rows).set_index("review").fillna(0)
 
 
 def resolve_references(ctx: Context, world: Path | None) -> dict[str, registry.Resolved]:
@@ -135,9 +161,10 @@ def references(ctx: Context, world: Path | None) -> ReferenceSet:
 
 
 def make_product(
-    ctx: Context, prediction_dir: Path, refs: ReferenceSet, grid, edits
+    ctx: Context, prediction_dir: Path, refs: ReferenceSet, grid, edits: dict
 ) -> tuple[pipeline.Postprocessed, FigureExamples]:
-    """The whole pass and its files; the figures' examples chosen on the way."""
+    """The whole pass and its files; the figures' examples chosen on the way. ``edits``: the review layers
+    by review (``river``, ``final``; None: none)."""
     examples = FigureExamples()
     t0 = time.perf_counter()
     r = pipeline.postprocess(
@@ -145,7 +172,8 @@ def make_product(
         ctx.params,
         references=refs,
         tile_grid=pipeline.read_tile_grid(grid),
-        edits=edits,
+        edits=edits["final"],
+        river_edits=edits["river"],
         connectivity=ctx.args["connectivity"],
         progress=not ctx.quiet,
         observer=examples,
