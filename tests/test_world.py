@@ -188,3 +188,49 @@ def test_stage_00_maps_tiles_to_world_tiles_and_records_the_world_constants(tmp_
     assert recorded["world_tiles"] == ("T01", "T09") and recorded["world_seed"] == params.resolve("tiny")["world_seed"]
     with pytest.raises(ParameterError, match="T99"):
         WorldConfig.from_params(ctx.override(world_tiles=["T99"]))
+
+
+def test_outlet_streams_are_river_area_beside_their_lake_and_move_no_lake(monkeypatch):
+    """Small lakes of a river tile drain by streams in the river mask (OSM maps them as river areas: the
+    paper's Fig. 3 case b); drawn last from their own stream, they leave every lake where it was."""
+    from lakepaper.world import truth as wt
+
+    cfg = WorldConfig(tile_px=768).validated()  # the demo world's scale
+    index, site = next((i, s) for i, s in enumerate(cfg.sites(), start=1) if s.biome == "river")
+    kw = dict(
+        tile_px=cfg.tile_px,
+        tile_index=index,
+        size_exponent=cfg.size_exponent,
+        min_lake_km2=cfg.min_lake_km2,
+        max_lake_km2=cfg.max_lake_km2,
+    )
+    biome = cfg.biome(site.biome)
+
+    def tile(streams_seed):
+        return wt.build_tile(
+            site,
+            biome,
+            rng=np.random.default_rng([cfg.seed, index, 0]),
+            optics_rng=np.random.default_rng([cfg.seed, index, 2]),
+            streams_rng=np.random.default_rng(streams_seed),
+            **kw,
+        )
+
+    a, c = tile(1), tile(2)
+    monkeypatch.setattr(wt, "OUTLET_SHARE", 0.0)
+    b = tile(1)  # no streams
+    for other in (b, c):
+        assert np.array_equal(a.lake_id, other.lake_id)
+        assert [x.lake_id for x in a.lakes] == [x.lake_id for x in other.lakes]
+    assert not np.array_equal(a.masks["river"], c.masks["river"])  # another draw, other streams
+    streams = a.masks["river"] & ~b.masks["river"]
+    assert not (streams & (a.lake_id > 0)).any() and (a.threshold[streams] == 0).all()
+    # each stream touches its lake (a pixel of it borders lake water) and stays clear of the main river
+    from scipy import ndimage
+
+    labels, n = ndimage.label(streams)
+    lake = a.lake_id > 0
+    touching = ndimage.maximum(ndimage.binary_dilation(lake), labels, range(1, n + 1))
+    assert n >= 1 and np.all(touching)
+    main = b.masks["river"]
+    assert not (ndimage.binary_dilation(streams, iterations=2) & main & ~streams).any()

@@ -74,6 +74,7 @@ def build_truth(cfg: WorldConfig, index: int, site: Site) -> TileTruth:
         max_lake_km2=cfg.max_lake_km2,
         rng=tile_seed(cfg, index, 0),
         optics_rng=tile_seed(cfg, index, 2),
+        streams_rng=tile_seed(cfg, index, 4),
     )
 
 

@@ -300,6 +300,7 @@ def build_tile(
     max_lake_km2: float,
     rng: np.random.Generator,
     optics_rng: np.random.Generator | None = None,
+    streams_rng: np.random.Generator | None = None,
 ) -> TileTruth:
     """Simulate the truth of one tile.
 
@@ -307,7 +308,8 @@ def build_tile(
     flats, coast, river and floodplain, paddies, then the designed water bodies
     (reservoirs, oxbows, lagoons), then the power-law lakes in the space left.
     ``optics_rng`` draws what only changes how things look (water types, plumes, terrain,
-    asphalt), so that the layout of a seed does not depend on it.
+    asphalt), so that the layout of a seed does not depend on it; ``streams_rng`` the outlet streams
+    (:func:`outlet_streams`), drawn last.
     """
     n = tile_px
     shape = (n, n)
@@ -515,10 +517,54 @@ def build_tile(
         if placer.place(lake, shp, ring=ring, centre_pool=pool):
             truth.lakes.append(lake)
     _measure(truth)
+    if truth.river_line is not None:
+        outlet_streams(truth, streams_rng if streams_rng is not None else np.random.default_rng(rng.integers(2**63)))
     if biome.mud_rings:  # the seasonal ring of a lake, when dry, is its exposed, wet bed
         ring = (truth.lake_id > 0) & (truth.threshold > 0.5 - biome.seasonality + 1e-6) & (truth.threshold < DRY)
         cover[ring] = SURFACES["wet_soil"]
     return truth
+
+
+#: Share of the small lakes (:data:`OUTLET_KM2`) outside the floodplain of a tile with a river that drain by
+#: a stream wide enough to be an OSM river area; the stream's length (px) and width (px).
+OUTLET_SHARE, OUTLET_KM2, OUTLET_LENGTH_PX, OUTLET_WIDTH_PX = 0.25, (0.005, 0.03), (5.0, 12.0), 2.0
+
+
+def outlet_streams(truth: TileTruth, rng: np.random.Generator) -> int:
+    """Outlet streams of small lakes in a tile with a river: a straight channel OUTLET_WIDTH_PX wide from the
+    shore outward for OUTLET_LENGTH_PX, river water in the river mask (so OSM maps it as a river area, as it
+    maps the wider streams of the real world) that fades out before reaching anything else.
+
+    The U-Net sees the stream with its lake, and the river mask cuts it off again: the lake keeps most of its
+    area, and a lake of this size is below GLAKES' 0.03 km2 minimum, so this is the paper's Fig. 3 case b
+    (no GLAKES, Area Ratio >= 0.8: the masked lake is kept). Lakes in the floodplain are left out (GLAKES'
+    flood water glues them to its lakes). Returns the number of streams drawn.
+    """
+    m, n = truth.masks, truth.shape[0]
+    others = m["ocean"] | m["river"] | m["paddy"] | m["building_shadow"] | m["glacier"] | m["floodplain"]
+    drawn = 0
+    for lake in truth.lakes:
+        if not (OUTLET_KM2[0] <= lake.area_km2 <= OUTLET_KM2[1]) or lake.type != "natural":
+            continue
+        if rng.random() >= OUTLET_SHARE:
+            continue
+        own = truth.lake_id == lake.lake_id
+        radius = math.sqrt(own.sum() / math.pi)
+        angle, length = rng.uniform(0, 2 * np.pi), rng.uniform(*OUTLET_LENGTH_PX)
+        end = (lake.col + (radius + length) * math.cos(angle), lake.row + (radius + length) * math.sin(angle))
+        if not (2 <= end[0] < n - 2 and 2 <= end[1] < n - 2):
+            continue
+        line = LineString([(lake.col + 0.5, lake.row + 0.5), (end[0] + 0.5, end[1] + 0.5)])
+        stream = _burn(truth.shape, line.buffer(OUTLET_WIDTH_PX / 2)) & ~own
+        busy = others | ((truth.lake_id > 0) & ~own)
+        if not stream.any() or (ndimage.binary_dilation(stream, iterations=2) & busy).any():
+            continue
+        m["river"] |= stream
+        truth.threshold[stream] = 0.0
+        truth.water[stream] = SURFACES[TYPE_SURFACE[lake.water]]
+        truth.water_mix[stream] = 0.5
+        drawn += 1
+    return drawn
 
 
 def _measure(truth: TileTruth) -> None:
