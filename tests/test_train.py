@@ -642,6 +642,12 @@ def test_stage_03_trains_scores_and_resumes_to_the_same_bytes(data, tmp_path):
     examples = pd.read_csv(out / "supplementary_fig1_examples.csv")
     assert set(examples.region_type) <= set(table.index) and len(examples) == len(first.manifest["examples"])
     assert (out / "figures" / "supplementary_fig1.png").stat().st_size > 5000
+    robust = pd.read_csv(out / "robustness.csv", keep_default_na=False)
+    ids = {c.region_id for c in data["test"]}
+    for row in robust.itertuples():  # the region that lost most lake pixels, named with its type, or none lost
+        assert (row.most_lost == "" and row.most_lost_share == 0) or (
+            row.most_lost.split(" ")[0] in ids and 0 < float(row.most_lost_share) <= 1
+        )
     best, last = (out / "best.pt").read_bytes(), (out / "last.pt").read_bytes()
 
     again = run(max_epochs=2)  # last.pt survives the stage's start: nothing left to train

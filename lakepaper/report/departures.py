@@ -115,8 +115,13 @@ def _robustness(run: Run) -> str:
     path = run.stage_dir("03_train") / "robustness.csv"
     if not run.done("03_train") or not path.is_file():
         raise Missing("03_train has not measured robustness")
-    r = pd.read_csv(path)
-    parts = [f"{c}: {100 * d:+.1f} pp" for c, d in zip(r["condition"], -r["drop"], strict=True)]
+    r = pd.read_csv(path, keep_default_na=False)
+    parts = []
+    for row in r.to_dict("records"):
+        part = f"{row['condition']}: {-100 * float(row['drop']):+.1f} pp"
+        if row["result"] == "fail" and float(row.get("most_lost_share") or 0) >= 0.5:  # one lake decides it
+            part += f" ({100 * float(row['most_lost_share']):.0f} % of the lost lake pixels in {row['most_lost']})"
+        parts.append(part)
     return "test IoU change with perturbed inputs, " + "; ".join(parts)
 
 

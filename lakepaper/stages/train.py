@@ -97,8 +97,9 @@ def run(ctx: Context) -> Result:
     )
     ctx.show("test_metrics", table.drop(columns=["tn"]))
 
-    robust = robustness(model, splits["test"], float(table.loc["all", "iou"]), batch=P["batch_size"], **scored)
-    ctx.write_csv("robustness.csv", robust.round({"iou": 6, "drop": 6}), index=False)
+    base = region_totals(per_patch, splits["test"])
+    robust = robustness(model, splits["test"], base, batch=P["batch_size"], **scored)
+    ctx.write_csv("robustness.csv", robust.round({"iou": 6, "drop": 6, "most_lost_share": 4}), index=False)
     failed = robust.loc[robust.result == "fail", "condition"].tolist()
     worst = robust["drop"].max()
     ctx.say(
@@ -132,32 +133,49 @@ def run(ctx: Context) -> Result:
             "test_by_type": table.round(6).reset_index(names="region_type").to_dict("records"),
             "training": training_record(trained, count_parameters(model)),
             "examples": chosen.drop(columns="region").round({"iou": 6}).to_dict("records"),
-            "robustness": robust.round({"iou": 6, "drop": 6}).to_dict("records"),
+            "robustness": robust.round({"iou": 6, "drop": 6, "most_lost_share": 4}).to_dict("records"),
         },
     )
 
 
-def robustness(model: torch.nn.Module, chips, iou: float, conditions=None, **scored) -> pd.DataFrame:
-    """The kept model's pooled test IoU on the test chips perturbed per condition, against the unperturbed ``iou``.
+def robustness(model: torch.nn.Module, chips, base: pd.DataFrame, conditions=None, **scored) -> pd.DataFrame:
+    """The kept model's pooled test IoU on the test chips perturbed per condition, against the unperturbed one.
 
     Each condition's chips are the test chips with their images perturbed on the fly
     (:class:`lakepaper.perturb.PerturbedChips`), scored exactly as Table 1 (isolated sequential patches,
     pixels pooled over all regions: :func:`lakepaper.train.evaluate.region_counts`, ``scored`` its
-    keyword arguments). ``drop`` is ``iou`` minus the perturbed IoU (positive: worse); ``result`` is
-    ``pass`` when the drop is at most the condition's ``limit`` (issue 21), ``n/a`` when an IoU is
-    undefined (no lake in the truth nor the prediction).
+    keyword arguments). ``base`` holds the unperturbed counts per region (as ``region_counts`` gives them).
+    ``drop`` is the unperturbed IoU minus the perturbed one (positive: worse); ``result`` is ``pass`` when
+    the drop is at most the condition's ``limit`` (issue 21), ``n/a`` when an IoU is undefined (no lake in
+    the truth nor the prediction). A pooled IoU can hang on one large lake: ``most_lost`` names the region
+    that lost most correctly found lake pixels and ``most_lost_share`` its share of all lost (net, over
+    the regions that lost any).
 
     Returns:
-        One row per condition: condition, iou, drop, limit, result.
+        One row per condition: condition, iou, drop, limit, result, most_lost, most_lost_share.
     """
+    iou = float(pooled(base).loc["all", "iou"])
+    before = base.set_index("region_id")
     rows = []
     for name, (fn, limit) in (ROBUSTNESS if conditions is None else conditions).items():
         counts = region_counts(model, perturb.PerturbedChips(chips, fn), **scored)
         got = float(pooled(counts).loc["all", "iou"])
         drop = iou - got
         result = "n/a" if drop != drop else ("pass" if drop <= limit + 1e-12 else "fail")
-        rows.append({"condition": name, "iou": got, "drop": drop, "limit": limit, "result": result})
-    return pd.DataFrame(rows, columns=["condition", "iou", "drop", "limit", "result"])
+        lost = (before["tp"] - counts.set_index("region_id")["tp"].reindex(before.index).fillna(0)).clip(lower=0)
+        top = lost.idxmax() if lost.sum() > 0 else None
+        rows.append(
+            {
+                "condition": name,
+                "iou": got,
+                "drop": drop,
+                "limit": limit,
+                "result": result,
+                "most_lost": "" if top is None else f"{top} ({before.loc[top, 'region_type']})",
+                "most_lost_share": 0.0 if top is None else float(lost[top] / lost.sum()),
+            }
+        )
+    return pd.DataFrame(rows, columns=["condition", "iou", "drop", "limit", "result", "most_lost", "most_lost_share"])
 
 
 def model_size(p: dict[str, Any]) -> pd.DataFrame:
