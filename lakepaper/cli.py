@@ -72,26 +72,40 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     import torch
 
-    from lakepaper import params
     from lakepaper.predict.model import load_forward
     from lakepaper.predict.tiled import InputTile, predict_tile
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    forward, bands, size = load_forward(args.model, precision=args.precision)
-    file_bands = args.bands.split(",") if args.bands else None
-    tile = InputTile.open(args.input, bands, scale=args.scale, file_bands=file_bands)
+    forward, bands, size = load_forward(args.model, precision=args.precision, compile=args.compile)
+    file_bands = [b.strip() for b in args.bands.split(",")] if args.bands else None
+    tile = InputTile.open(args.input, bands, scale=args.scale, offset=args.offset, file_bands=file_bands)
     out = Path(args.out)
     prob = out.with_name(f"{out.stem}_prob{out.suffix}")
-    edge = args.edge if args.edge is not None else params.resolve(args.profile)["edge_px"]
+    edge = _predict_edge(args)
     info = predict_tile(
         forward, tile, prob, out, size=size, edge=edge, batch=args.batch, threshold=args.threshold, progress=True
     )
     print(
         f"{out} (lake mask) and {prob} (probability x250): {info['pixels'] / 1e6:.2f} Mpixel, {info['windows']} "
-        f"windows, {info['lake_share']:.1%} lake, {info['nodata_share']:.1%} no data, {info['seconds']:.1f} s"
+        f"windows, {info['lake_share']:.1%} lake, {info['nodata_share']:.1%} no data, {info['seconds']:.1f} s; "
+        f"edge {edge} px, values: {tile.scaling}"
     )
     return 0
+
+
+def _predict_edge(args: argparse.Namespace) -> int:
+    """``--edge``; else the ``--profile`` given; else the edge of the profile the checkpoint was trained with."""
+    from lakepaper import params
+
+    if args.edge is not None:
+        return args.edge
+    if args.profile is not None:
+        return params.resolve(args.profile)["edge_px"]
+    from lakepaper.predict.windows import training_edge
+    from lakepaper.train.checkpoint import read_checkpoint
+
+    return training_edge(read_checkpoint(args.model))
 
 
 def _cmd_paper(args: argparse.Namespace) -> int:
@@ -163,6 +177,95 @@ def _cmd_composite_gee(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``--compile`` of ``lakepaper predict`` (:data:`lakepaper.predict.model.COMPILES`, not imported at start-up).
+PREDICT_COMPILES = ("auto", "off", "default", "reduce-overhead", "max-autotune")
+#: What a tile list file may be called (one path a line; ``.csv``: a ``path`` column).
+TILE_LISTS = (".txt", ".lst", ".csv")
+
+
+def _tile_list(text: str):
+    """``lakepaper predict INPUT``: the GeoTIFFs of a folder, or of a list file (paths relative to it); None for a
+    single file.
+
+    Raises:
+        InputError: an empty folder or list, a list without a ``path`` column, listed files that do not exist.
+    """
+    import csv
+    from pathlib import Path
+
+    from lakepaper.errors import InputError
+
+    path = Path(text)
+    if path.is_dir():
+        tiles = sorted(
+            p for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff") and not p.name.startswith(".")
+        )
+    elif path.suffix.lower() in TILE_LISTS:
+        if not path.is_file():
+            raise InputError(path, "tile list not found")
+        with path.open(newline="") as f:
+            if path.suffix.lower() == ".csv":
+                reader = csv.DictReader(f)
+                if "path" not in (reader.fieldnames or []):
+                    raise InputError(path, f"a CSV tile list needs a 'path' column; it has {reader.fieldnames}")
+                names = [row["path"].strip() for row in reader]
+            else:
+                names = [line.strip() for line in f]
+        tiles = [path.parent / n for n in names if n and not n.startswith("#")]
+    else:
+        return None
+    if not tiles:
+        raise InputError(path, "no GeoTIFF (*.tif) to predict in it")
+    missing = [str(t) for t in tiles if not t.is_file()]
+    if missing:
+        raise InputError(path, f"lists {len(missing)} file(s) that do not exist, e.g. {missing[:3]}")
+    return tiles
+
+
+def _cmd_predict_tiles(args: argparse.Namespace) -> int:
+    """``lakepaper predict``: one GeoTIFF (``_cmd_predict``), or, INPUT a folder or a tile list, every tile of it into
+    the folder ``--out`` on a Dask cluster, resumably (:func:`lakepaper.predict.cluster.predict_tiles`)."""
+    from pathlib import Path
+
+    from lakepaper.errors import InputError, ParameterError
+
+    tiles = _tile_list(args.input)
+    if tiles is None:
+        for name in ("n_workers", "threads_per_worker", "scheduler"):
+            if getattr(args, name) is not None:
+                raise ParameterError(name, "is for many tiles (INPUT a folder or a tile list); one file runs here")
+        return _cmd_predict(args)
+    from lakepaper.predict.cluster import predict_tiles
+    from lakepaper.predict.model import resolve_precision
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "with many tiles, --out is the folder of their outputs, not a file")
+    bands = [b.strip() for b in args.bands.split(",")] if getattr(args, "bands", None) else None
+    options = {"scale": args.scale, "offset": getattr(args, "offset", None), "file_bands": bands}
+    summary = predict_tiles(
+        tiles,
+        args.model,
+        out,
+        edge=_predict_edge(args),
+        threshold=args.threshold,
+        batch=args.batch,
+        precision=resolve_precision(args.precision),
+        compile=args.compile,
+        tile_options={k: v for k, v in options.items() if v is not None} or None,
+        scheduler=args.scheduler,
+        n_workers=args.n_workers,
+        threads_per_worker=args.threads_per_worker or args.threads,
+    )
+    done = summary[~summary.skipped]
+    mpx = float(done["pixels"].sum()) / 1e6 if len(done) else 0.0
+    print(
+        f"{out}: {len(summary)} tiles, {len(done)} predicted ({mpx:.1f} Mpixel), {len(summary) - len(done)} already "
+        f"done; per tile <tile>_mask.tif (1 lake, 0 not, 255 no data) and <tile>_prob.tif (probability x250)"
+    )
+    return 0
+
+
 def _param_option(parser: argparse.ArgumentParser, text: str) -> None:
     """``-p NAME VALUE``, repeatable, as papermill takes it."""
     parser.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help=text)
@@ -211,13 +314,41 @@ def build_parser() -> argparse.ArgumentParser:
         "reflectance 0..1 and NDWI -1..1 after scaling). Writes OUT (uint8: 1 lake, 0 not, 255 no data) and "
         "OUT_prob (probability x250), Cloud-Optimised GeoTIFFs on the input's grid and CRS.",
     )
-    pred.add_argument("input", help="GeoTIFF to predict (a stage-01 composite, or your own)")
+    pred.add_argument(
+        "input",
+        help="GeoTIFF to predict (a stage-01 composite, or your own); or a folder of GeoTIFFs, or a tile list "
+        "(.txt: a path a line; .csv: a 'path' column), predicted into the folder --out",
+    )
     pred.add_argument("--model", required=True, help="checkpoint of stage 03 (e.g. build/demo/03_train/best.pt)")
-    pred.add_argument("--out", required=True, help="output lake mask; the probability goes beside it as *_prob.tif")
-    pred.add_argument("--scale", type=float, help="divide the file's values by this (default: its SCALE tag, else 1)")
-    pred.add_argument("--bands", help="comma-separated names of the file's bands in order, if it has no descriptions")
-    pred.add_argument("--edge", type=int, help="pixels discarded at each window border (default: the profile's)")
-    pred.add_argument("--profile", default="demo", help="where --edge comes from when not given (default demo)")
+    pred.add_argument(
+        "--out",
+        required=True,
+        help="output lake mask; the probability goes beside it as *_prob.tif (many tiles: the output folder)",
+    )
+    pred.add_argument(
+        "--scale",
+        type=float,
+        help="divide the file's values by this (default: the file's GDAL scales/offsets, else its SCALE tag, else "
+        "Sentinel-2 L2A metadata (BOA_ADD_OFFSET, PROCESSING_BASELINE), else 1)",
+    )
+    pred.add_argument(
+        "--offset",
+        type=float,
+        help="with --scale: add this to the values before dividing, in the file's units (Sentinel-2 L2A from "
+        "processing baseline 04.00: -1000); not to index bands (NDWI)",
+    )
+    pred.add_argument(
+        "--bands",
+        help="comma-separated names of the file's bands in order, if it has no descriptions (it may not "
+        "contradict them)",
+    )
+    pred.add_argument(
+        "--edge",
+        type=int,
+        help="pixels discarded at each window border (default: the edge of the profile the checkpoint was "
+        "trained with: paper 100, demo 24, tiny 8)",
+    )
+    pred.add_argument("--profile", default=None, help="take --edge from this profile, not from the checkpoint")
     pred.add_argument("--batch", type=int, default=4, help="windows per model call (default 4)")
     pred.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is lake (0.5)")
     pred.add_argument(
@@ -228,6 +359,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pred.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     pred.set_defaults(func=_cmd_predict)
+    # many tiles: INPUT a folder of GeoTIFFs or a tile list (.txt: a path a line; .csv: a 'path' column), --out a
+    # folder; finished tiles are skipped (a ledger in --out and each output's RUN_ID tag), so a rerun resumes
+    pred.add_argument(
+        "--n-workers",
+        type=int,
+        default=None,
+        help="many tiles: local workers (default: one per GPU with CUDA, else cores // threads)",
+    )
+    pred.add_argument(
+        "--threads-per-worker",
+        type=int,
+        default=None,
+        help="many tiles: torch threads per worker (default: --threads, else cores // --n-workers; neither: 1)",
+    )
+    pred.add_argument(
+        "--scheduler", default=None, help="many tiles: a Dask scheduler's address (tcp://host:8786), or sync (no Dask)"
+    )
+    pred.add_argument(
+        "--compile",
+        default="auto",
+        choices=PREDICT_COMPILES,
+        help="torch.compile the model: auto (default: with CUDA, not on the CPU), off, or a mode",
+    )
+    pred.set_defaults(func=_cmd_predict_tiles)
 
     paper = sub.add_parser("paper", help="assemble build/<profile>/paper.html from the stages' outputs")
     paper.add_argument("--profile", default="demo", help="demo (default), tiny or paper")

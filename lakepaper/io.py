@@ -19,9 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyogrio
 import rasterio
-import shapely
 from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
 from rasterio.transform import Affine
@@ -264,6 +262,8 @@ FIXED_DATE = "2024-01-01"
 @contextlib.contextmanager
 def _fixed_ogr_date() -> Iterator[None]:
     """Fix the timestamp GDAL writes into GeoPackages, restoring the previous setting after."""
+    import pyogrio
+
     old = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
     pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": f"{FIXED_DATE}T00:00:00.000Z"})
     try:
@@ -285,6 +285,9 @@ def write_vector(gdf: geopandas.GeoDataFrame, path: str | os.PathLike[str], geom
         geometry_type: the layer's declared type ("Polygon", "MultiPolygon", "LineString", "Point"); with
             "MultiPolygon" single polygons are promoted. Declared explicitly so empty layers keep their type.
     """
+    import pyogrio  # here, not at the top: reading and writing rasters (prediction on a GPU machine) needs no vectors
+    import shapely
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     layer = path.stem

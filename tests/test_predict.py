@@ -157,7 +157,7 @@ def test_a_failure_mid_tile_leaves_no_file(tmp_path):
 def test_finished_tiles_are_skipped(tmp_path, monkeypatch):
     for k in range(3):
         _tile(tmp_path / f"T0{k}.tif", seed=k)
-    monkeypatch.setattr(cluster, "load_forward", lambda path, precision: (_forward(_net()), BANDS, SIZE))
+    monkeypatch.setattr(cluster, "load_forward", lambda path, **kw: (_forward(_net()), BANDS, SIZE))
     tiles = sorted(tmp_path.glob("T0*.tif"))
     first = cluster.predict_tiles(tiles[:2], "x.pt", tmp_path / "out", edge=EDGE, scheduler="sync", progress=False)
     assert not first.skipped.any()
@@ -169,7 +169,7 @@ def test_finished_tiles_are_skipped(tmp_path, monkeypatch):
 
 def test_tiles_of_another_model_or_setting_are_predicted_again(tmp_path, monkeypatch):
     _tile(tmp_path / "T00.tif", seed=0)
-    monkeypatch.setattr(cluster, "load_forward", lambda path, precision: (_forward(_net()), BANDS, SIZE))
+    monkeypatch.setattr(cluster, "load_forward", lambda path, **kw: (_forward(_net()), BANDS, SIZE))
     tiles = [tmp_path / "T00.tif"]
     model_a, model_b = tmp_path / "a.pt", tmp_path / "b.pt"
     model_a.write_bytes(b"model a")
@@ -309,3 +309,298 @@ def test_a_failure_in_any_thread_of_the_overlapped_loop_leaves_no_file(tmp_path,
         predict_tile(f, tile, out / "p.tif", out / "m.tif", size=SIZE, edge=EDGE, batch=2, pipeline="overlapped")
     assert not list(out.iterdir())
     assert not [t for t in __import__("threading").enumerate() if t.name.startswith("lakepaper-")]
+
+
+# --- the model call: torch.compile, padded batches (issue: faster model calls) ------------------------------------
+
+
+def _tiny_unet(seed: int = 0) -> torch.nn.Module:
+    from lakepaper.unet import UNet
+
+    torch.manual_seed(seed)
+    net = UNet(5, (4, 8, 16, 32, 64))
+    for m in net.modules():  # running statistics far from 0/1, so that a batch-dependent normalisation would show
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+def test_compile_modes_resolve_per_device_and_bad_ones_are_named(tmp_path):
+    from lakepaper.predict.model import AUTO_COMPILE, make_forward, resolve_compile
+
+    assert resolve_compile("auto", "cpu") == AUTO_COMPILE["cpu"] == "off"
+    assert resolve_compile("auto", "cuda:1") == AUTO_COMPILE["cuda"] != "off"
+    assert resolve_compile("reduce-overhead", "cpu") == "reduce-overhead"
+    assert make_forward(_net(), "fp32", "cpu").compile == "off"  # the default, auto, on the CPU
+    with pytest.raises(ParameterError, match="compile"):
+        resolve_compile("fast")
+    with pytest.raises(ParameterError, match="compile"):
+        make_forward(_net(), "fp32", "cpu", compile="on")
+    with pytest.raises(ParameterError, match="compile"):
+        cluster.predict_tiles([], "x.pt", tmp_path, edge=EDGE, compile="yes", scheduler="sync", progress=False)
+
+
+def test_padding_the_last_batch_changes_no_output():
+    """The last, smaller batch of a strip padded with zero windows to the full batch: the model sees the full
+    batch, and the real windows' outputs are those of an unpadded call."""
+    from lakepaper.predict.model import make_forward
+
+    net, seen = _tiny_unet(), []
+    net.register_forward_hook(lambda module, args, out: seen.append(tuple(args[0].shape)))
+    x = np.random.default_rng(3).random((4, 5, 32, 32)).astype(np.float32)
+    padded = make_forward(net, "fp32", "cpu", compile="off", pad=True)
+    plain = make_forward(net, "fp32", "cpu", compile="off", pad=False)
+    full = padded(x)
+    last = padded(x[:3])  # a strip's last batch
+    assert [s[0] for s in seen] == [4, 4] and last.shape == (3, 32, 32)
+    np.testing.assert_array_equal(full, plain(x))
+    np.testing.assert_allclose(last, plain(x[:3]), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(last, full[:3], rtol=0, atol=1e-6)
+    assert [s[0] for s in seen[2:]] == [4, 3]  # unpadded: the model saw the batch as given
+    assert make_forward(net, "fp32", "cpu", compile="off").compile == "off"
+    seen.clear()
+    make_forward(net, "fp32", "cpu", compile="off")(x[:3])
+    assert seen == [(3, 5, 32, 32)]  # eager pads only when asked
+
+
+def test_padding_wastes_at_most_a_quarter_of_a_batch_until_the_graphs_run_out():
+    """A batch is padded to the smallest one run before if at most MAX_PAD_WASTE of it would be zeros; else it
+    runs as it is (a graph of its own), until MAX_GRAPHS shapes, from when it is padded whatever the waste."""
+    from lakepaper.predict import model as m
+
+    assert (m.MAX_PAD_WASTE, m.MAX_GRAPHS) == (0.25, 4)
+    net, seen = _net(), []
+    net.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[0]))
+    f = m.make_forward(net, "fp32", "cpu", compile="off", pad=True)
+    x = np.random.default_rng(6).random((8, 5, 16, 16)).astype(np.float32)
+    for n in (8, 7, 3, 5, 6, 2, 1, 8):
+        assert f(x[:n]).shape == (n, 16, 16)
+    # 7 of 8: padded; 3 and 5: their own; 6 of 8: padded; 2: its own (the fourth shape); 1: padded to 2
+    assert seen == [8, 8, 3, 5, 8, 2, 2, 8]
+
+
+def test_a_failing_compile_falls_back_to_eager_with_a_warning(monkeypatch):
+    import warnings
+
+    from lakepaper.predict.model import make_forward
+
+    def broken(model, **options):
+        def call(x):
+            raise RuntimeError("InvalidCxxCompiler: no working C++ compiler found\nmore lines")
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    net = _tiny_unet()
+    x = np.random.default_rng(4).random((2, 5, 32, 32)).astype(np.float32)
+    f = make_forward(net, "fp32", "cpu", compile="default")
+    assert f.compile == "default"
+    with pytest.warns(RuntimeWarning, match=r"torch.compile \(mode 'default'\) failed.*InvalidCxxCompiler"):
+        y = f(x)
+    assert f.compile == "off"
+    np.testing.assert_array_equal(y, make_forward(net, "fp32", "cpu", compile="off")(x))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        f(x)  # eager from then on: no second warning
+
+
+@pytest.mark.slow
+def test_compiled_model_call_on_the_cpu_serves_every_batch_with_one_graph():
+    """torch.compile with inductor on the CPU (needs a C compiler; some 15 s): the same values as eager, and the
+    padded last batch reuses the graph of the full one."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from lakepaper.predict.model import make_forward
+
+    torch._dynamo.reset()
+    counters.clear()
+    net = _net()
+    x = np.random.default_rng(5).random((4, 5, 64, 64)).astype(np.float32)
+    f, eager = make_forward(net, "fp32", "cpu", compile="default"), make_forward(net, "fp32", "cpu", compile="off")
+    a, b = f(x), f(x[:3])
+    assert f.compile == "default"  # it compiled (no fallback)
+    np.testing.assert_allclose(a, eager(x), atol=1e-5)
+    np.testing.assert_allclose(b, eager(x[:3]), atol=1e-5)
+    assert counters["stats"]["unique_graphs"] == 1
+
+
+# --- many tiles: the ledger, progress, where the workers run (issue: scale-out) ----------------------------------
+
+
+def test_a_tile_list_resumes_from_the_ledger_without_hashing_inputs_or_opening_outputs(tmp_path, monkeypatch):
+    import os
+
+    for k in range(3):
+        _tile(tmp_path / f"T0{k}.tif", seed=k)
+    monkeypatch.setattr(cluster, "load_forward", lambda path, **kw: (_forward(_net()), BANDS, SIZE))
+    tiles, out = sorted(tmp_path.glob("T0*.tif")), tmp_path / "out"
+    kw = {"edge": EDGE, "scheduler": "sync", "progress": False}
+    assert not cluster.predict_tiles(tiles, "x.pt", out, **kw).skipped.any()
+    assert (out / cluster.LEDGER).is_file() and cluster.LEDGER.startswith(".")  # hidden: not a stage output
+    assert set(io.hash_tree(out)) == {f"T0{k}_{s}.tif" for k in range(3) for s in ("prob", "mask")}
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the client hashed an input or opened an output")
+
+    with monkeypatch.context() as m:  # the ledger alone says all three are done
+        m.setattr(cluster, "run_id", forbidden)
+        m.setattr(cluster, "is_done", forbidden)
+        m.setattr(cluster.io, "sha256_file", forbidden)
+        assert cluster.predict_tiles(tiles, "x.pt", out, **kw).skipped.all()
+
+    predicted = []
+    real = cluster.predict_tile
+    monkeypatch.setattr(cluster, "predict_tile", lambda *a, **k: predicted.append(a[1].path.stem) or real(*a, **k))
+    stat = tiles[0].stat()
+    os.utime(tiles[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched, same bytes: tags checked, kept
+    (out / "T01_prob.tif").unlink()  # an output gone: predicted again
+    summary = cluster.predict_tiles(tiles, "x.pt", out, **kw)
+    assert summary.skipped.tolist() == [True, False, True] and predicted == ["T01"]
+    (out / cluster.LEDGER).unlink()  # the ledger lost: every tile checked by its tags, none predicted again
+    assert cluster.predict_tiles(tiles, "x.pt", out, **kw).skipped.all() and predicted == ["T01"]
+    assert cluster.predict_tiles(tiles, "x.pt", out, **kw, threshold=0.6).skipped.tolist() == [False] * 3
+
+
+@pytest.mark.bad_input
+def test_a_damaged_ledger_is_named(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / cluster.LEDGER).write_bytes(b"not a database, " * 100)
+    _tile(tmp_path / "T00.tif")
+    with pytest.raises(InputError, match=r"\.predicted\.sqlite.*delete it"):
+        cluster.predict_tiles([tmp_path / "T00.tif"], "x.pt", out, edge=EDGE, scheduler="sync", progress=False)
+
+
+def test_progress_counts_tiles_and_km2_per_hour(tmp_path, monkeypatch, capsys):
+    from rasterio.crs import CRS
+
+    assert cluster.pixel_km2({"transform": Affine(10, 0, 0, 0, -10, 0), "crs": CRS.from_epsg(32633)}) == pytest.approx(
+        1e-4
+    )
+    geo = {"transform": Affine(0.001, 0, 0, 0, -0.001, 60.5), "crs": CRS.from_epsg(4326), "height": 1000}
+    assert cluster.pixel_km2(geo) == pytest.approx(0.11132**2 * 0.5, rel=1e-3)  # 60 degrees north
+    for k in range(2):
+        _tile(tmp_path / f"T0{k}.tif", seed=k)
+    monkeypatch.setattr(cluster, "load_forward", lambda path, **kw: (_forward(_net()), BANDS, SIZE))
+    tiles = sorted(tmp_path.glob("T0*.tif"))
+    cluster.predict_tiles(tiles[:1], "x.pt", tmp_path / "out", edge=EDGE, scheduler="sync", progress=False)
+    capsys.readouterr()
+    cluster.predict_tiles(tiles, "x.pt", tmp_path / "out", edge=EDGE, scheduler="sync", progress=True)
+    err = capsys.readouterr().err
+    assert "2/2" in err and "tiles/h" in err and "km2/h" in err  # one done before counts from the start
+    assert "1/2" in err.split("\r")[1]
+
+
+def test_workers_fit_the_machine():
+    plan = cluster.plan_workers
+    assert plan("cpu", cores=16) == cluster.WorkerPlan("cpu", 16, 1)  # the old default: a worker per core
+    assert plan("cpu", 4, cores=16) == cluster.WorkerPlan("cpu", 4, 4)
+    assert plan("cpu", threads_per_worker=8, cores=16) == cluster.WorkerPlan("cpu", 2, 8)
+    assert plan("cpu", 3, 2, cores=16) == cluster.WorkerPlan("cpu", 3, 2)  # both given: as given
+    assert plan("auto", cores=16, gpus=()).device == "cpu"
+    assert plan("auto", cores=16, gpus=("0", "1")) == cluster.WorkerPlan("cuda", 2, 8, ("0", "1"))
+    assert plan("cuda", 1, cores=16, gpus=("GPU-a", "GPU-b")) == cluster.WorkerPlan("cuda", 1, 16, ("GPU-a",))
+    with pytest.raises(ParameterError, match="n_workers.*one worker per GPU"):
+        plan("cuda", 3, cores=16, gpus=("0", "1"))
+    with pytest.raises(ParameterError, match="device.*no CUDA device"):
+        plan("cuda", cores=16, gpus=())
+    with pytest.raises(ParameterError, match="threads_per_worker"):
+        plan("cpu", threads_per_worker=0)
+    with pytest.raises(ParameterError, match="device"):
+        plan("tpu")
+    assert not cluster.visible_gpus() or torch.cuda.is_available()
+
+
+def test_torch_threads_per_worker_are_set(tmp_path, monkeypatch):
+    _tile(tmp_path / "T00.tif")
+    monkeypatch.setattr(cluster, "load_forward", lambda path, **kw: (_forward(_net()), BANDS, SIZE))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        cluster.predict_tiles([tmp_path / "T00.tif"], "x.pt", tmp_path / "a", edge=EDGE, scheduler="sync",
+                              progress=False)  # fmt: skip
+        assert torch.get_num_threads() == 2  # not given: left as they are
+        cluster.predict_tiles([tmp_path / "T00.tif"], "x.pt", tmp_path / "b", edge=EDGE, scheduler="sync",
+                              threads_per_worker=1, progress=False)  # fmt: skip
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_gpu_workers_are_pinned_one_per_gpu_and_tasks_ask_for_one():
+    """The local GPU cluster's layout, on the CPU: each worker sees one GPU and offers the resource; a CPU
+    cluster offers none, and its tasks ask for none."""
+    import os
+
+    from dask.distributed import Client
+
+    with (
+        cluster.local_cluster(cluster.WorkerPlan("cuda", 2, 1, ("3", "GPU-x"))) as gpu,
+        Client(gpu) as client,
+    ):
+        client.wait_for_workers(2)
+        seen = client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
+        assert sorted(seen.values()) == ["3", "GPU-x"]
+        assert cluster.task_resources(client) == {"GPU": 1}
+        fut = client.submit(os.getpid, resources=cluster.task_resources(client), pure=False)
+        assert fut.result(timeout=60) in client.run(os.getpid).values()
+    with cluster.local_cluster(cluster.WorkerPlan("cpu", 1, 1)) as cpu, Client(cpu) as client:
+        assert cluster.task_resources(client) is None
+
+
+def test_cli_predicts_a_folder_or_a_tile_list_resumably(tmp_path, capsys):
+    from builders import tiny_checkpoint
+
+    from lakepaper.cli import PREDICT_COMPILES, main
+    from lakepaper.predict.model import COMPILES
+
+    assert PREDICT_COMPILES == COMPILES
+    model = tiny_checkpoint(tmp_path / "m.pt")
+    for k in range(2):
+        _tile(tmp_path / "in" / f"T0{k}.tif", shape=(120, 110), seed=k)
+    common = ["--model", str(model), "--edge", str(EDGE), "--scheduler", "sync", "--compile", "off"]
+    assert main(["predict", str(tmp_path / "in"), "--out", str(tmp_path / "out"), *common]) == 0
+    assert "2 tiles, 2 predicted" in capsys.readouterr().out
+    assert {p.name for p in (tmp_path / "out").glob("*.tif")} == {
+        f"T0{k}_{s}.tif" for k in (0, 1) for s in ("prob", "mask")
+    }
+    (tmp_path / "tiles.txt").write_text("# the grid\nin/T00.tif\n\nin/T01.tif\n")
+    assert main(["predict", str(tmp_path / "tiles.txt"), "--out", str(tmp_path / "out"), *common]) == 0
+    assert "2 tiles, 0 predicted (0.0 Mpixel), 2 already done" in capsys.readouterr().out
+    (tmp_path / "tiles.csv").write_text("path,area\nin/T00.tif,1\nin/T09.tif,2\n")
+    assert main(["predict", str(tmp_path / "tiles.csv"), "--out", str(tmp_path / "out"), *common]) == 2
+    assert "tiles.csv: lists 1 file(s) that do not exist" in capsys.readouterr().err
+    one = ["predict", str(tmp_path / "in" / "T00.tif"), "--out", str(tmp_path / "one.tif"), "--model", str(model)]
+    assert main([*one, "--n-workers", "2"]) == 2
+    assert "'n_workers': is for many tiles" in capsys.readouterr().err
+
+
+def test_gpu_benchmark_runs_on_the_cpu_without_the_vector_stack_and_says_when_there_is_no_gpu(tmp_path):
+    """``benchmarks/predict_gpu.py --device cpu --quick``: a tiny U-Net through every measurement, in a fresh
+    interpreter that never imports geopandas or pyogrio; without ``--device cpu`` and without CUDA it stops with
+    a message (exit 2)."""
+    import json
+    import subprocess
+    import sys
+
+    script = Path(__file__).parents[1] / "benchmarks" / "predict_gpu.py"
+    out = tmp_path / "r.json"
+    run = subprocess.run([sys.executable, str(script), "--device", "cpu", "--quick", "--json", str(out)],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert r["vector_modules"] == [] and r["environment"]["torch"] == torch.__version__
+    assert r["strip_batch"] == len(windows.starts(512, 64, 8)) and r["raw"][0]["windows_per_s"] > 0
+    assert r["end_to_end"]["windows"] == len(windows.starts(512, 64, 8)) ** 2 and r["end_to_end"]["share_of_raw"] > 0
+    assert r["gpu_hours_global"]["end_to_end"] > 0 and set(r["met"]) == {"raw_share", "e2e_share", "gpu_hours"}
+    assert "bf16 matmul" in run.stdout and "global land surface" in run.stdout
+    fresh = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(script.parent)!r}); "
+                            "import predict_gpu, lakepaper.predict.tiled, lakepaper.predict.model, lakepaper.unet; "
+                            "print(sorted(m for m in ('geopandas', 'pyogrio', 'fiona') if m in sys.modules))"],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert fresh.stdout.strip() == "[]", fresh.stderr[-2000:]
+    if not torch.cuda.is_available():
+        gpu = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=120)
+        assert gpu.returncode == 2 and "no CUDA device is visible" in gpu.stderr

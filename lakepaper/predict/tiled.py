@@ -23,6 +23,12 @@ The strip loop runs one of two ways (``pipeline``), with byte-identical outputs:
   picks there, and 0.80-1.23 in fp32), so CPU stays sequential; with a GPU the CPU cores would
   otherwise wait for it, so CUDA overlaps.
 
+Input: :meth:`InputTile.open` finds the model's bands in the file, chooses how its values become
+reflectance (``--scale``/``--offset``, else GDAL scales/offsets, else the ``SCALE`` tag, else Sentinel-2
+L2A metadata: the processing-baseline offset), stops on a sample that is evidently not reflectance, and
+every read error, there or in the strip loop, becomes one :class:`~lakepaper.errors.InputError` naming
+the file and the rows.
+
 Outputs, on the input's grid (CRS, transform, size):
 
 * ``<name>_prob.tif``: uint8 lake probability x ``PROB_SCALE`` (0..250; tag ``SCALE``), 255 no data;
@@ -36,6 +42,7 @@ temporary names and renamed into place last, so a killed run leaves no tile that
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -47,11 +54,12 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import rasterio.shutil
-from rasterio.errors import RasterioIOError
+from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window
 
 from lakepaper.errors import InputError, ParameterError
 from lakepaper.io import atomic_path
+from lakepaper.perturb import INDEX_BANDS, REFLECTANCE_BANDS
 from lakepaper.predict import windows
 
 PROB_SCALE = 250
@@ -68,21 +76,245 @@ AUTO_PIPELINE = {"cpu": "sequential", "cuda": "overlapped"}
 DEPTH = 2
 
 
+#: What files call Sentinel-2 bands (Earth Search asset keys, STAC common names) -> this package's names;
+#: zero-padded ids (``B03``) and GDAL's descriptions (``B3, central wavelength 560 nm``) are read too.
+COMMON_NAMES = {
+    "coastal": "B1",
+    "blue": "B2",
+    "green": "B3",
+    "red": "B4",
+    "rededge1": "B5",
+    "rededge2": "B6",
+    "rededge3": "B7",
+    "nir": "B8",
+    "nir08": "B8A",
+    "nir09": "B9",
+    "cirrus": "B10",
+    "swir16": "B11",
+    "swir22": "B12",
+}
+#: Band names that a file's description can give: ``--bands`` may not call such a band something else.
+KNOWN_BANDS = frozenset((*REFLECTANCE_BANDS, "B10", *INDEX_BANDS, "SCL"))
+#: Sentinel-2 L2A: reflectance = (DN + BOA_ADD_OFFSET) / BOA_QUANTIFICATION_VALUE (ESA), DN 0 no data.
+L2A_QUANTIFICATION = 10000.0
+#: ESA's BOA_ADD_OFFSET of every band from processing baseline 04.00 (products from 2022-01-25 on), in DN.
+L2A_BASELINE_OFFSET = -1000.0
+#: Tag names (any case, after any ``prefix:``) that mark a file as a Sentinel-2 L2A product.
+L2A_TAGS = ("PROCESSING_BASELINE", "BOA_QUANTIFICATION_VALUE", "BOA_ADD_OFFSET")
+#: The value-range check: a band whose scaled sample has a median above the first value, or a 99th
+#: percentile above the second, is not reflectance (real images: about -0.2..1.5; NDWI -1..1).
+RANGE_LIMITS = (2.0, 5.0)
+#: The sample of the check where the file has no overview: SAMPLE_WINDOWS runs of SAMPLE_ROWS rows spread
+#: over the tile, each at most SAMPLE_COLS columns wide (its centre): a few blocks, not the file.
+SAMPLE_ROWS, SAMPLE_WINDOWS, SAMPLE_COLS = 32, 3, 1024
+
+
+def band_name(text: str) -> str:
+    """A band's name as this package spells it (``B3``, ``B8A``, ``NDWI``).
+
+    ``B03``, ``b3``, ``green`` (:data:`COMMON_NAMES`) and GDAL's ``B3, central wavelength 560 nm`` are all
+    ``B3``; a name it does not know comes back stripped and upper-cased.
+    """
+    word = str(text).split(",")[0].strip()
+    low = word.lower()
+    if low in COMMON_NAMES:
+        return COMMON_NAMES[low]
+    m = re.fullmatch(r"b0?(\d{1,2})(a?)", low)
+    if m:
+        return f"B{m.group(1)}{m.group(2).upper()}"
+    return word.upper()
+
+
+def _normalised(tags: dict) -> dict[str, str]:
+    """Tags keyed without any ``prefix:`` and upper-cased (``s2:processing_baseline`` -> ``PROCESSING_BASELINE``).
+
+    GDAL splits a metadata item at its first ``:`` or ``=``, so a tag written as ``s2:processing_baseline=05.10``
+    reads back as ``s2`` = ``processing_baseline=05.10``: such a value counts under its own name as well.
+    """
+    out = {}
+    for key, value in tags.items():
+        out[key.rsplit(":", 1)[-1].upper()] = str(value)
+        name, eq, rest = str(value).partition("=")
+        if eq and re.fullmatch(r"[\w:]+", name):
+            out.setdefault(name.rsplit(":", 1)[-1].upper(), rest)
+    return out
+
+
+def _number(path: Path, what: str, text: object) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError) as exc:
+        raise InputError(path, f"{what} {text!r} is not a number") from exc
+
+
+def _baseline(path: Path, text: str) -> float:
+    """A processing baseline as a number: ``04.00``, ``4.0`` and ``N0400`` (the SAFE name's) are all 4.0."""
+    s = text.strip().upper().removeprefix("N")
+    try:
+        return float(f"{s[:2]}.{s[2:]}") if re.fullmatch(r"\d{4}", s) else float(s)
+    except ValueError as exc:
+        raise InputError(
+            path,
+            f"PROCESSING_BASELINE {text!r} is not a baseline number: pass --scale 10000 and --offset "
+            "(-1000 for processing baseline 04.00 and later, 0 before)",
+        ) from exc
+
+
+def _read_failure(path: Path, rows: str, exc: Exception) -> InputError:
+    """One line for a failed read: the file, the rows, GDAL's innermost reason (less libtiff's own block
+    coordinates, which are not the tile's)."""
+    reason, cause = str(exc), exc
+    while cause is not None:
+        reason = str(cause) or reason
+        cause = cause.__cause__ or cause.__context__
+    reason = re.sub(r" at row \d+, col \d+, tile \d+;?", "", reason)
+    return InputError(path, f"{rows} could not be read ({reason}): the file is truncated or corrupt")
+
+
+@dataclass(frozen=True)
+class _Scaling:
+    """value = (raw + offset) / scale, per band; ``rule``: which rule chose them; ``nodata``: the raw no-data value."""
+
+    scale: tuple[float, ...]
+    offset: tuple[float, ...]
+    rule: str
+    nodata: float | None
+
+
+def _l2a_tags(src, indexes: list[int]) -> tuple[dict[str, str], list[dict[str, str]]] | None:
+    """The dataset's and the bands' tags (:func:`_normalised`) of an integer file tagged as a Sentinel-2 L2A
+    product (:data:`L2A_TAGS`); None for any other file."""
+    if np.dtype(src.dtypes[indexes[0] - 1]).kind not in "iu":
+        return None
+    meta = _normalised(src.tags())
+    per_band = [_normalised(src.tags(i)) for i in indexes]
+    if not any(k.startswith(L2A_TAGS) for m in (meta, *per_band) for k in m):
+        return None
+    return meta, per_band
+
+
+def _l2a_offsets(
+    path: Path, meta: dict[str, str], per_band: list[dict[str, str]], names: list[str]
+) -> tuple[float, list[float]]:
+    """(quantification value, offset per band in DN) of a file tagged as a Sentinel-2 L2A product (rule 4)."""
+    quant = _number(path, "BOA_QUANTIFICATION_VALUE", meta.get("BOA_QUANTIFICATION_VALUE", L2A_QUANTIFICATION))
+    if not quant > 0:
+        raise InputError(path, f"BOA_QUANTIFICATION_VALUE {quant:g} must be positive")
+    applied = meta.get("BOA_OFFSET_APPLIED", "").strip().lower() in ("true", "1", "yes")
+    baseline = _baseline(path, meta["PROCESSING_BASELINE"]) if "PROCESSING_BASELINE" in meta else None
+    offsets = []
+    for name, band_meta in zip(names, per_band, strict=True):
+        named = [v for k, v in meta.items() if k.startswith("BOA_ADD_OFFSET_") and band_name(k[15:]) == name]
+        if applied or name in INDEX_BANDS:
+            offsets.append(0.0)
+        elif "BOA_ADD_OFFSET" in band_meta:
+            offsets.append(_number(path, f"BOA_ADD_OFFSET of band {name}", band_meta["BOA_ADD_OFFSET"]))
+        elif named:
+            offsets.append(_number(path, f"BOA_ADD_OFFSET_{name}", named[0]))
+        elif "BOA_ADD_OFFSET" in meta:
+            offsets.append(_number(path, "BOA_ADD_OFFSET", meta["BOA_ADD_OFFSET"]))
+        else:
+            offsets.append(L2A_BASELINE_OFFSET if baseline is not None and baseline >= 4.0 else 0.0)
+    return quant, offsets
+
+
+def _scaling(
+    path: Path, src, indexes: list[int], names: list[str], scale: float | None, offset: float | None
+) -> _Scaling:
+    """How the raw values of the bands ``indexes`` (named ``names``) become reflectance: see :class:`InputTile`."""
+    l2a_tags = _l2a_tags(src, indexes)
+    n, nodata = len(indexes), src.nodata
+    if nodata is None and l2a_tags is not None:
+        nodata = 0  # ESA's no data, whichever rule scales the values
+    shifted = [b not in INDEX_BANDS for b in names]  # an index (a ratio) carries no DN offset
+    if scale is not None:
+        if not scale > 0:
+            raise ParameterError("scale", f"must be positive, got {scale}")
+        off = 0.0 if offset is None else float(offset)
+        rule = f"--scale {scale:g}" + (f" --offset {off:g}" if offset is not None else "")
+        return _Scaling((float(scale),) * n, tuple(off if s else 0.0 for s in shifted), rule, nodata)
+    if offset is not None:
+        raise ParameterError("offset", "goes with --scale (the divisor of the values it shifts): pass both")
+    gains = [float(src.scales[i - 1]) for i in indexes]
+    adds = [float(src.offsets[i - 1]) for i in indexes]
+    if any(g != 1.0 or a != 0.0 for g, a in zip(gains, adds, strict=True)):
+        if not all(g != 0.0 and np.isfinite(g) and np.isfinite(a) for g, a in zip(gains, adds, strict=True)):
+            raise InputError(path, f"GDAL band scales {gains} / offsets {adds} cannot be undone")
+        rule = "GDAL scales " + ", ".join(f"{b} x{g:g}{a:+g}" for b, g, a in zip(names, gains, adds, strict=True))
+        return _Scaling(
+            tuple(1.0 / g for g in gains), tuple(a / g for g, a in zip(gains, adds, strict=True)), rule, nodata
+        )
+    tags = src.tags()
+    l2a = None if l2a_tags is None else _l2a_offsets(path, *l2a_tags, names)
+    if "SCALE" in tags:
+        value = _number(path, "SCALE tag", tags["SCALE"])
+        if not value > 0:
+            raise ParameterError("scale", f"must be positive, got {value} (the SCALE tag of {path})")
+        if l2a is not None and any(l2a[1]):
+            raise InputError(
+                path,
+                f"has a SCALE tag ({tags['SCALE']}) and Sentinel-2 L2A offset metadata (BOA_ADD_OFFSET "
+                f"{min(l2a[1]):g}): say which applies, --scale {value:g} --offset {min(l2a[1]):g}, or --scale "
+                f"{value:g} --offset 0 if the values were already shifted back",
+            )
+        return _Scaling((value,) * n, (0.0,) * n, f"SCALE tag {value:g}", nodata)
+    if l2a is not None:
+        quant, offsets = l2a
+        rule = f"Sentinel-2 L2A metadata: (DN + offset) / {quant:g}, offsets " + ", ".join(
+            f"{b} {o:g}" for b, o in zip(names, offsets, strict=True)
+        )
+        return _Scaling((quant,) * n, tuple(offsets), rule, nodata)
+    return _Scaling((1.0,) * n, (0.0,) * n, "none: values taken as they are", nodata)
+
+
 @dataclass
 class InputTile:
-    """A GeoTIFF to predict: which of its bands feed the model, and how to undo its scaling.
+    """A GeoTIFF to predict: which of its bands feed the model, and how its values become reflectance.
 
-    Band order: the model's ``bands`` are looked up by the file's band descriptions when it has
-    them (a lakepaper composite does); otherwise the file's first bands are taken in the order
-    ``file_bands`` gives. Scaling: ``scale`` if given, else the file's ``SCALE`` tag, else 1.
+    Band order: the model's ``bands`` are looked up by the file's band descriptions when it has them
+    (a lakepaper composite does; ``B03``, ``green`` and GDAL's ``B3, central wavelength 560 nm`` all
+    name ``B3``: :func:`band_name`); otherwise the file's first bands are taken in the order
+    ``file_bands`` (``--bands``) gives. ``file_bands`` that contradict the descriptions (a band
+    described as a known Sentinel-2 band or index, named another) are refused.
+
+    Scaling: every band's value is ``(raw + offset) / scale``; the first rule that applies sets them:
+
+    1. ``scale`` given (``--scale``), with ``offset`` (``--offset``, in the file's units, default 0);
+    2. the file's GDAL band scales/offsets (``src.scales``/``src.offsets``) when any of the model's
+       bands has one other than 1/0: value = raw x scale + offset, GDAL's own rule;
+    3. the file's ``SCALE`` tag (stage-01 composites: 1000), offset 0;
+    4. an integer file tagged as a Sentinel-2 L2A product (tags ``PROCESSING_BASELINE``,
+       ``BOA_QUANTIFICATION_VALUE`` or ``BOA_ADD_OFFSET...``, in any case, after any ``prefix:`` such
+       as STAC's ``s2:``): ESA's (DN + BOA_ADD_OFFSET) / BOA_QUANTIFICATION_VALUE. The offset of a
+       band is its band tag ``BOA_ADD_OFFSET``, else the dataset tag ``BOA_ADD_OFFSET_<band>``
+       (Earth Engine's ``BOA_ADD_OFFSET_B3``; ``B03`` too), else ``BOA_ADD_OFFSET``, else -1000 where
+       ``PROCESSING_BASELINE`` >= 04.00 (products from 2022-01-25 on), else 0; a tag
+       ``BOA_OFFSET_APPLIED`` true (Earth Search's ``earthsearch:boa_offset_applied``: the values were
+       already shifted back) makes it 0. The quantification value is 10000 unless tagged;
+    5. else the values are taken as they are.
+
+    An offset (rules 1 and 4) is never added to an index band (NDWI: a ratio has no DN offset). A
+    ``SCALE`` tag beside a non-zero L2A offset is ambiguous and refused (pass ``--scale`` and
+    ``--offset``). In a file tagged as L2A that declares no no-data value, DN 0 is no data (ESA's
+    convention), whichever rule scales it. A file whose values were shifted back but kept the tags
+    without saying so (Earth Engine's ``S2_SR_HARMONIZED`` exports) needs ``--scale 10000 --offset 0``.
+
+    Value-range check: :meth:`open` reads a sample (the coarsest overview, else a few runs of rows)
+    and stops at a band whose scaled values are evidently not reflectance (median above 2 or 99th
+    percentile above 5, :data:`RANGE_LIMITS`): an int16 x 10000 file read without ``--scale 10000``.
+
+    Read errors (a file truncated or corrupt past its header) become one :class:`InputError` naming
+    the file and the rows that could not be read, here and in :func:`predict_tile`'s strip loop.
     """
 
     path: Path
     bands: tuple[str, ...]
     indexes: list[int]
-    scale: float
+    scale: tuple[float, ...]
+    offset: tuple[float, ...]
     nodata: float | None
     profile: dict
+    scaling: str = ""
 
     @classmethod
     def open(
@@ -91,46 +323,162 @@ class InputTile:
         bands: Sequence[str],
         *,
         scale: float | None = None,
+        offset: float | None = None,
         file_bands: Sequence[str] | None = None,
     ) -> InputTile:
+        """Open ``path`` for the model's ``bands``: find them, choose the scaling, check a sample's values.
+
+        Args:
+            path: the GeoTIFF.
+            bands: the model's band order (the checkpoint's).
+            scale: divide the values by this (rule 1 above); None: the file's metadata decides.
+            offset: with ``scale``: add this (the file's units) before dividing, to every band but an index.
+            file_bands: names of the file's bands in order, for a file without band descriptions.
+
+        Raises:
+            InputError: missing or unreadable file, unnamed or missing bands, ambiguous or unusable scaling
+                metadata, values that are evidently not reflectance, rows that cannot be read.
+            ParameterError: a non-positive ``scale``, ``offset`` without ``scale``, ``file_bands`` that
+                contradict the file's band descriptions.
+        """
         path = Path(path)
         if not path.exists():
             raise InputError(path, "input tile not found")
         try:
-            with rasterio.open(path) as src:
-                profile, tags, desc = dict(src.profile), src.tags(), list(src.descriptions)
+            src = rasterio.open(path)
         except RasterioIOError as exc:
             raise InputError(path, f"not a readable GeoTIFF ({exc})") from exc
-        names = list(file_bands) if file_bands else [d for d in desc if d] if all(desc) else None
-        if names is None:
-            raise InputError(path, f"bands have no names: pass the file's band order (e.g. --bands {','.join(bands)})")
-        if file_bands and len(file_bands) > profile["count"]:
-            n = profile["count"]
-            raise InputError(path, f"has {n} bands, but {len(file_bands)} were named: {list(file_bands)}")
-        missing = [b for b in bands if b not in names]
-        if missing:
-            raise InputError(path, f"lacks band(s) {missing} the model was trained on; it has {names}")
-        if scale is None:
-            scale = float(tags.get("SCALE", 1.0))
-        if not scale > 0:
-            raise ParameterError("scale", f"must be positive, got {scale}")
-        return cls(path, tuple(bands), [names.index(b) + 1 for b in bands], float(scale), profile["nodata"], profile)
+        with src:
+            profile, desc = dict(src.profile), list(src.descriptions)
+            names = _band_names(path, desc, file_bands, profile["count"], bands)
+            indexes = [names.index(band_name(b)) + 1 for b in bands]
+            how = _scaling(path, src, indexes, [band_name(b) for b in bands], scale, offset)
+            tile = cls(path, tuple(bands), indexes, how.scale, how.offset, how.nodata, profile, how.rule)
+            tile.check_range(src)
+        return tile
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.profile["height"], self.profile["width"]
 
-    def read_rows(self, src: rasterio.io.DatasetReader, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows ``r0..r1`` (clipped to the tile): float32 values (NaN where no data) and the valid mask."""
-        win = Window(0, r0, self.shape[1], r1 - r0)
-        raw = src.read(self.indexes, window=win)
-        data = raw.astype(np.float32) / self.scale
+    def reader(self) -> rasterio.io.DatasetReader:
+        """The file opened for reading (an :class:`InputError` if it no longer opens)."""
+        try:
+            return rasterio.open(self.path)
+        except RasterioIOError as exc:
+            raise InputError(self.path, f"not a readable GeoTIFF ({exc})") from exc
+
+    def _values(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw values (bands, ...) -> float32 scaled values (NaN where no data) and the valid mask."""
+        data = raw.astype(np.float32)
+        if any(self.offset):
+            data += np.asarray(self.offset, np.float32).reshape(-1, *[1] * (raw.ndim - 1))
+        data /= np.asarray(self.scale, np.float32).reshape(-1, *[1] * (raw.ndim - 1))
         bad = ~np.isfinite(data)
         if self.nodata is not None and not np.isnan(self.nodata):
             bad |= raw == self.nodata
         valid = ~bad.any(axis=0)
         data[:, ~valid] = np.nan
         return data, valid
+
+    def read_rows(self, src: rasterio.io.DatasetReader, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``r0..r1`` (clipped to the tile): float32 values (NaN where no data) and the valid mask.
+
+        Raises:
+            InputError: the rows could not be read (the file is truncated or corrupt there).
+        """
+        win = Window(0, r0, self.shape[1], r1 - r0)
+        try:
+            raw = src.read(self.indexes, window=win)
+        except RasterioError as exc:
+            raise _read_failure(self.path, f"rows {r0}-{r1 - 1} of {self.shape[0]}", exc) from exc
+        return self._values(raw)
+
+    def sample(self, src: rasterio.io.DatasetReader) -> np.ndarray:
+        """Scaled values (bands, pixels) of valid pixels of a sample: the coarsest overview if the file has
+        one, else ``SAMPLE_WINDOWS`` runs of ``SAMPLE_ROWS`` rows spread over the tile (central columns)."""
+        n_rows, n_cols = self.shape
+        levels = src.overviews(self.indexes[0])
+        if levels:
+            f = levels[-1]
+            shape = (len(self.indexes), max(1, -(-n_rows // f)), max(1, -(-n_cols // f)))
+            try:
+                raw = src.read(self.indexes, out_shape=shape)
+            except RasterioError as exc:
+                raise _read_failure(self.path, f"its 1/{f} overview", exc) from exc
+            data, valid = self._values(raw)
+            return data[:, valid]
+        width = min(n_cols, SAMPLE_COLS)
+        c0 = (n_cols - width) // 2
+        if n_rows <= SAMPLE_ROWS * SAMPLE_WINDOWS:
+            runs = [(0, n_rows)]
+        else:
+            centres = [(2 * k + 1) * n_rows // (2 * SAMPLE_WINDOWS) for k in range(SAMPLE_WINDOWS)]
+            runs = [(c - SAMPLE_ROWS // 2, c - SAMPLE_ROWS // 2 + SAMPLE_ROWS) for c in centres]
+        parts = []
+        for r0, r1 in runs:
+            try:
+                raw = src.read(self.indexes, window=Window(c0, r0, width, r1 - r0))
+            except RasterioError as exc:
+                raise _read_failure(self.path, f"rows {r0}-{r1 - 1} of {n_rows}", exc) from exc
+            data, valid = self._values(raw)
+            parts.append(data[:, valid])
+        return np.concatenate(parts, axis=1)
+
+    def check_range(self, src: rasterio.io.DatasetReader) -> None:
+        """Stop where a sample of the scaled values is evidently not reflectance (:data:`RANGE_LIMITS`).
+
+        Raises:
+            InputError: names the file, the band, its median and 99th percentile, the scaling used and the fix.
+        """
+        values = self.sample(src)
+        if not values.shape[1]:
+            return  # nothing valid in the sample: nothing to judge
+        median, p99 = np.median(values, axis=1), np.percentile(values, 99, axis=1)
+        for name, m, p in zip(self.bands, median, p99, strict=True):
+            if m > RANGE_LIMITS[0] or p > RANGE_LIMITS[1]:
+                raise InputError(
+                    self.path,
+                    f"band {name} reads {m:.4g} (median) and {p:.4g} (99th percentile) after scaling "
+                    f"({self.scaling}), where reflectance lies within about -0.2..1.5: the values are not "
+                    "reflectance; pass the file's scale, e.g. --scale 10000 for Sentinel-2 digital numbers "
+                    "(with --offset -1000 for processing baseline 04.00 and later)",
+                )
+
+
+def _band_names(
+    path: Path, desc: list[str | None], file_bands: Sequence[str] | None, count: int, bands: Sequence[str]
+) -> list[str]:
+    """The file's band names (:func:`band_name` spelling), from ``file_bands`` or the descriptions; checked.
+
+    Raises:
+        InputError: no names, more names than bands, or a model band missing.
+        ParameterError: ``file_bands`` contradict the descriptions.
+    """
+    if file_bands:
+        if len(file_bands) > count:
+            raise InputError(path, f"has {count} bands, but {len(file_bands)} were named: {list(file_bands)}")
+        clash = [
+            f"band {i} is described as {d!r}, not {b!r}"
+            for i, (b, d) in enumerate(zip(file_bands, desc, strict=False), start=1)
+            if d and band_name(d) in KNOWN_BANDS and band_name(d) != band_name(b)
+        ]
+        if clash:
+            raise ParameterError(
+                "bands",
+                f"{','.join(file_bands)} contradicts the band descriptions of {path}: {'; '.join(clash)}. "
+                "Leave --bands out (the descriptions name the bands) or correct it",
+            )
+        shown = list(file_bands)
+    elif all(desc):
+        shown = list(desc)
+    else:
+        raise InputError(path, f"bands have no names: pass the file's band order (e.g. --bands {','.join(bands)})")
+    names = [band_name(b) for b in shown]
+    missing = [b for b in bands if band_name(b) not in names]
+    if missing:
+        raise InputError(path, f"lacks band(s) {missing} the model was trained on; it has {shown}")
+    return names
 
 
 def _padded_strip(tile: InputTile, src, row0: int, size: int, edge: int) -> tuple[np.ndarray, np.ndarray]:
@@ -214,7 +562,7 @@ class _Strips:
 def _sequential(job: _Strips, row_starts: list[int], bar) -> tuple[float, int, int]:
     """One strip after the other in this thread; (model seconds, lake pixels, no-data pixels)."""
     model_s, lake, nodata = 0.0, 0, 0
-    with rasterio.open(job.tile.path) as src:
+    with job.tile.reader() as src:
         for r0 in row_starts:
             batches, valid = job.batches(src, r0)
             probs, seconds = job.model(batches)
@@ -231,7 +579,7 @@ def _overlapped(job: _Strips, row_starts: list[int], bar, readers: int) -> tuple
     def read(r0: int) -> tuple[list[np.ndarray], np.ndarray]:
         src = getattr(local, "src", None)
         if src is None:  # one dataset handle per reader thread: GDAL handles are not shared across threads
-            src = local.src = rasterio.open(job.tile.path)
+            src = local.src = job.tile.reader()
             with lock:
                 handles.append(src)
         batches, valid = job.batches(src, r0)

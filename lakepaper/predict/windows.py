@@ -19,6 +19,8 @@ to give every pixel real context.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 from lakepaper.errors import ParameterError
 
@@ -54,3 +56,38 @@ def count(shape: tuple[int, int], size: int, edge: int) -> int:
 def valid_fraction(size: int, edge: int) -> float:
     """Share of a window's pixels kept (the paper's 376^2 / 576^2 = 0.43)."""
     return (size - 2 * edge) ** 2 / size**2
+
+
+def training_edge(meta: Mapping[str, Any]) -> int:
+    """The edge (``edge_px``) of the profile a checkpoint was trained with: the default of ``lakepaper predict``.
+
+    A checkpoint stores its patch size and training parameters, not the edge (an inference setting), so
+    the edge is the one of the profile whose ``patch_size`` (and, where the checkpoint has them,
+    ``unet_widths``) it matches: 576 px (paper) -> 100, 128 (demo) -> 24, 64 (tiny) -> 8. An
+    ``edge_px`` stored in the checkpoint (its ``params``) wins.
+
+    Args:
+        meta: the checkpoint's dict (:func:`lakepaper.train.checkpoint.read_checkpoint`) or its metadata.
+
+    Raises:
+        ParameterError: no profile (or profiles with different edges) match: pass the edge (``--edge``).
+    """
+    from lakepaper import params
+
+    stored = dict(meta.get("params") or {})
+    if "edge_px" in stored:
+        return int(stored["edge_px"])
+    size = int(meta["patch_size"])
+    profiles = {name: params.resolve(name) for name in params.PROFILES}
+    same = [name for name, p in profiles.items() if p["patch_size"] == size]
+    if "unet_widths" in stored:
+        same = [name for name in same if list(profiles[name]["unet_widths"]) == list(stored["unet_widths"])] or same
+    edges = sorted({profiles[name]["edge_px"] for name in same})
+    if len(edges) != 1:
+        sizes = ", ".join(f"{name} {p['patch_size']} px" for name, p in profiles.items())
+        raise ParameterError(
+            "edge_px",
+            f"the checkpoint's patch size {size} px names no single profile ({sizes}), so the edge it was "
+            "trained for is unknown: pass the edge (--edge)",
+        )
+    return edges[0]

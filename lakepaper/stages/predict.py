@@ -4,9 +4,11 @@ Reads stage 01's composite tiles, stage 03's best checkpoint (or any given as ``
 test regions (to score the stitched prediction) and, for the figures, stage 00's truth where there is one.
 Writes per tile ``tiles/<tile>_prob.tif`` (lake probability x 250) and ``tiles/<tile>_mask.tif`` (1 lake,
 0 not, 255 no data) through :func:`lakepaper.predict.cluster.predict_tiles`, on a Dask cluster (``scheduler``:
-"" a LocalCluster of ``n_workers`` processes, ``sync`` no Dask, or a scheduler's address). A tile whose
-two files carry this run's ``RUN_ID`` (checkpoint, input tile and settings) is not predicted again, so a
-killed run resumes. Also writes ``figures/prediction_<tile>.png`` for the first two tiles; the manifest
+"" a local cluster, with CUDA one worker per GPU, else ``n_workers`` processes of ``threads_per_worker`` torch
+threads; ``sync`` no Dask; or a scheduler's address), the model compiled as ``compile`` says (``auto``: with
+CUDA, not on the CPU). A tile whose two files carry this run's ``RUN_ID`` (checkpoint, input tile and
+settings) is not predicted again, so a killed run resumes (the ledger ``tiles/.predicted.sqlite`` makes that
+check cheap for long tile lists). Also writes ``figures/prediction_<tile>.png`` for the first two tiles; the manifest
 holds the stitched scores over the test regions and one row per tile.
 """
 
@@ -23,8 +25,9 @@ from lakepaper.stages.context import Context, Result
 
 #: The method constants this stage uses.
 CONSTANTS = ("edge_px", "prob_threshold", "batch_size")
-#: Arguments that change no output: where the tiles run.
-WHERE = ("scheduler", "n_workers")
+#: Arguments that change no output: where the tiles run, and how the model call is compiled (floating-point
+#: rounding aside, as the thread count).
+WHERE = ("scheduler", "n_workers", "threads_per_worker", "compile")
 
 
 def run(ctx: Context) -> Result:
@@ -77,8 +80,10 @@ def predict(ctx: Context, tiles, checkpoint: str, precision: str):
         threshold=P["prob_threshold"],
         batch=P["batch_size"],
         precision=precision,
+        compile=a.get("compile") or "auto",
         scheduler=a["scheduler"] or None,
         n_workers=a["n_workers"] or None,
+        threads_per_worker=a.get("threads_per_worker") or None,
         progress=not ctx.quiet,
     )
     wall = time.perf_counter() - t0
