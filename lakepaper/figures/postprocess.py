@@ -118,7 +118,7 @@ def fig3(
     ]
     fig.legend(handles=handles, loc="lower center", ncol=4, frameon=False)
     fig.suptitle("Fig. 3 - river mask: Area Ratio = area after / area before the mask")
-    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
+    fig.tight_layout(rect=(0, 0.04, 1, 0.97), h_pad=2.5)  # room for the lower titles
     return fig
 
 
@@ -164,7 +164,7 @@ def fig4(examples: Mapping[str, dict]) -> Figure:
         frameon=False,
     )
     fig.suptitle("Fig. 4 - GLAKES before and after the floodplain mask")
-    fig.tight_layout(rect=(0, 0.05, 1, 0.96))
+    fig.tight_layout(rect=(0, 0.05, 1, 0.96), h_pad=2.5)  # room for the lower titles
     return fig
 
 
