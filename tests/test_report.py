@@ -751,7 +751,7 @@ def test_data_sources_say_which_review_layers_stage_05_applied(tmp_path):
 
     b = make_build(tmp_path)
     d = data_sources(Run.load("demo", root=b))
-    assert d.reviews == "none (no review layer applied)"
+    assert d.reviews == "no review layer applied"
     path = b / "05_postprocess" / "manifest.json"
     m = json.loads(path.read_text())
     m["parameters"]["river_edits"] = "labels/demo/river_review.gpkg"

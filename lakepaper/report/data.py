@@ -188,7 +188,7 @@ def _reviews(run: Run) -> str:
         if p.get(param):
             n = counts.get(name)
             parts.append(f"{name} review {_short(p[param])}" + (f" ({n} edits)" if n is not None else ""))
-    return "; ".join(parts) or "none (no review layer applied)"
+    return "; ".join(parts) or "no review layer applied"
 
 
 def data_sources(run: Run) -> DataSources:
