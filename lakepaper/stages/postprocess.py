@@ -139,7 +139,9 @@ def review_table(layers: dict, edits: dict) -> pd.DataFrame:
                 **{a: int(counts.get(a, 0)) for a in r.actions},
             }
         )
-    return pd.DataFrame(rows).set_index("review").fillna(0)
+    table = pd.DataFrame(rows).set_index("review")
+    actions = [c for c in table.columns if c not in ("applied", "layer")]
+    return table.fillna({a: 0 for a in actions}).astype({a: int for a in actions})
 
 
 def resolve_references(ctx: Context, world: Path | None) -> dict[str, registry.Resolved]:
