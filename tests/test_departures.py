@@ -85,7 +85,7 @@ def test_effects_are_measured_from_the_run_where_they_can_be(tmp_path):
     # lake pixels per batch: (0.5 * 1 + 0.1 * 3) / 4 = 20 % of 4 x 64^2 = 3,277
     assert "~3,277 lake pixels" in effect["Dice loss smoothing"]
     assert effect["Training arithmetic"].startswith("this run trained in bf16 on cpu")
-    assert effect["U-Net decoder upsampling"].startswith("not measured")
+    assert effect["U-Net decoder upsampling"].startswith("on the demo (stop 26")  # measured once, static text
     # no run: the static text, never an error
     static = departures.departures_frame(None)
     assert static.iloc[0, -1] == "not measured"

@@ -194,8 +194,9 @@ DEPARTURES: tuple[Departure, ...] = (
         "convolution, as the authors'. Set unet_upsample to nearest to follow their code.",
         "choice",
         ("unet_upsample",),
-        effect="not measured: needs two trainings of the demo profile (about 2 x 4 min); the tiny profile's 3 "
-        "epochs cannot tell them apart",
+        effect="on the demo (stop 26's build, one training each, bf16): nearest 0.807 test IoU (best epoch 7, stopped "
+        "at 27) against bilinear 0.854 (best 24 of 44), and nearest lost 0.379 with every band -0.02 where bilinear "
+        "lost 0.004; one seed each, and bilinear itself ranged 0.822-0.857 over three builds of the same code",
     ),
     Departure(
         "dice_smooth",
