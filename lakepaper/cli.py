@@ -78,8 +78,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     forward, bands, size = load_forward(args.model, precision=args.precision, compile=args.compile)
-    file_bands = [b.strip() for b in args.bands.split(",")] if args.bands else None
-    tile = InputTile.open(args.input, bands, scale=args.scale, offset=args.offset, file_bands=file_bands)
+    tile = InputTile.open(args.input, bands, scale=args.scale, offset=args.offset, file_bands=_file_bands(args))
     out = Path(args.out)
     prob = out.with_name(f"{out.stem}_prob{out.suffix}")
     edge = _predict_edge(args)
@@ -92,6 +91,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         f"edge {edge} px, values: {tile.scaling}"
     )
     return 0
+
+
+def _file_bands(args: argparse.Namespace) -> list[str] | None:
+    """``--bands``: the file's band names in order, or None."""
+    return [b.strip() for b in args.bands.split(",")] if args.bands else None
 
 
 def _predict_edge(args: argparse.Namespace) -> int:
@@ -177,8 +181,6 @@ def _cmd_composite_gee(args: argparse.Namespace) -> int:
     return 0
 
 
-#: ``--compile`` of ``lakepaper predict`` (:data:`lakepaper.predict.model.COMPILES`, not imported at start-up).
-PREDICT_COMPILES = ("auto", "off", "default", "reduce-overhead", "max-autotune")
 #: What a tile list file may be called (one path a line; ``.csv``: a ``path`` column).
 TILE_LISTS = (".txt", ".lst", ".csv")
 
@@ -241,8 +243,7 @@ def _cmd_predict_tiles(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(out, "with many tiles, --out is the folder of their outputs, not a file")
-    bands = [b.strip() for b in args.bands.split(",")] if getattr(args, "bands", None) else None
-    options = {"scale": args.scale, "offset": getattr(args, "offset", None), "file_bands": bands}
+    options = {"scale": args.scale, "offset": args.offset, "file_bands": _file_bands(args)}
     summary = predict_tiles(
         tiles,
         args.model,
@@ -272,6 +273,8 @@ def _param_option(parser: argparse.ArgumentParser, text: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lakepaper.predict.model import COMPILES  # torch-free: numpy only
+
     parser = argparse.ArgumentParser(
         prog="lakepaper",
         description="GLAKESplus compendium: 10 m lake mapping from Sentinel-2 with a U-Net. "
@@ -379,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument(
         "--compile",
         default="auto",
-        choices=PREDICT_COMPILES,
+        choices=COMPILES,
         help="torch.compile the model: auto (default: with CUDA, not on the CPU), off, or a mode",
     )
     pred.set_defaults(func=_cmd_predict_tiles)

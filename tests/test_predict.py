@@ -553,10 +553,11 @@ def test_gpu_workers_are_pinned_one_per_gpu_and_tasks_ask_for_one():
 def test_cli_predicts_a_folder_or_a_tile_list_resumably(tmp_path, capsys):
     from builders import tiny_checkpoint
 
-    from lakepaper.cli import PREDICT_COMPILES, main
+    from lakepaper.cli import build_parser, main
     from lakepaper.predict.model import COMPILES
 
-    assert PREDICT_COMPILES == COMPILES
+    predict = build_parser()._subparsers._group_actions[0].choices["predict"]  # its --compile: the model's modes
+    assert next(a for a in predict._actions if a.dest == "compile").choices == COMPILES
     model = tiny_checkpoint(tmp_path / "m.pt")
     for k in range(2):
         _tile(tmp_path / "in" / f"T0{k}.tif", shape=(120, 110), seed=k)

@@ -215,7 +215,8 @@ def rule_pass(
     """Ocean, river and minimum-area rules on one partition; returns each step's frame, removals, counts.
 
     ``river_edits``: the review layer of the river mask (:func:`~lakepaper.postprocess.rules.apply_river_review`),
-    applied right after it; the ``river`` step's frame is the reviewed one, ``river_review`` its counts."""
+    applied right after it (:func:`reviewed_river`): the ``river`` step is the reviewed result, its counts the
+    rule's and the review's (``review_*``); ``river_rule`` is the rule's alone (for the figures)."""
     crs = part.crs
     bounds = _bounds(part, READ_MARGIN_M)
     frame = _attrs(part.frame, "prediction")

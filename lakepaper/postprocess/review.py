@@ -104,14 +104,13 @@ def items(review: str, stage_dir: str | os.PathLike[str]) -> gpd.GeoDataFrame:
     masked ones (c, b, r), then those kept whole (a, R), largest first in each. final: every lake of the
     product (``lakes.gpkg``), those completion or a review added first, then the smallest.
     """
-    stage_dir = Path(stage_dir)
-    name = "river_cases.gpkg" if review == "river" else "lakes.gpkg"
-    path = stage_dir / name
+    river = _review(review) is REVIEWS["river"]
+    path = Path(stage_dir) / ("river_cases.gpkg" if river else "lakes.gpkg")
     if not path.exists():
         raise InputError(path, "run stage 05 first: the review reads its outputs")
     frame = gpd.read_file(path).to_crs(4326)
     area = rules.areas_km2(frame.geometry.values, frame.crs)
-    if _review(review).param == "river_edits":
+    if river:
         order = {"d": 0, "c": 1, "b": 2, "r": 3, "a": 4, "R": 5}
         rank = frame["case"].map(order).fillna(9).to_numpy()
         label = [
@@ -252,7 +251,11 @@ def _true_colour(ax, composite_dir, tile: str, view) -> None:
             return
         b = transform_bounds(4326, src.crs, *view)
         win = from_bounds(*b, transform=src.transform).round_offsets().round_lengths()
-        rgb = src.read([names.index(k) + 1 for k in ("B4", "B3", "B2")], window=win, boundless=True).astype(np.float32)
+        bands = ("B4", "B3", "B2")
+        raw = src.read([names.index(k) + 1 for k in bands], window=win, boundless=True).astype(np.float32)
         scale = float(src.tags().get("SCALE", 1.0))
-    rgb = np.clip(np.moveaxis(rgb / scale, 0, -1) * 3.5, 0, 1) ** (1 / 1.3)
-    ax.imshow(rgb, extent=(view[0], view[2], view[1], view[3]), zorder=0, interpolation="nearest")
+    from lakepaper.figures.examples import true_colour
+
+    ax.imshow(
+        true_colour(raw / scale, bands), extent=(view[0], view[2], view[1], view[3]), zorder=0, interpolation="nearest"
+    )

@@ -29,13 +29,15 @@ def threshold_chooser(samples_dir: str | os.PathLike[str], region_id: str, table
     import ipywidgets as w
     import matplotlib.pyplot as plt
 
+    from lakepaper.figures.examples import true_colour
+
     regions = read_regions(samples_dir).set_index("region_id")
     if region_id not in regions.index:
         raise ParameterError("region_id", f"{region_id!r} is not a region of {samples_dir}")
     r = regions.loc[region_id]
     image, meta = io.read_raster(Path(samples_dir) / r.image)
     names = list(meta["band_names"])
-    rgb = np.clip(np.stack([image[names.index(b)] for b in ("B4", "B3", "B2")], -1) * 3.5, 0, 1) ** (1 / 1.3)
+    rgb = true_colour(image, names)
     ndwi = image[names.index("NDWI")]
 
     slider = w.FloatSlider(value=float(r.threshold), min=-0.5, max=0.6, step=0.01, description="NDWI >")
