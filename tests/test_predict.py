@@ -129,6 +129,32 @@ def test_unnamed_bands_with_declared_order_and_scale(tmp_path):
     assert np.allclose(got[4], data[0], atol=1e-6)
 
 
+def test_consecutive_strips_decode_each_row_once_with_the_same_values(tmp_path, monkeypatch):
+    import rasterio
+
+    from lakepaper.predict import tiled
+
+    _tile(tmp_path / "in.tif", shape=(150, 170))  # a block of no data in rows 10-19, one pixel missing a band
+    tile = InputTile.open(tmp_path / "in.tif", BANDS)
+    read = []
+    original = InputTile.read_rows
+
+    def counting(self, src, r0, r1, fill=np.nan):
+        read.append((r0, r1))
+        return original(self, src, r0, r1, fill)
+
+    with rasterio.open(tmp_path / "in.tif") as src:
+        spans = [(0, 56), (40, 104), (88, 150), (0, 30)]
+        direct = {(lo, hi): tile.read_rows(src, lo, hi, fill=0.0) for lo, hi in spans}
+        monkeypatch.setattr(InputTile, "read_rows", counting)
+        reader = tiled._RowReader(tile, src)
+        for (lo, hi), (data, valid) in direct.items():  # three overlapping strips, then a jump back
+            got, got_valid = reader.rows(lo, hi)
+            assert np.array_equal(got, data) and np.array_equal(got_valid, valid), (lo, hi)
+    assert read == [(0, 56), (56, 104), (104, 150), (0, 30)]  # only the rows not read before, but after a jump
+    assert not direct[(0, 56)][1][10:20, 30:40].any() and (direct[(0, 56)][0][:, 10:20, 30:40] == 0).all()
+
+
 @pytest.mark.bad_input
 def test_a_failure_mid_tile_leaves_no_file(tmp_path):
     _tile(tmp_path / "in.tif")

@@ -11,17 +11,22 @@ The strip loop runs one of two ways (``pipeline``), with byte-identical outputs:
 * ``sequential``: read and pad a strip, run its windows through the model, stitch and write it, then
   the next strip;
 * ``overlapped``: reader threads read, pad and batch the next strips (GDAL releases the GIL) while
-  the model runs on this one, a writer thread stitches and writes (deflate) the finished strips,
-  and the two COGs are laid out at once at the end; at most ``DEPTH`` strips wait at either end,
-  so memory stays bounded by the strip. On CUDA the readers stack the windows straight into pinned
-  host buffers of the model call (:func:`lakepaper.predict.model.make_forward`), which copies
-  them without blocking, so the GPU is fed while the CPU threads read and write;
+  the model runs on this one, and a writer thread stitches and writes the finished strips; at most
+  ``DEPTH`` strips wait at either end, so memory stays bounded by the strip. On CUDA the readers
+  stack the windows straight into pinned host buffers of the model call
+  (:func:`lakepaper.predict.model.make_forward`), which copies them without blocking, so the GPU
+  is fed while the CPU threads read and write;
 * ``auto`` (the default): ``AUTO_PIPELINE`` per device of the model call (its ``device``
   attribute; a plain function counts as CPU). On the 2-core AVX-512 CPU of the README the threads
-  take time from the convolutions (``benchmarks/predict.py --pipeline both``, demo profile, 3072 px
-  tile: overlapped ran at 0.94-0.95 of the sequential throughput in bf16, the precision ``auto``
-  picks there, and 0.80-1.23 in fp32), so CPU stays sequential; with a GPU the CPU cores would
-  otherwise wait for it, so CUDA overlaps.
+  take their time from the convolutions (``benchmarks/predict.py --pipeline both``, demo profile,
+  3072 px tile, bf16, the precision ``auto`` picks there: overlapped ran at 0.92-1.06 of the
+  sequential throughput, medians of three pairs 0.98-1.04; before the row reuse and uncompressed
+  strips, 0.94-0.95; in fp32 0.80-1.23), so CPU stays sequential, the simpler loop; with a GPU the
+  CPU cores would otherwise wait for it, so CUDA overlaps.
+
+Either way a strip takes the rows it shares with the previous one (``2 x edge``) from that strip
+rather than decoding them again, the strips go to uncompressed GeoTIFFs, and the two COGs are laid
+out and compressed at once at the end.
 
 Input: :meth:`InputTile.open` finds the model's bands in the file, chooses how its values become
 reflectance (``--scale``/``--offset``, else GDAL scales/offsets, else the ``SCALE`` tag, else Sentinel-2
@@ -368,8 +373,8 @@ class InputTile:
         except RasterioIOError as exc:
             raise InputError(self.path, f"not a readable GeoTIFF ({exc})") from exc
 
-    def _values(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Raw values (bands, ...) -> float32 scaled values (NaN where no data) and the valid mask."""
+    def _values(self, raw: np.ndarray, fill: float = np.nan) -> tuple[np.ndarray, np.ndarray]:
+        """Raw values (bands, ...) -> float32 scaled values (``fill`` where no data) and the valid mask."""
         data = raw.astype(np.float32)
         if any(self.offset):
             data += np.asarray(self.offset, np.float32).reshape(-1, *[1] * (raw.ndim - 1))
@@ -378,11 +383,13 @@ class InputTile:
         if self.nodata is not None and not np.isnan(self.nodata):
             bad |= raw == self.nodata
         valid = ~bad.any(axis=0)
-        data[:, ~valid] = np.nan
+        data[:, ~valid] = fill
         return data, valid
 
-    def read_rows(self, src: rasterio.io.DatasetReader, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows ``r0..r1`` (clipped to the tile): float32 values (NaN where no data) and the valid mask.
+    def read_rows(
+        self, src: rasterio.io.DatasetReader, r0: int, r1: int, fill: float = np.nan
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``r0..r1`` (clipped to the tile): float32 values (``fill`` where no data) and the valid mask.
 
         Raises:
             InputError: the rows could not be read (the file is truncated or corrupt there).
@@ -392,7 +399,7 @@ class InputTile:
             raw = src.read(self.indexes, window=win)
         except RasterioError as exc:
             raise _read_failure(self.path, f"rows {r0}-{r1 - 1} of {self.shape[0]}", exc) from exc
-        return self._values(raw)
+        return self._values(raw, fill)
 
     def sample(self, src: rasterio.io.DatasetReader) -> np.ndarray:
         """Scaled values (bands, pixels) of valid pixels of a sample: the coarsest overview if the file has
@@ -481,17 +488,41 @@ def _band_names(
     return names
 
 
-def _padded_strip(tile: InputTile, src, row0: int, size: int, edge: int) -> tuple[np.ndarray, np.ndarray]:
+class _RowReader:
+    """One open handle of a tile, which keeps the rows it read last.
+
+    Consecutive strips share ``size - keep = 2 x edge`` rows (the demo's 48 of 128, the paper's 200 of 576): a
+    strip that follows the last one takes those rows from here rather than decoding and scaling them again.
+    The values are the same either way (scaling is pixel by pixel), so the outputs are too.
+    """
+
+    def __init__(self, tile: InputTile, src: rasterio.io.DatasetReader):
+        self.tile, self.src = tile, src
+        self.last: tuple[int, int, np.ndarray, np.ndarray] | None = None  # (first row, end row, values, valid)
+
+    def rows(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``lo..hi`` of the tile: float32 values (0 where no data) and the valid mask."""
+        if self.last is not None and self.last[0] <= lo < self.last[1] < hi:
+            a, b, data, valid = self.last
+            new, new_valid = self.tile.read_rows(self.src, b, hi, fill=0.0)
+            data = np.concatenate((data[:, lo - a :], new), axis=1)
+            valid = np.concatenate((valid[lo - a :], new_valid), axis=0)
+        else:
+            data, valid = self.tile.read_rows(self.src, lo, hi, fill=0.0)
+        self.last = (lo, hi, data, valid)
+        return data, valid
+
+
+def _padded_strip(reader: _RowReader, row0: int, size: int, edge: int) -> tuple[np.ndarray, np.ndarray]:
     """The input rows ``row0 .. row0 + size`` (tile coordinates, may exceed the tile), reflect-padded,
-    and padded by ``edge`` columns left and enough right for whole windows; NaN set to 0."""
-    n_rows, n_cols = tile.shape
+    and padded by ``edge`` columns left and enough right for whole windows; no data set to 0."""
+    n_rows, n_cols = reader.tile.shape
     lo, hi = max(row0, 0), min(row0 + size, n_rows)
-    data, valid = tile.read_rows(src, lo, hi)
+    data, valid = reader.rows(lo, hi)
     col_starts = windows.starts(n_cols, size, edge)
     right = col_starts[-1] + size - n_cols
     pad = ((0, 0), (lo - row0, row0 + size - hi), (edge, right))
-    data = np.pad(np.nan_to_num(data, nan=0.0), pad, mode="reflect")
-    return data, valid
+    return np.pad(data, pad, mode="reflect"), valid
 
 
 def resolve_pipeline(pipeline: str, device: str = "cpu") -> str:
@@ -522,15 +553,15 @@ class _Strips:
     dst_p: rasterio.io.DatasetWriter
     dst_m: rasterio.io.DatasetWriter
 
-    def batches(self, src, r0: int) -> tuple[Iterator[np.ndarray], np.ndarray]:
+    def batches(self, reader: _RowReader, r0: int) -> tuple[Iterator[np.ndarray], np.ndarray]:
         """The strip at ``r0``: its windows ``batch`` at a time (float32, made as iterated) and its valid mask."""
-        strip, valid = _padded_strip(self.tile, src, r0, self.size, self.edge)
+        strip, valid = _padded_strip(reader, r0, self.size, self.edge)
         e, n = self.edge, self.size
         cuts = [strip[:, :, c + e : c + e + n] for c in self.col_starts]
         groups = (cuts[k : k + self.batch] for k in range(0, len(cuts), self.batch))
         empty = getattr(self.forward, "empty", None)
         if empty is None:
-            return (np.stack(g).astype(np.float32) for g in groups), valid
+            return (np.stack(g).astype(np.float32, copy=False) for g in groups), valid
         # the model call's own host buffers (pinned memory on CUDA): the windows are stacked straight into them
         return (np.stack(g, out=empty((len(g), strip.shape[0], n, n))) for g in groups), valid
 
@@ -563,8 +594,9 @@ def _sequential(job: _Strips, row_starts: list[int], bar) -> tuple[float, int, i
     """One strip after the other in this thread; (model seconds, lake pixels, no-data pixels)."""
     model_s, lake, nodata = 0.0, 0, 0
     with job.tile.reader() as src:
+        reader = _RowReader(job.tile, src)
         for r0 in row_starts:
-            batches, valid = job.batches(src, r0)
+            batches, valid = job.batches(reader, r0)
             probs, seconds = job.model(batches)
             n_lake, n_nodata = job.write(r0, probs, valid)
             model_s, lake, nodata = model_s + seconds, lake + n_lake, nodata + n_nodata
@@ -577,12 +609,13 @@ def _overlapped(job: _Strips, row_starts: list[int], bar, readers: int) -> tuple
     local, handles, lock = threading.local(), [], threading.Lock()
 
     def read(r0: int) -> tuple[list[np.ndarray], np.ndarray]:
-        src = getattr(local, "src", None)
-        if src is None:  # one dataset handle per reader thread: GDAL handles are not shared across threads
-            src = local.src = job.tile.reader()
+        reader = getattr(local, "reader", None)
+        if reader is None:  # one dataset handle per reader thread: GDAL handles are not shared across threads
+            src = job.tile.reader()
+            local.reader = reader = _RowReader(job.tile, src)
             with lock:
                 handles.append(src)
-        batches, valid = job.batches(src, r0)
+        batches, valid = job.batches(reader, r0)
         return list(batches), valid
 
     model_s, lake, nodata = 0.0, 0, 0
@@ -685,13 +718,12 @@ def predict_tile(
         tiled=True,
         blockxsize=256,
         blockysize=256,
-        compress="deflate",
-    )
+    )  # uncompressed: the COG copy at the end compresses each block once (deflating here too cost ~4 % of a tile)
     if n_cols < 256 or n_rows < 256:
         out.update(tiled=False) if min(n_cols, n_rows) < 16 else out.update(blockxsize=16, blockysize=16)
     bar_options = {"unit": "strip", "disable": not progress, "leave": False}
     with atomic_path(out_prob) as tmp_prob, atomic_path(out_mask) as tmp_mask:
-        # strips go to plain GeoTIFFs first; the COG driver then lays out the blocks and overviews
+        # strips go to plain, uncompressed GeoTIFFs first; the COG driver then lays out, compresses and adds overviews
         strips = [t.with_name(t.name + ".strips.tif") for t in (tmp_prob, tmp_mask)]
         try:
             with (
@@ -712,13 +744,10 @@ def predict_tile(
                 dst_p.set_band_description(1, "lake_probability")
                 dst_m.set_band_description(1, "lake")
             pairs = ((strips[0], tmp_prob), (strips[1], tmp_mask))
-            if pipeline == "overlapped":  # the two COGs at once (GDAL compresses without the GIL)
-                with ThreadPoolExecutor(2, thread_name_prefix="lakepaper-cog") as pool:
-                    for f in [pool.submit(rasterio.shutil.copy, a, b, **COG_OPTIONS) for a, b in pairs]:
-                        f.result()
-            else:
-                for a, b in pairs:
-                    rasterio.shutil.copy(a, b, **COG_OPTIONS)
+            # the two COGs at once, in either loop (GDAL compresses without the GIL; the model is done by now)
+            with ThreadPoolExecutor(2, thread_name_prefix="lakepaper-cog") as pool:
+                for f in [pool.submit(rasterio.shutil.copy, a, b, **COG_OPTIONS) for a, b in pairs]:
+                    f.result()
         finally:
             for s in strips:
                 s.unlink(missing_ok=True)
