@@ -221,8 +221,10 @@ def water_type_counts(
         margin_px: the zones' margin (:func:`lakepaper.water_types.zones`).
 
     Returns:
-        :func:`lakepaper.water_types.type_counts`' rows with a leading ``tile`` column; methods ``NDWI > 0``,
-        ``MNDWI > 0`` and (with ``mask_dir``) ``model``.
+        :func:`lakepaper.water_types.type_counts`' rows with leading ``tile`` and ``scope`` columns, for
+        each of :data:`lakepaper.water_types.SCOPES` (``lakes``: the zones of lake water alone, at the truth's
+        ``lake_id_max`` where it has one, else ``lake_id``); methods ``NDWI > 0``, ``MNDWI > 0`` and (with
+        ``mask_dir``) ``model``.
 
     Raises:
         InputError: no composite, a tile without truth water types or prediction, or grids that differ.
@@ -240,8 +242,12 @@ def water_type_counts(
         bands, count, meta = read_composite(path)
         water = io.read_raster(truth.truth_path(tile, wt.TRUTH_NAME))[0][0]
         lake = io.read_raster(truth.truth_path(tile, "lake_id"))[0][0] > 0
+        extent = (
+            io.read_raster(truth.truth_path(tile, "lake_id_max"))[0][0] > 0 if truth.has(tile, "lake_id_max") else lake
+        )
         scoring.check_pair(water, count, name=f"{tile}: water types/composite")
         scoring.check_pair(water, lake, name=f"{tile}: water types/lake_id")
+        scoring.check_pair(water, extent, name=f"{tile}: water types/lake_id_max")
         maps = wt.composite_index_maps(bands, meta["band_names"], source=path)
         valid = held_out(water.shape, regions[regions["tile"] == tile]) & (count > 0)
         if mask_dir is not None:
@@ -252,7 +258,9 @@ def water_type_counts(
             scoring.check_pair(water, pred, name=f"{tile}: water types/prediction")
             maps["model"] = pred == 1
             valid &= pred != scoring.NODATA
-        counts = wt.type_counts(wt.zones(water, margin_px=margin_px), lake, maps, valid=valid)
-        frames.append(counts.assign(tile=tile))
+        for scope in wt.SCOPES:
+            zone, counted = wt.scope_zones(water, extent, scope, margin_px=margin_px)
+            counts = wt.type_counts(zone, lake, maps, valid=valid & counted)
+            frames.append(counts.assign(tile=tile, scope=scope))
     out = pd.concat(frames, ignore_index=True)
-    return out[["tile", *(c for c in out.columns if c != "tile")]]
+    return out[["tile", "scope", *(c for c in out.columns if c not in ("tile", "scope"))]]

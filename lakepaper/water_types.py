@@ -8,9 +8,18 @@ belongs to, and any binary map (NDWI > 0, MNDWI > 0, the model's prediction) is 
 The *zone* of a type: the pixels whose water (any extent, from a truth's ``water_type.tif``) is of
 that type, grown by ``margin_px`` pixels into the land around it, each grown pixel going to the
 nearest water. Inside a zone, the truth is the lake at its typical extent (``lake_id > 0``), so
-a false positive counts against the type whose shore it lies on, and rivers, sea and paddies
-(water, but not lakes) count as false where a map calls them lake. Codes are those of
+a false positive counts against the type whose shore it lies on. Codes are those of
 :data:`lakepaper.truth.WATER_TYPES` (1, 2, ...; 0 none).
+
+Two *scopes* (:data:`SCOPES`, :func:`scope_zones`) say which water makes the zones:
+
+* ``water``: every water body of the type. Rivers, sea and paddies (water, but not lakes) count as
+  false where a map calls them lake: the lake product's view, before stage 05's river mask. Highly
+  turbid water is mostly river in the world (as on Earth), so this scope mixes two questions: does
+  a map see the type's water, and does it tell lakes from rivers;
+* ``lakes``: the lakes of the type alone (their largest extent, ``lake_id_max``, where the truth has
+  it); other water and the land around it are left out. This is the first question alone: where the
+  indices fail on the water itself and whether the model does. The second is the river mask's.
 
 * :func:`zones`, :func:`type_counts`, :func:`type_table`: the scoring core, on arrays;
 * :func:`index_maps`, :func:`composite_index_maps`: ``NDWI > 0`` and ``MNDWI > 0`` from bands or a composite;
@@ -29,7 +38,7 @@ import pandas as pd
 from scipy import ndimage
 
 from lakepaper import scoring
-from lakepaper.errors import InputError
+from lakepaper.errors import InputError, ParameterError
 from lakepaper.truth import WATER_TYPES, Truth
 
 #: Pixels of land around water that count toward its type (30 m at 10 m pixels).
@@ -41,6 +50,8 @@ METHODS = ("NDWI > 0", "MNDWI > 0", "model")
 SEEN_SPLITS = ("train", "val")
 #: The truth raster of the per-type scores (:class:`lakepaper.truth.Truth`).
 TRUTH_NAME = "water_type"
+#: Which water makes a type's zones (module docstring): every water body, or the lakes alone.
+SCOPES = ("water", "lakes")
 
 
 def zones(water_type: np.ndarray, *, margin_px: int = MARGIN_PX) -> np.ndarray:
@@ -58,6 +69,36 @@ def zones(water_type: np.ndarray, *, margin_px: int = MARGIN_PX) -> np.ndarray:
     dist, (ri, ci) = ndimage.distance_transform_edt(~wet, return_indices=True)
     nearest = water_type[ri, ci]
     return np.where(dist <= margin_px, nearest, 0).astype(np.uint8)
+
+
+def scope_zones(
+    water_type: np.ndarray, lake_extent: np.ndarray, scope: str, *, margin_px: int = MARGIN_PX
+) -> tuple[np.ndarray, np.ndarray]:
+    """The type zones of a scope (:data:`SCOPES`) and the pixels it counts.
+
+    Args:
+        water_type: type codes of every pixel ever water (0: never).
+        lake_extent: True where a lake lies at any extent (the truth's ``lake_id_max > 0``).
+        scope: ``water`` (every water body; every pixel counts) or ``lakes`` (lake water alone; water that
+            is never a lake, and land nearer to it than to a lake, left out).
+
+    Example:
+        >>> w = np.array([[2, 2, 0, 0, 3, 3]], np.uint8); lake = np.array([[1, 1, 0, 0, 0, 0]], bool)
+        >>> [z.tolist() for z in scope_zones(w, lake, "lakes", margin_px=1)]
+        [[[2, 2, 2, 0, 0, 0]], [[True, True, True, False, False, False]]]
+    """
+    if scope not in SCOPES:
+        raise ParameterError("scope", f"expected one of {SCOPES}, got {scope!r}")
+    if scope == "water":
+        return zones(water_type, margin_px=margin_px), np.ones(np.shape(water_type), bool)
+    water_type = np.asarray(water_type)
+    lake_water = np.asarray(lake_extent, bool) & (water_type > 0)
+    other = (water_type > 0) & ~lake_water  # rivers, sea, paddies: water that is never a lake
+    keep = ~other
+    if other.any() and lake_water.any():  # a shore pixel nearer to a river than to a lake is the river's
+        keep &= ~(ndimage.distance_transform_edt(~other) < ndimage.distance_transform_edt(~lake_water))
+    lake_zone = zones(np.where(lake_water, water_type, 0), margin_px=margin_px)
+    return np.where(keep, lake_zone, 0).astype(np.uint8), keep
 
 
 def type_counts(
@@ -106,11 +147,20 @@ def type_counts(
     return pd.DataFrame(rows, columns=["water_type", "method", "lake_px", "tp", "fp", "fn"])
 
 
-def type_table(counts: pd.DataFrame, *, score: str = "iou") -> pd.DataFrame:
+def _in_scope(counts: pd.DataFrame, scope: str) -> pd.DataFrame:
+    """The rows of one scope, where the counts have a ``scope`` column (a whole run's do)."""
+    if scope not in SCOPES:
+        raise ParameterError("scope", f"expected one of {SCOPES}, got {scope!r}")
+    return counts[counts["scope"] == scope] if "scope" in counts else counts
+
+
+def type_table(counts: pd.DataFrame, *, score: str = "iou", scope: str = "water") -> pd.DataFrame:
     """Counts pooled per type and method: one row per water type, one column per method's ``score``.
 
-    Also a ``lake_px`` column (the lake pixels of the type) and a row ``all``.
+    Also a ``lake_px`` column (the lake pixels of the type) and a row ``all``. Counts with a ``scope``
+    column (:func:`lakepaper.regions.water_type_counts`) are taken in ``scope`` (:data:`SCOPES`).
     """
+    counts = _in_scope(counts, scope)
     if counts.empty:
         return pd.DataFrame()
     present = set(counts.water_type)
@@ -131,9 +181,21 @@ def type_scores(counts: pd.DataFrame) -> pd.DataFrame:
     """Counts pooled per method and type, with every score: the long form of :func:`type_table`.
 
     Returns:
-        One row per (method, water type, and ``all``): ``method``, ``water_type``, ``lake_px``, tp,
-        fp, fn, recall, precision, F1 and IoU (:func:`lakepaper.scoring.pooled`); empty without counts.
+        One row per (scope where the counts have one, method, water type, and ``all``): ``scope``,
+        ``method``, ``water_type``, ``lake_px``, tp, fp, fn, recall, precision, F1 and IoU
+        (:func:`lakepaper.scoring.pooled`); empty without counts.
     """
+    if "scope" in counts:
+        frames = [
+            type_scores(_in_scope(counts, s).drop(columns="scope")).assign(scope=s)
+            for s in SCOPES
+            if (counts["scope"] == s).any()
+        ]
+        frames = [f for f in frames if not f.empty]
+        if not frames:
+            return pd.DataFrame()
+        out = pd.concat(frames, ignore_index=True)
+        return out[["scope", *(c for c in out.columns if c != "scope")]]
     frames = []
     for method, g in counts.groupby("method", sort=False):
         t = scoring.pooled(

@@ -18,7 +18,7 @@ from shapely.geometry import box
 
 from lakepaper import io, params, regions
 from lakepaper import water_types as wt
-from lakepaper.errors import InputError
+from lakepaper.errors import InputError, ParameterError
 from lakepaper.truth import WATER_TYPES, Truth
 
 CODE = {name: i for i, name in enumerate(WATER_TYPES, start=1)}
@@ -152,16 +152,19 @@ def test_held_out_clears_training_and_validation_windows():
 N = 40
 
 
-def _write_run(root, *, splits=("train", "test")):
+def _write_run(root, *, splits=("train", "test"), river=False):
     """A one-tile run: truth (a clear lake top left, a very turbid one bottom right), composite, regions, mask.
 
     The clear lake is water to both indices, the very turbid one only to MNDWI; the model finds both;
-    the first region covers the clear lake, the second the turbid one.
+    the first region covers the clear lake, the second the turbid one. ``river``: a very turbid river
+    (water, not lake) in rows 37-38 too, which the model calls lake.
     """
     water = np.zeros((N, N), np.uint8)
     water[5:15, 5:15] = CODE["clear"]
     water[25:35, 25:35] = CODE["very_turbid"]
     lake = (water > 0).astype(np.int32)
+    if river:
+        water[37:39, :] = CODE["very_turbid"]
     (root / "truth" / "T01").mkdir(parents=True)
     (root / "world.json").write_text(json.dumps({"tiles": [{"tile": "T01"}]}))
     for name, arr in (("water_type", water), ("lake_id", lake)):
@@ -203,8 +206,11 @@ def _write_run(root, *, splits=("train", "test")):
 def test_run_counts_scores_held_out_observed_pixels_only(tmp_path):
     truth = _write_run(tmp_path)
     counts = regions.water_type_counts(truth, tmp_path / "01", tmp_path / "02", tmp_path / "04")
-    assert set(counts.tile) == {"T01"}
+    assert set(counts.tile) == {"T01"} and set(counts.scope) == set(wt.SCOPES)
     assert set(counts.water_type) == {"very_turbid"}  # the clear lake lies in a training region
+    lakes = counts[counts.scope == "lakes"].drop(columns="scope").reset_index(drop=True)
+    counts = counts[counts.scope == "water"].drop(columns="scope").reset_index(drop=True)
+    assert lakes.equals(counts)  # no water but lakes: both scopes alike
     c = counts.set_index("method")
     # observed (rows 25-29) and predicted (not rows 25-26): 3 rows of 10, every method on the same pixels
     assert c.loc["NDWI > 0", ["lake_px", "tp", "fp", "fn"]].tolist() == [30, 0, 0, 30]
@@ -220,6 +226,32 @@ def test_run_counts_without_training_regions_scores_every_type(tmp_path):
     assert list(table.columns) == ["lake_px", "NDWI > 0", "MNDWI > 0"]
     assert table.loc["clear", "NDWI > 0"] == table.loc["clear", "MNDWI > 0"] == 1.0
     assert table.loc["clear", "lake_px"] == 100 and table.loc["very_turbid", "lake_px"] == 50  # half observed
+
+
+def test_a_river_of_the_type_counts_against_it_in_the_water_scope_only(tmp_path):
+    truth = _write_run(tmp_path, river=True)
+    counts = regions.water_type_counts(truth, tmp_path / "01", tmp_path / "02", tmp_path / "04")
+    c = counts[counts.method == "model"].set_index("scope")
+    # the river's two rows lie outside the training region (rows and columns 0-19): 2 x 40 px, all called lake
+    assert c.loc["water", ["lake_px", "tp", "fp", "fn"]].tolist() == [30, 30, 80, 0]
+    assert c.loc["lakes", ["lake_px", "tp", "fp", "fn"]].tolist() == [30, 30, 0, 0]  # the river left out
+    water, lakes = (wt.type_table(counts, scope=s) for s in wt.SCOPES)
+    assert water.loc["very_turbid", "model"] == pytest.approx(30 / 110) and lakes.loc["very_turbid", "model"] == 1.0
+    long = wt.type_scores(counts)
+    assert list(long.columns[:3]) == ["scope", "method", "water_type"] and set(long.scope) == set(wt.SCOPES)
+    with pytest.raises(ParameterError, match="scope"):
+        wt.type_table(counts, scope="rivers")
+
+
+def test_scope_zones_give_a_shore_to_the_nearer_water():
+    w = np.zeros((1, 12), np.uint8)
+    w[0, :3] = CODE["clear"]  # a lake
+    w[0, 7:] = CODE["very_turbid"]  # a river, 4 px of land away
+    zone, counted = wt.scope_zones(w, w == CODE["clear"], "lakes", margin_px=3)
+    assert zone.tolist() == [[1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0]]  # two shore pixels nearer the lake than the river
+    assert counted.tolist() == [[True] * 5 + [False] * 7]  # the river and its nearer shore are out
+    zone, counted = wt.scope_zones(w, w == CODE["clear"], "water", margin_px=3)
+    assert zone.tolist() == [[1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3]] and counted.all()
 
 
 def test_run_counts_refuses_a_truth_without_water_types(tmp_path):

@@ -30,8 +30,12 @@ Per optical water type (where a truth has them, e.g. the simulated world's
 ``truth/<tile>/water_type.tif``): ``NDWI > 0`` and ``MNDWI > 0`` of stage 01's composites and the
 model (stage 04's masks) against the truth's lakes, on every pixel outside stage 02's training and
 validation regions (:func:`lakepaper.regions.water_type_counts`): ``water_types.csv`` (counts and
-scores per method and type), table ``water_types`` (IoU, %) and manifest key ``water_types``. A model
-that only learned "NDWI > 0" fails on highly turbid water, as the index does. ``truth``: a truth
+scores per scope, method and type), table ``water_types`` (IoU, %) and manifest key ``water_types``.
+The table scores each method twice (:data:`lakepaper.water_types.SCOPES`): on every water body of a
+type, where rivers count false (columns ``NDWI > 0``, ``MNDWI > 0``, ``model``), and on the type's
+lakes alone (``..., lakes``): highly turbid water is mostly river, so the first mixes "sees the
+water" with "tells lakes from rivers" (stage 05's river mask), the second is the first question
+alone. A model that only learned "NDWI > 0" fails on highly turbid water, as the index does. ``truth``: a truth
 folder (:mod:`lakepaper.truth`), "" the simulated world's when stage 01's imagery came from it,
 "none" to skip; ``composite_dir``: "" stage 01's folder. Without a truth or its water types the table
 is skipped with a note.
@@ -144,22 +148,29 @@ def _water_types(ctx: Context, samples_dir: Path, mask_dir: Path) -> tuple[pd.Da
     counts = regions.water_type_counts(truth, composite, samples_dir, mask_dir)
     scores = wt.type_scores(counts)
     ctx.write_csv("water_types.csv", scores, index=False)
-    table = wt.type_table(counts)
-    methods = [m for m in wt.METHODS if m in table]
-    table[methods] = table[methods] * 100
-    best = table[["NDWI > 0", "MNDWI > 0"]].max(axis=1)
-    types = table.index[table.index != "all"]
-    beaten = (table.loc[types, "model"] > best[types]).sum()
-    ctx.say(
-        f"per optical water type, {counts.tile.nunique()} tiles, pixels outside the training and "
-        f"validation regions: the model beats the better of NDWI > 0 and MNDWI > 0 on {beaten} of {len(types)} types"
-    )
-    if "very_turbid" in table.index:
-        v = table.loc["very_turbid"]
+    tables = {scope: wt.type_table(counts, scope=scope) for scope in wt.SCOPES}
+    methods = [m for m in wt.METHODS if m in tables["water"]]
+    for scope, t in tables.items():
+        if t.empty:
+            continue
+        t[methods] = t[methods] * 100
+        best = t[["NDWI > 0", "MNDWI > 0"]].max(axis=1)
+        types = t.index[t.index != "all"]
+        beaten = (t.loc[types, "model"] > best[types]).sum()
+        where = "every water body of a type" if scope == "water" else "the lakes of a type alone (rivers left out)"
         ctx.say(
-            f"very turbid water ({int(v.lake_px)} lake px): IoU NDWI > 0 {v['NDWI > 0']:.1f} %, "
-            f"MNDWI > 0 {v['MNDWI > 0']:.1f} %, model {v['model']:.1f} %"
+            f"per optical water type, {counts.tile.nunique()} tiles, pixels outside the training and validation "
+            f"regions, {where}: the model beats the better of NDWI > 0 and MNDWI > 0 on {beaten} of {len(types)} types"
         )
+        if "very_turbid" in t.index:
+            v = t.loc["very_turbid"]
+            ctx.say(
+                f"  very turbid water ({int(v.lake_px)} lake px): IoU NDWI > 0 {v['NDWI > 0']:.1f} %, "
+                f"MNDWI > 0 {v['MNDWI > 0']:.1f} %, model {v['model']:.1f} %"
+            )
+    # one table: every water body's columns, then the lakes-alone columns (same lake pixels, other water left out)
+    lakes = tables["lakes"].reindex(columns=methods).rename(columns=lambda m: f"{m}, lakes")
+    table = tables["water"].join(lakes)
     ctx.show("water_types", table)
     return table, {"truth": str(truth.root), "composite_dir": str(composite)}
 
