@@ -2,9 +2,9 @@
 
 The tile is read one strip of windows at a time (``size`` rows plus what the reflection padding
 needs), the windows of the strip go through the model ``batch`` at a time, and the kept centres
-are written into the outputs as they come. Peak memory is therefore one strip (bands x size x
-tile width) plus one batch of windows, whatever the tile's height (:mod:`.windows` explains the
-geometry).
+are written into the outputs as they come. Peak memory is therefore about two strips (bands x size
+x tile width: the padded one the windows are cut from, and the rows kept for the next strip) plus one
+batch of windows, whatever the tile's height (:mod:`.windows` explains the geometry).
 
 The strip loop runs one of two ways (``pipeline``), with byte-identical outputs:
 
