@@ -87,9 +87,7 @@ def scope_zones(
         >>> [z.tolist() for z in scope_zones(w, lake, "lakes", margin_px=1)]
         [[[2, 2, 2, 0, 0, 0]], [[True, True, True, False, False, False]]]
     """
-    if scope not in SCOPES:
-        raise ParameterError("scope", f"expected one of {SCOPES}, got {scope!r}")
-    if scope == "water":
+    if _checked(scope) == "water":
         return zones(water_type, margin_px=margin_px), np.ones(np.shape(water_type), bool)
     water_type = np.asarray(water_type)
     lake_water = np.asarray(lake_extent, bool) & (water_type > 0)
@@ -147,11 +145,15 @@ def type_counts(
     return pd.DataFrame(rows, columns=["water_type", "method", "lake_px", "tp", "fp", "fn"])
 
 
-def _in_scope(counts: pd.DataFrame, scope: str) -> pd.DataFrame:
-    """The rows of one scope, where the counts have a ``scope`` column (a whole run's do)."""
+def _checked(scope: str) -> str:
     if scope not in SCOPES:
         raise ParameterError("scope", f"expected one of {SCOPES}, got {scope!r}")
-    return counts[counts["scope"] == scope] if "scope" in counts else counts
+    return scope
+
+
+def _in_scope(counts: pd.DataFrame, scope: str) -> pd.DataFrame:
+    """The rows of one scope, where the counts have a ``scope`` column (a whole run's do)."""
+    return counts[counts["scope"] == _checked(scope)] if "scope" in counts else counts
 
 
 def type_table(counts: pd.DataFrame, *, score: str = "iou", scope: str = "water") -> pd.DataFrame:
@@ -185,17 +187,14 @@ def type_scores(counts: pd.DataFrame) -> pd.DataFrame:
         ``method``, ``water_type``, ``lake_px``, tp, fp, fn, recall, precision, F1 and IoU
         (:func:`lakepaper.scoring.pooled`); empty without counts.
     """
-    if "scope" in counts:
-        frames = [
-            type_scores(_in_scope(counts, s).drop(columns="scope")).assign(scope=s)
-            for s in SCOPES
-            if (counts["scope"] == s).any()
-        ]
-        frames = [f for f in frames if not f.empty]
+    if "scope" in counts:  # each scope on its own, in the order of SCOPES
+        frames = [type_scores(g.drop(columns="scope")).assign(scope=s) for s, g in counts.groupby("scope", sort=False)]
         if not frames:
             return pd.DataFrame()
-        out = pd.concat(frames, ignore_index=True)
-        return out[["scope", *(c for c in out.columns if c != "scope")]]
+        out = pd.concat(frames, ignore_index=True).sort_values(
+            "scope", key=lambda c: c.map(SCOPES.index), kind="stable"
+        )
+        return out[["scope", *(c for c in out.columns if c != "scope")]].reset_index(drop=True)
     frames = []
     for method, g in counts.groupby("method", sort=False):
         t = scoring.pooled(
