@@ -37,7 +37,7 @@ PAPER = $(BUILD)/paper.html
 # written into $(BUILD)/.stages.mk from lakepaper.stages.stages_for; every stage before that is known.
 MANIFESTS = $(foreach s,$(PROFILE_STAGES),$(BUILD)/$(s)/manifest.json)
 
-.PHONY: help test test-all lint all paper prereqs browser world clean distclean lab venv bench $(STAGES)
+.PHONY: help test test-all lint all paper prereqs browser world clean distclean lab venv bench bench-seeds $(STAGES)
 
 help: ## show this list of targets
 	@echo "lakepaper: make [target] [PROFILE=demo|tiny|paper] [PARAMS=\"-p name value ...\"]"
@@ -141,6 +141,9 @@ bench: $(VENV_STAMP) ## benchmark scripts: print measured throughputs and ratios
 	$(PY) benchmarks/predict.py --profile $(PROFILE) $(if $(wildcard $(BUILD)/03_train/best.pt),--checkpoint $(BUILD)/03_train/best.pt --iou,)
 	$(PY) benchmarks/postprocess.py
 	$(PY) benchmarks/stats.py
+
+bench-seeds: $(BUILD)/03_train/manifest.json ## stage 03's recipe over seeds: Table 1 and robustness each (demo: 10-25 min)
+	$(PY) benchmarks/seeds.py --profile $(PROFILE) $(if $(SEEDS),--seeds $(SEEDS),)
 
 # Root in containers needs --allow-root; the file browser opens in notebooks/, the whole project reachable.
 LAB_OPTS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)

@@ -675,3 +675,53 @@ def test_the_demo_model_below_its_iou_stops_the_stage(tmp_path):
     with pytest.raises(LakepaperError, match=r"best.pt.*IoU 0.5500"):
         stage.check_demo_iou(demo, 0.55)
     stage.check_demo_iou(Context.create("03_train", profile="tiny", root=tmp_path, quiet=True), 0.1)  # demo only
+
+
+def _benchmark(name: str):
+    import importlib.util
+
+    from lakepaper import paths
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", paths.ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_seeds_benchmark_trains_the_recipe_per_seed_and_scores_it_as_stage_03(data, tmp_path):
+    import time
+
+    from lakepaper.stages import train as stage
+    from lakepaper.stages.context import Context
+
+    seeds = _benchmark("seeds")
+    samples = tmp_path / "02_samples"
+    write_set(samples, [c for split in ("train", "val", "test") for c in data[split]])
+    io.write_manifest(samples, stage="02_samples", parameters={}, started=time.time())
+    stage.run(Context.create("03_train", profile="tiny", root=tmp_path, quiet=True, device="cpu", max_epochs=2))
+    own = params.resolve("tiny")["train_seed"]
+    stage_iou = pd.read_csv(tmp_path / "03_train" / "test_metrics.csv", index_col="region_type").loc["all", "iou"]
+
+    table = seeds.run(tmp_path, seeds=[own, 5], device="cpu", progress=False)
+    assert table.seed.tolist() == [own, 5] and table.epochs.tolist() == [2, 2]
+    assert table.iou[0] == pytest.approx(stage_iou, nan_ok=True)  # the profile's own seed: stage 03's model
+    runs = tmp_path / "benchmarks" / "seeds" / "recipe"
+    assert not (runs / f"seed_{own}").exists()
+    assert read_checkpoint(runs / "seed_5" / "best.pt")["params"]["train_seed"] == 5
+    assert not _same_weights(_weights(runs / "seed_5" / "best.pt"), _weights(tmp_path / "03_train" / "best.pt"))
+    assert {"iou NR", "worst drop", "failed"} <= set(table.columns)
+    assert seeds.summary(table).startswith("2 seeds: test IoU median")
+
+    changed = seeds.run(tmp_path, seeds=[own], sets=seeds.parse_sets(["max_epochs=1"]), device="cpu", progress=False)
+    assert changed.epochs.tolist() == [1]  # a changed recipe trains the profile's seed too
+    assert (tmp_path / "benchmarks" / "seeds" / "max_epochs-1" / f"seed_{own}" / "best.pt").exists()
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    "item, message",
+    [("no_such=1", "'no_such' is not a training parameter"), ("batch_size", "NAME=VALUE"), ("train_seed=3", "--seeds")],
+)
+def test_seeds_benchmark_refuses_what_it_cannot_change(item, message):
+    with pytest.raises(ParameterError, match=message):
+        _benchmark("seeds").parse_sets([item])
