@@ -139,3 +139,11 @@ def test_only_available_types_and_no_regions_asked(truths):
     assert set(only_urban["region_type"]) == {"BR"} and len(only_urban) == 6
     none = rg.build_regions(list(truths.values()), n_regions=0, seed=SEED)
     assert len(none) == 0 and list(none.columns) == [*rg.COLUMNS, "geometry"]
+
+
+def test_regions_are_mostly_land_and_lakes_not_open_sea(regions, truths):
+    assert len(regions[regions.tile == "T13"]) and truths["T13"].masks["ocean"].any()
+    coast_only = rg.build_regions([truths["T13"]], n_regions=8, seed=SEED)  # the coast tile alone: all placed
+    assert len(coast_only) == 8
+    for row in [*regions.itertuples(), *coast_only.itertuples()]:  # (before the rule: 36 % and 34 % sea)
+        assert truths[row.tile].masks["ocean"][_window(row)].mean() <= rg.MAX_SEA_SHARE, row.region_id

@@ -16,7 +16,11 @@ elsewhere AR when it overlaps the river mask or an oxbow lake, else NR. Region s
 log-uniformly between ``tile_px / 20`` and ``tile_px / 2.5`` (rounded to 8 px; aspect within 2:3),
 the ~1.5 orders of magnitude of area of the paper's Fig. 2b. Regions never overlap, lie fully in their
 tile and contain lake pixels at the typical extent (the extent labels map), except ~5 % negatives
-with no lake pixel at all (not even at the maximum extent).
+with no lake pixel at all (not even at the maximum extent). A region is at most ``MAX_SEA_SHARE`` sea
+(the truth's ocean mask): an analyst draws a lake sample region along a coast, with its lagoons and
+some sea, not over open water. The paper leaves the sea to its ocean mask (section 2.4: limited by
+its small input, the model can hardly tell the ocean and wide rivers, locally alike, from large
+lakes), and a 128 px patch of open sea is, to the model, a patch of a large lake's interior.
 
 Allocation: every region type that the tiles can provide gets at least ``min(5, n // types)`` regions
 (at least ``ceil(0.1 n)`` for large ``n``), so that a stratified 60/20/20 split has each type in every
@@ -51,6 +55,7 @@ ASPECT_MAX = 1.5
 NEGATIVE_SHARE = 0.05
 MIN_PER_TYPE = 5
 MIN_LAKE_PX = 25  # a positive region holds at least one 0.0025 km2 lake's worth of typical-extent water
+MAX_SEA_SHARE = 0.25  # the most of a region that may be sea (the ocean mask)
 TRIES = 240  # positions tried per region
 SHRINK_EVERY, SHRINK = 40, 0.85  # after this many misses the rectangle shrinks by this factor
 
@@ -108,6 +113,7 @@ def _state(index: int, truth: TileTruth, seed: int) -> _TileState:
         "typical": _sat(t.typical_lake_id() > 0),
         "max": _sat(t.lake_id > 0),
         "river": _sat(t.masks["river"] | oxbow),
+        "sea": _sat(t.masks["ocean"]),
         **{k: _sat(v) for k, v in feature.items()},
     }
     st.busy = np.zeros(t.shape, bool)
@@ -168,7 +174,7 @@ def _try_place(st: _TileState, want: str | None, negative: bool, side: float, as
         kind = _region_type(st, r0, c0, h, w)
         if want is not None and kind != want:
             continue
-        if st.busy[r0 : r0 + h, c0 : c0 + w].any():
+        if st.busy[r0 : r0 + h, c0 : c0 + w].any() or st.count("sea", r0, c0, h, w) > MAX_SEA_SHARE * h * w:
             continue
         lakes = st.count("typical", r0, c0, h, w)
         if negative:
