@@ -451,7 +451,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "paper": {},
     "demo": {
         # 240: with 120, the 22 test and 26 validation regions made the kept model's Table 1 swing
-        # 0.74-0.87 over seeds; with 240 (47 test regions) three seeds scored 0.747-0.757 (stop 28)
+        # 0.74-0.87 over seeds; with 240 (47 test regions) three seeds scored 0.80-0.87 (stop 28)
         "n_sample_regions": 240,
         "patch_size": 128,
         # 12..192 (1.1 M parameters): the narrowest U-Net that met issue 21's robustness checks on the
