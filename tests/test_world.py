@@ -109,15 +109,14 @@ def test_ndwi_fails_on_turbid_water_and_in_the_designed_cases(tiny_world):
     water = checks.iou_table(counts, truth="water")
     lake = checks.iou_table(counts, truth="lake")
     assert set(water.index) == {"NR", "AR", "BR", "IL", "SL"}
-    # in normal regions what NDWI calls water is water, but turbid and scummy water escapes it
-    assert water.loc["NR", "precision"] >= 0.85, water
+    # in normal regions turbid and scummy water escapes NDWI (and burn scars and terrain shadow give it some
+    # false water: with open sea, which NDWI finds, no longer in the regions, its NR precision is ~0.7, not 0.9)
     assert water.loc["NR", "recall"] <= 0.9, water
-    # building shadows, glacier ice and salt crust/brine fool a fixed NDWI threshold (glacier ice by its
-    # false positives: IL's IoU is no longer far below NR's, now that NDWI misses turbid water there too)
+    # building shadows and salt crust/brine fool a fixed NDWI threshold more than normal land does, and glacier
+    # ice leaves a quarter of what it calls water on the plateau not water
     for hard in ("BR", "SL"):
-        assert water.loc[hard, "iou"] <= water.loc["NR", "iou"] - 0.1, water
-    assert water.loc["BR", "precision"] < water.loc["NR", "precision"] - 0.1, water
-    assert water.loc["IL", "precision"] < water.loc["NR", "precision"] - 0.1, water
+        assert water.loc[hard, "precision"] <= water.loc["NR", "precision"] - 0.1, water
+    assert water.loc["IL", "precision"] <= 0.8, water
     # beside rivers much of the water NDWI finds is river, not lake
     assert lake.loc["AR", "precision"] <= water.loc["AR", "precision"] - 0.2, (water, lake)
 
