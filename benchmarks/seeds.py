@@ -30,7 +30,6 @@ Usage: ``python benchmarks/seeds.py [--profile demo] [--seeds 20240503,1,2,3] [-
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import time
 from pathlib import Path
@@ -40,10 +39,9 @@ import pandas as pd
 
 from lakepaper import paths
 from lakepaper.errors import InputError, ParameterError
-from lakepaper.stages.train import ROBUSTNESS, robustness
+from lakepaper.stages import parse_value
+from lakepaper.stages.train import ROBUSTNESS, score_test
 from lakepaper.train.checkpoint import load_model
-from lakepaper.train.evaluate import pooled
-from lakepaper.train.examples import patch_counts, region_totals
 from lakepaper.train.loop import TRAIN_PARAMS, load_splits, pick_device, train
 
 #: Issue 21's targets for the demo's own Table 1.
@@ -51,7 +49,8 @@ IOU_TARGET, TYPE_TARGET = 0.85, 0.75
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
-    """``NAME=VALUE`` strings as a dict; VALUE read as JSON (``16``, ``[12, 24]``, ``"fp32"``), else as text.
+    """``NAME=VALUE`` strings as a dict; VALUE read as ``lakepaper run -p`` reads one (a YAML literal: ``16``,
+    ``[12, 24]``, ``fp32``; :func:`lakepaper.stages.parse_value`).
 
     Raises:
         ParameterError: not ``NAME=VALUE``, a name that is not a training parameter, or ``train_seed``
@@ -67,10 +66,7 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
             raise ParameterError("set", "the seeds are given by --seeds, not --set train_seed")
         if name not in TRAIN_PARAMS:
             raise ParameterError("set", f"{name!r} is not a training parameter; one of {', '.join(TRAIN_PARAMS)}")
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = text
+        value = parse_value(text)
         out[name] = tuple(value) if isinstance(value, list) else value
     return out
 
@@ -84,11 +80,9 @@ def label_of(sets: dict[str, Any]) -> str:
 
 
 def score(model, splits: dict, p: dict, device) -> dict[str, Any]:
-    """Table 1 (IoU overall and per region type) and the robustness checks of one model, as stage 03."""
-    scored = dict(patch_size=p["patch_size"], threshold=p["prob_threshold"], pad_value=p["pad_value"], device=device)
-    base = region_totals(patch_counts(model, splits["test"], batch=p["batch_size"], **scored), splits["test"])
-    table = pooled(base)
-    robust = robustness(model, splits["test"], base, batch=p["batch_size"], **scored)
+    """Table 1 (IoU overall and per region type) and the robustness checks of one model, as stage 03
+    (:func:`lakepaper.stages.train.score_test`)."""
+    _, table, robust = score_test(model, splits["test"], p, p["patch_size"], device)
     row = {"iou": float(table.loc["all", "iou"])}
     row |= {f"iou {t}": float(table.loc[t, "iou"]) for t in table.index if t != "all"}
     row["worst drop"] = float(robust["drop"].max())

@@ -87,9 +87,7 @@ def run(ctx: Context) -> Result:
     ctx.save(training_curves(history, title=f"U-Net training, profile {ctx.profile}"), "training_curves.png")
 
     model, meta = load_model(out / "best.pt", bands=P["composite_bands"])
-    scored = dict(patch_size=meta["patch_size"], threshold=P["prob_threshold"], pad_value=P["pad_value"], device=device)
-    per_patch = patch_counts(model, splits["test"], batch=P["batch_size"], **scored)  # one pass: Table 1 and examples
-    table = pooled(region_totals(per_patch, splits["test"]))
+    per_patch, table, robust = score_test(model, splits["test"], P, meta["patch_size"], device)
     with io.atomic_path(out / "test_metrics.csv") as tmp:
         table.to_csv(tmp, index_label="region_type")
     ctx.write_csv("test_patches.csv", per_patch.drop(columns="region").round({"iou": 6}), index=False)
@@ -99,8 +97,6 @@ def run(ctx: Context) -> Result:
     )
     ctx.show("test_metrics", table.drop(columns=["tn"]))
 
-    base = region_totals(per_patch, splits["test"])
-    robust = robustness(model, splits["test"], base, batch=P["batch_size"], **scored)
     ctx.write_csv("robustness.csv", robust.round({"iou": 6, "drop": 6, "most_lost_share": 4}), index=False)
     failed = robust.loc[robust.result == "fail", "condition"].tolist()
     worst = robust["drop"].max()
@@ -116,7 +112,7 @@ def run(ctx: Context) -> Result:
     ctx.show("supplementary_fig1_examples", chosen.drop(columns=["region", "row", "col"]))
     ctx.save(
         supplementary_fig1(
-            example_patches(model, splits["test"], chosen, **scored),
+            example_patches(model, splits["test"], chosen, **_scored(P, meta["patch_size"], device)),
             title=f"Supplementary Fig. 1: isolated {meta['patch_size']}-px test patches, profile {ctx.profile}",
         ),
         "supplementary_fig1.png",
@@ -138,6 +134,22 @@ def run(ctx: Context) -> Result:
             "robustness": robust.round({"iou": 6, "drop": 6, "most_lost_share": 4}).to_dict("records"),
         },
     )
+
+
+def _scored(p: dict[str, Any], patch_size: int, device) -> dict[str, Any]:
+    """The keyword arguments every test scoring of a model shares (:func:`lakepaper.train.examples.patch_counts`)."""
+    return dict(patch_size=patch_size, threshold=p["prob_threshold"], pad_value=p["pad_value"], device=device)
+
+
+def score_test(
+    model: torch.nn.Module, chips, p: dict[str, Any], patch_size: int, device=None
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A kept model scored on the test chips as this stage scores it: the per-patch counts (one pass gives Table 1
+    and the examples), Table 1 (pixels pooled per region type and ``all``) and :func:`robustness`."""
+    scored = _scored(p, patch_size, device)
+    per_patch = patch_counts(model, chips, batch=p["batch_size"], **scored)
+    base = region_totals(per_patch, chips)
+    return per_patch, pooled(base), robustness(model, chips, base, batch=p["batch_size"], **scored)
 
 
 def robustness(model: torch.nn.Module, chips, base: pd.DataFrame, conditions=None, **scored) -> pd.DataFrame:
