@@ -39,15 +39,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from lakepaper import io, paths, regions, water_types
 from lakepaper.errors import InputError, ParameterError
-from lakepaper.metrics import patch_windows
 from lakepaper.train.checkpoint import load_model
 from lakepaper.train.evaluate import evaluate
-from lakepaper.train.loop import autocast, load_splits, pick_device, train
-from lakepaper.train.sampler import sequential_patches
+from lakepaper.train.examples import predicted_maps
+from lakepaper.train.loop import load_splits, pick_device, train
 from lakepaper.truth import WATER_TYPES, Truth
 
 TYPE_FILE = "{tile}/water_type.tif"
@@ -67,22 +65,9 @@ def type_pixels(samples: Path, truth_dir: Path, code: int, splits=("train", "val
 
 def predict_region(model, chip, p: dict, device) -> np.ndarray:
     """The model's lake map (bool) of one region from isolated sequential patches, as Table 1 scores them
-    (:func:`lakepaper.train.sampler.sequential_patches`; each pixel from the patch that owns it)."""
-    size = p["patch_size"]
-    out = np.zeros(chip.label.shape, bool)
-    windows = patch_windows(*chip.label.shape, size)
-    k = 0
-    with torch.no_grad():
-        for b in sequential_patches([chip], size, batch=p["batch_size"], pad_value=p["pad_value"]):
-            with autocast(device, "fp32"):
-                prob = model(torch.from_numpy(b.image).to(device)).float()[:, 0].cpu().numpy()
-            for i in range(len(b)):
-                w = windows.iloc[k]
-                k += 1
-                r, c = w.own_row - w.row, w.own_col - w.col
-                own = prob[i, r : r + w.own_height, c : c + w.own_width] > p["prob_threshold"]
-                out[w.own_row : w.own_row + w.own_height, w.own_col : w.own_col + w.own_width] = own
-    return out
+    (:func:`lakepaper.train.examples.predicted_maps`; each pixel from the patch that owns it)."""
+    scored = {"patch_size": p["patch_size"], "threshold": p["prob_threshold"], "pad_value": p["pad_value"]}
+    return predicted_maps(model, [chip], batch=p["batch_size"], device=device, **scored)[0]
 
 
 def score(models: dict, chips, samples: Path, truth_dir: Path, p: dict, device) -> tuple[pd.DataFrame, pd.DataFrame]:

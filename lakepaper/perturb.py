@@ -172,6 +172,38 @@ def landsat_like(
     return _assemble(x, bands, out, valid, pairs)
 
 
+def coarse_mask(
+    mask: np.ndarray, *, observed: np.ndarray | None = None, factor: int = LANDSAT_FACTOR, threshold: float = 0.5
+) -> np.ndarray:
+    """A perfect water map as pixels ``factor`` times coarser carry it: what is left of ``mask`` to find.
+
+    The share of water in each coarse pixel (``mask`` read as 0/1, blocks aligned as :func:`landsat_like`
+    aligns them, pixels outside ``observed`` left out), brought back to the fine grid bilinearly as
+    :func:`landsat_like` brings the bands back, and ``> threshold``. Scored against ``mask`` it is what a
+    map made from the coarse view reaches when it knows every coarse pixel's exact water share and
+    nothing finer: water bodies of a few coarse pixels shrink or vanish, shores round off. (A map that
+    guesses shapes from context may do a little better; none can see what the pixels averaged away.)
+
+    Args:
+        mask: (rows, cols), water where non-zero.
+        observed: (rows, cols) bool, pixels with data (default: all).
+        factor: the coarse pixel over the fine one (3: 30 m over 10 m).
+        threshold: the water share above which a fine pixel is water (0.5: the likelier class).
+
+    Raises:
+        ParameterError: ``factor`` < 1, ``threshold`` outside (0, 1), or ``observed`` of another shape.
+    """
+    if int(factor) != factor or factor < 1:
+        raise ParameterError("factor", f"must be a positive integer, got {factor!r}")
+    if not 0.0 < threshold < 1.0:
+        raise ParameterError("threshold", f"must lie strictly between 0 and 1, got {threshold!r}")
+    mask = np.asarray(mask)
+    ok = np.ones(mask.shape, bool) if observed is None else np.asarray(observed, bool)
+    if ok.shape != mask.shape:
+        raise ParameterError("observed", f"has shape {ok.shape}; the mask has {mask.shape}")
+    return _resample((mask != 0).astype(np.float64), ok, int(factor)) > threshold
+
+
 class PerturbedChips(Sequence):
     """The chips of a split with their images perturbed on the fly: ``fn(image, bands)`` per chip.
 

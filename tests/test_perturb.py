@@ -172,3 +172,53 @@ def test_perturbed_chips_replace_images_lazily():
     assert chips[2].image is not p[2].image and np.array_equal(chips[2].image, image(seed=2))  # input untouched
     with pytest.raises(IndexError):
         p[6]
+
+
+def test_coarse_mask_keeps_what_30m_pixels_carry_and_loses_the_rest():
+    m = np.zeros((18, 18), np.uint8)
+    m[3:12, 3:12] = 1  # a 90 m square on the 30 m blocks
+    m[15, 15] = 1  # one 10 m pixel: a ninth of its block
+    got = perturb.coarse_mask(m)
+    assert got.shape == m.shape and got.dtype == bool
+    assert got[4:11, 4:11].all()  # the square's inside stays water
+    assert not got[14:17, 14:17].any()  # the lone pixel is gone
+    assert not got[0, 0] and not got[17, 0]
+    assert perturb.coarse_mask(np.ones((7, 8))).all()  # all water stays all water, partial blocks too
+    assert np.array_equal(perturb.coarse_mask(m, factor=1), m == 1)
+    hidden = np.ones_like(m, bool)
+    hidden[3:12, 3:12] = False  # the square unobserved: its blocks have no data, the rest no water
+    assert not perturb.coarse_mask(m, observed=hidden)[:12, :12].any()
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [({"factor": 0}, "factor"), ({"threshold": 1.0}, "threshold"), ({"observed": np.ones((2, 2), bool)}, "observed")],
+)
+def test_coarse_mask_names_a_bad_argument(kwargs, name):
+    with pytest.raises(ParameterError, match=name):
+        perturb.coarse_mask(np.zeros((6, 6)), **kwargs)
+
+
+def test_coarse_iou_pools_maps_seen_at_30m_against_the_labels():
+    from lakepaper.stages.train import ROBUSTNESS, coarse_iou
+
+    @dataclass
+    class Labelled:
+        label: np.ndarray
+        observed: np.ndarray | None = None
+
+    big = np.zeros((30, 30), np.uint8)
+    big[3:27, 3:27] = 1
+    small = np.zeros((30, 30), np.uint8)
+    small[1:29:4, 1:29:4] = 1  # 49 lone pixels
+    chips = [Labelled(big), Labelled(small)]
+    assert coarse_iou(chips, [big, small], 1) == 1.0
+    # block-aligned edges survive; each corner pixel keeps (2/3)^2 < 1/2 of water: corners round off
+    assert coarse_iou(chips[:1], [big], 3) == pytest.approx((24 * 24 - 4) / (24 * 24))
+    assert coarse_iou(chips[1:], [small], 3) == 0.0
+    assert coarse_iou(chips, [big, small], 3) == pytest.approx((24 * 24 - 4) / (24 * 24 + 49))
+    hidden = np.ones_like(big, bool)
+    hidden[:15] = False  # the upper half unobserved: not counted
+    assert coarse_iou([Labelled(big, hidden)], [big], 3) == pytest.approx((12 * 24 - 2) / (12 * 24))
+    assert [c.factor for c in ROBUSTNESS.values()] == [1, 1, 1, 1, 3]

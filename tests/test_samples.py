@@ -336,3 +336,18 @@ def test_labels_below_the_target_stop_the_stage_naming_their_files(tmp_path):
     ctx.begin()
     stage.check_labels(ctx, 0.9)  # a smaller world is only told
     assert "IoU over all regions: 0.900" in ctx.result.notes[-1]
+
+
+def test_fig2_dodges_crowded_tiles_apart_and_leaves_lone_ones_in_place():
+    from lakepaper.figures.samples import dodge
+
+    sites = np.array([[114.0, 30.0], [114.0, 30.0], [85.0, 30.0], [88.0, 33.0], [-100.0, 56.0], [0.0, 0.0]])
+    got = dodge(sites, width=10.0, height=12.0)
+    for i in range(len(got)):
+        for j in range(i + 1, len(got)):
+            dx, dy = np.abs(got[i] - got[j])
+            assert dx >= 10.0 - 1e-6 or dy >= 12.0, (i, j, got)  # no two boxes overlap
+    assert np.array_equal(got[:, 1], sites[:, 1])  # only the longitude moves
+    assert np.array_equal(got[4:], sites[4:])  # lone tiles keep their place
+    assert got[0, 0] < 114.0 < got[1, 0]  # the two at one place part, in order
+    assert np.array_equal(dodge(sites, width=10.0, height=12.0), got)  # the same sites, the same places

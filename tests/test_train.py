@@ -643,6 +643,23 @@ def test_stage_03_trains_scores_and_resumes_to_the_same_bytes(data, tmp_path):
     assert set(examples.region_type) <= set(table.index) and len(examples) == len(first.manifest["examples"])
     assert (out / "figures" / "supplementary_fig1.png").stat().st_size > 5000
     robust = pd.read_csv(out / "robustness.csv", keep_default_na=False)
+    from lakepaper.train.checkpoint import load_model
+    from lakepaper.train.examples import predicted_maps
+
+    model, meta = load_model(out / "best.pt")
+    p = params.resolve("tiny", max_epochs=2)
+    scored = {"patch_size": meta["patch_size"], "threshold": p["prob_threshold"], "pad_value": p["pad_value"]}
+    maps = predicted_maps(model, data["test"], batch=p["batch_size"], device="cpu", **scored)
+    counts = {"tp": 0, "fp": 0, "fn": 0}
+    for c, m in zip(data["test"], maps, strict=True):
+        ok, y = (np.ones(m.shape, bool) if c.observed is None else c.observed), c.label == 1
+        counts = {"tp": counts["tp"] + int((m & y & ok).sum()), "fp": counts["fp"] + int((m & ~y & ok).sum()),
+                  "fn": counts["fn"] + int((~m & y & ok).sum())}  # fmt: skip
+    assert counts == table.loc["all", ["tp", "fp", "fn"]].to_dict()  # the maps are the pixels Table 1 counts
+    assert robust.pixel_drop.tolist()[:4] == [0.0] * 4  # views that keep every pixel
+    assert robust.pixel_drop.iloc[4] == pytest.approx(  # the model's own map seen at 30 m, recomputed
+        first.manifest["test"]["iou"] - stage.coarse_iou(data["test"], maps, 3), abs=1e-6
+    )
     ids = {c.region_id for c in data["test"]}
     for row in robust.itertuples():  # the region that lost most lake pixels, named with its type, or none lost
         assert (row.most_lost == "" and row.most_lost_share == 0) or (

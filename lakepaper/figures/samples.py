@@ -15,6 +15,30 @@ TYPE_MARKERS = {"NR": "o", "AR": "s", "BR": "^", "IL": "D", "SL": "v"}
 FAN_DEG = 4.0  # radius of the ring a tile's regions are drawn on in Fig. 2a, degrees
 
 
+def dodge(sites: np.ndarray, width: float, height: float, *, rounds: int = 200) -> np.ndarray:
+    """Centres for boxes of ``width`` x ``height`` (degrees) at ``sites`` (n, 2: lon, lat), moved apart along
+    the longitude only until no two overlap; sites that do not crowd one another keep their place.
+
+    Each round pushes every overlapping pair apart by half the overlap each, in the order of the sites,
+    so the result depends only on the sites. Two sites at the same place part in the order given.
+    """
+    xy = np.array(sites, dtype=float).reshape(-1, 2)
+    for _ in range(rounds):
+        moved = False
+        for i in range(len(xy)):
+            for j in range(i + 1, len(xy)):
+                dx, dy = xy[j, 0] - xy[i, 0], xy[j, 1] - xy[i, 1]
+                overlap = width - abs(dx)
+                if abs(dy) < height and overlap > 1e-9:
+                    step = (overlap / 2 + 1e-6) * (1.0 if dx >= 0 else -1.0)
+                    xy[i, 0] -= step
+                    xy[j, 0] += step
+                    moved = True
+        if not moved:
+            break
+    return xy
+
+
 def fig2(regions: gpd.GeoDataFrame, *, bins: int = 27) -> Figure:
     """Fig. 2: (a) where the regions are, by split and type; (b) their sizes; (c) count and area per type.
 
@@ -30,15 +54,22 @@ def fig2(regions: gpd.GeoDataFrame, *, bins: int = 27) -> Figure:
     # ring around their tile's position (a schematic, like a dodged plot), so every one is visible.
     centre = regions.geometry.representative_point()
     ax_map.set_xlim(-180, 180), ax_map.set_ylim(-60, 80), ax_map.grid(True, lw=0.4, alpha=0.6)
+    # Tiles a few degrees apart would overlap, rings and labels: their rings are dodged apart along the
+    # longitude (a box of ring and the label under it each, in degrees at this size), a thin line back to
+    # the tile's place (the dot).
     xy = np.zeros((len(regions), 2))
-    for tile, idx in regions.groupby("tile").indices.items():
-        site = np.array([centre.iloc[idx].x.mean(), centre.iloc[idx].y.mean()])
+    tiles = regions.groupby("tile").indices
+    sites = np.array([[centre.iloc[idx].x.mean(), centre.iloc[idx].y.mean()] for idx in tiles.values()])
+    rings = dodge(sites, width=4 * FAN_DEG, height=5 * FAN_DEG) if len(sites) else sites
+    for (tile, idx), site, ring in zip(tiles.items(), sites, rings, strict=True):
         angle = 2 * np.pi * np.arange(len(idx)) / len(idx)
-        xy[idx] = site + FAN_DEG * np.c_[np.cos(angle), np.sin(angle)]
+        xy[idx] = ring + FAN_DEG * np.c_[np.cos(angle), np.sin(angle)]
+        if np.abs(ring - site).max() > 1e-6:
+            ax_map.plot([site[0], ring[0]], [site[1], ring[1]], color="0.5", lw=0.5)
         ax_map.plot(*site, "k.", ms=3)
         ax_map.annotate(
             f"{tile} ({len(idx)})",
-            site,
+            ring,
             xytext=(0, -12 - FAN_DEG * 2),
             textcoords="offset points",
             fontsize=6.5,
@@ -59,7 +90,10 @@ def fig2(regions: gpd.GeoDataFrame, *, bins: int = 27) -> Figure:
     handles += [plt.Line2D([], [], ls="", marker=m, mfc="none", mec="k", label=t) for t, m in TYPE_MARKERS.items()]
     ax_map.legend(handles=handles, ncol=8, fontsize=8, loc="lower left")
     ax_map.set_xlabel("longitude"), ax_map.set_ylabel("latitude")
-    ax_map.set_title("(a) sample regions by split (colour) and type (marker), fanned out around their tile (dot)")
+    ax_map.set_title(
+        "(a) sample regions by split (colour) and type (marker), fanned out around their tile "
+        "(dot; a line where moved apart)"
+    )
 
     logs = np.log10(regions.area_km2.to_numpy(float))
     edges = np.linspace(logs.min(), logs.max() + 1e-9, bins + 1)

@@ -119,6 +119,8 @@ def _robustness(run: Run) -> str:
     parts = []
     for row in r.to_dict("records"):
         part = f"{row['condition']}: {-100 * float(row['drop']):+.1f} pp"
+        if float(row.get("pixel_drop") or 0) != 0:  # a coarser view: the part its pixels alone take
+            part += f" ({-100 * float(row['pixel_drop']):+.1f} pp of it the coarser pixels alone)"
         if row["result"] == "fail" and float(row.get("most_lost_share") or 0) >= 0.5:  # one lake decides it
             part += f" ({100 * float(row['most_lost_share']):.0f} % of the lost lake pixels in {row['most_lost']})"
         parts.append(part)

@@ -19,8 +19,10 @@ otherwise.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -31,7 +33,13 @@ from lakepaper.figures.train import training_curves
 from lakepaper.stages.context import Context, Result
 from lakepaper.train.checkpoint import load_model
 from lakepaper.train.evaluate import pooled, region_counts
-from lakepaper.train.examples import choose_examples, example_patches, patch_counts, region_totals
+from lakepaper.train.examples import (
+    choose_examples,
+    example_patches,
+    patch_counts,
+    predicted_maps,
+    region_totals,
+)
 from lakepaper.train.loop import TRAIN_PARAMS, load_splits
 from lakepaper.train.loop import train as train_unet
 from lakepaper.train.table import supplementary_table1, write_table
@@ -48,15 +56,26 @@ CONSTANTS = TRAIN_PARAMS
 DEMO_IOU_TARGET = 0.60
 #: The side of the paper's input patches (for the model's cost beside this profile's).
 PAPER_PATCH = 576
-#: Issue 21's robustness checks: condition -> (perturbation of an image chip, the most the test IoU may fall).
-#: Offsets and gains act on every reflectance band (NDWI follows from its perturbed B3 and B8:
-#: :mod:`lakepaper.perturb`); the Landsat-like view is 30 m pixels and Landsat-8/9 OLI band responses.
+
+
+class Check(NamedTuple):
+    """One robustness check: how the test images are perturbed, the most the test IoU may fall, and the
+    view's pixel size over the image's (1: the view keeps every pixel; 3: 30 m pixels over 10 m)."""
+
+    perturb: Callable[[np.ndarray, tuple[str, ...]], np.ndarray]
+    limit: float
+    factor: int = 1
+
+
+#: Issue 21's robustness checks by condition. Offsets and gains act on every reflectance band (NDWI
+#: follows from its perturbed B3 and B8: :mod:`lakepaper.perturb`); the Landsat-like view is 30 m
+#: pixels and Landsat-8/9 OLI band responses.
 ROBUSTNESS = {
-    "offset +0.02": (lambda im, b: perturb.offset(im, b, 0.02), 0.03),
-    "offset -0.02": (lambda im, b: perturb.offset(im, b, -0.02), 0.03),
-    "gain 0.9": (lambda im, b: perturb.gain(im, b, 0.9), 0.03),
-    "gain 1.1": (lambda im, b: perturb.gain(im, b, 1.1), 0.03),
-    "Landsat-like (30 m, OLI bands)": (lambda im, b: perturb.landsat_like(im, b), 0.05),
+    "offset +0.02": Check(lambda im, b: perturb.offset(im, b, 0.02), 0.03),
+    "offset -0.02": Check(lambda im, b: perturb.offset(im, b, -0.02), 0.03),
+    "gain 0.9": Check(lambda im, b: perturb.gain(im, b, 0.9), 0.03),
+    "gain 1.1": Check(lambda im, b: perturb.gain(im, b, 1.1), 0.03),
+    "Landsat-like (30 m, OLI bands)": Check(lambda im, b: perturb.landsat_like(im, b), 0.05, perturb.LANDSAT_FACTOR),
 }
 
 
@@ -161,17 +180,23 @@ def robustness(model: torch.nn.Module, chips, base: pd.DataFrame, conditions=Non
     keyword arguments). ``base`` holds the unperturbed counts per region (as ``region_counts`` gives them).
     ``drop`` is the unperturbed IoU minus the perturbed one (positive: worse); ``result`` is ``pass`` when
     the drop is at most the condition's ``limit`` (issue 21), ``n/a`` when an IoU is undefined (no lake in
-    the truth nor the prediction). A pooled IoU can hang on one large lake: ``most_lost`` names the region
-    that lost most correctly found lake pixels and ``most_lost_share`` its share of all lost (net, over
-    the regions that lost any).
+    the truth nor the prediction). ``pixel_drop`` is the part of the drop the view's coarser pixels alone
+    explain: the unperturbed IoU minus that of the model's own unperturbed map seen through those pixels
+    (:func:`lakepaper.perturb.coarse_mask`: each coarse pixel's share of mapped water, brought back alike,
+    water above a half); 0 for a view that keeps every pixel. ``drop - pixel_drop`` is then what the model
+    loses by reading the view itself (mixed pixels, other band responses). A pooled IoU can hang on one
+    large lake: ``most_lost`` names the region that lost most correctly found lake pixels and
+    ``most_lost_share`` its share of all lost (net, over the regions that lost any).
 
     Returns:
-        One row per condition: condition, iou, drop, limit, result, most_lost, most_lost_share.
+        One row per condition: condition, iou, drop, limit, result, pixel_drop, most_lost, most_lost_share.
     """
     iou = float(pooled(base).loc["all", "iou"])
     before = base.set_index("region_id")
-    rows = []
-    for name, (fn, limit) in (ROBUSTNESS if conditions is None else conditions).items():
+    rows, maps = [], None
+    for name, (fn, limit, factor) in (ROBUSTNESS if conditions is None else conditions).items():
+        if factor > 1 and maps is None:
+            maps = predicted_maps(model, chips, **scored)
         counts = region_counts(model, perturb.PerturbedChips(chips, fn), **scored)
         got = float(pooled(counts).loc["all", "iou"])
         drop = iou - got
@@ -185,11 +210,27 @@ def robustness(model: torch.nn.Module, chips, base: pd.DataFrame, conditions=Non
                 "drop": drop,
                 "limit": limit,
                 "result": result,
+                "pixel_drop": 0.0 if factor == 1 else iou - coarse_iou(chips, maps, factor),
                 "most_lost": "" if top is None else f"{top} ({before.loc[top, 'region_type']})",
                 "most_lost_share": 0.0 if top is None else float(lost[top] / lost.sum()),
             }
         )
-    return pd.DataFrame(rows, columns=["condition", "iou", "drop", "limit", "result", "most_lost", "most_lost_share"])
+    columns = ["condition", "iou", "drop", "limit", "result", "pixel_drop", "most_lost", "most_lost_share"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def coarse_iou(chips, maps: list[np.ndarray], factor: int) -> float:
+    """The IoU of lake maps of the chips seen through pixels ``factor`` times coarser
+    (:func:`lakepaper.perturb.coarse_mask`), against the chips' labels, observed pixels pooled over the chips."""
+    tp = fp = fn = 0
+    for c, m in zip(chips, maps, strict=True):
+        ok = np.ones(c.label.shape, bool) if c.observed is None else c.observed
+        truth = (c.label == 1) & ok
+        seen = perturb.coarse_mask(m, observed=ok, factor=factor) & ok
+        tp += int((seen & truth).sum())
+        fp += int((seen & ~truth).sum())
+        fn += int((~seen & truth).sum())
+    return tp / (tp + fp + fn) if tp + fp + fn else float("nan")
 
 
 def model_size(p: dict[str, Any]) -> pd.DataFrame:

@@ -85,6 +85,37 @@ def patch_counts(
     return out
 
 
+def predicted_maps(
+    model: torch.nn.Module,
+    chips: Sequence[Chip],
+    *,
+    patch_size: int,
+    batch: int = 8,
+    threshold: float = 0.5,
+    pad_value: float = 0.0,
+    device: str | torch.device | None = None,
+    precision: str = "fp32",
+) -> list[np.ndarray]:
+    """The model's lake map of each chip (bool, the chip's shape) from the isolated sequential patches that
+    :func:`patch_counts` scores, each pixel from the patch that owns it (arguments as there)."""
+    device = pick_device(device)
+    model = model.to(device).eval()
+    maps = [np.zeros(c.label.shape, bool) for c in chips]
+    seen = [0] * len(chips)
+    windows = [patch_windows(*c.label.shape, patch_size) for c in chips]
+    with torch.no_grad():
+        for b in sequential_patches(chips, patch_size, batch=batch, pad_value=pad_value):
+            with autocast(device, precision):
+                prob = model(torch.from_numpy(b.image).to(device)).float()[:, 0].cpu().numpy()
+            for i, r in enumerate(b.region.tolist()):
+                w = windows[r].iloc[seen[r]]
+                seen[r] += 1
+                dr, dc = w.own_row - w.row, w.own_col - w.col
+                own = prob[i, dr : dr + w.own_height, dc : dc + w.own_width] > threshold
+                maps[r][w.own_row : w.own_row + w.own_height, w.own_col : w.own_col + w.own_width] = own
+    return maps
+
+
 def region_totals(per_patch: pd.DataFrame, chips: Sequence[Chip] | None = None) -> pd.DataFrame:
     """Per region: region_id, region_type, patches, tp, fp, fn, tn (as ``evaluate.region_counts``), in
     the order of ``chips`` when given (a region without patches keeps zero counts)."""
