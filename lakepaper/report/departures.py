@@ -286,7 +286,7 @@ DEPARTURES: tuple[Departure, ...] = (
         "Augmentation",
         "horizontal and vertical flips (the authors' code)",
         "flips; a random offset (+-0.03) and gain (+-10 %) of each training patch, mostly common to its bands; "
-        "a fifth of the patches shown as a 30 m (Landsat-like) sensor sees them",
+        "half of the patches shown as a 30 m (Landsat-like) sensor sees them",
         "A model trained on one atmospheric correction should map lakes on another, and on other sensors: "
         "composites carry residual offsets of a few hundredths in the visible. Without the jitter the demo "
         "model's test IoU fell by 36 points under a +0.02 offset (issue 21).",
