@@ -23,7 +23,8 @@ Example:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,28 +35,66 @@ from lakepaper.metrics import patch_windows
 from lakepaper.samples.chips import Chip
 from lakepaper.train.loop import autocast, pick_device
 from lakepaper.train.loss import COUNTS, confusion
-from lakepaper.train.sampler import sequential_patches
+from lakepaper.train.sampler import Patches, sequential_patches
 
 #: Which examples :func:`choose_examples` takes per region type, in order.
 KINDS = ("median", "worst")
 
 
-def patch_counts(
+def patch_counts(model: torch.nn.Module, chips: Sequence[Chip], *, threshold: float = 0.5, **kwargs) -> pd.DataFrame:
+    """Per sequential patch: region_id, region_type, region (index into ``chips``), patch (its number in the
+    region, row by row), row, col (the window's top-left pixel in the region), tp, fp, fn, tn and iou of
+    ``probability > threshold`` (``kwargs``: those of :func:`patch_probabilities`)."""
+    rows: list[dict] = []
+    for r, k, w, b, i, prob in patch_probabilities(model, chips, **kwargs):
+        y = torch.from_numpy(b.label[i]).to(prob.device)
+        v = torch.from_numpy(b.valid[i]).to(prob.device)
+        rows.append(
+            {
+                "region_id": chips[r].region_id,
+                "region_type": chips[r].region_type,
+                "region": r,
+                "patch": k,
+                "row": int(w.row),
+                "col": int(w.col),
+                **confusion(prob, y, v, threshold),
+            }
+        )
+    out = pd.DataFrame(rows, columns=["region_id", "region_type", "region", "patch", "row", "col", *COUNTS])
+    out["iou"] = [scoring.scores(r.tp, r.fp, r.fn)["iou"] for r in out.itertuples()] if len(out) else []
+    return out
+
+
+def predicted_maps(
+    model: torch.nn.Module, chips: Sequence[Chip], *, threshold: float = 0.5, **kwargs
+) -> list[np.ndarray]:
+    """The model's lake map of each chip (bool, the chip's shape): ``probability > threshold`` of the same
+    patches :func:`patch_counts` scores, each pixel from the patch that owns it (``kwargs``: those of
+    :func:`patch_probabilities`)."""
+    maps = [np.zeros(c.label.shape, bool) for c in chips]
+    for r, _, w, _, _, prob in patch_probabilities(model, chips, **kwargs):
+        dr, dc = w.own_row - w.row, w.own_col - w.col
+        own = prob[dr : dr + w.own_height, dc : dc + w.own_width].cpu().numpy() > threshold
+        maps[r][w.own_row : w.own_row + w.own_height, w.own_col : w.own_col + w.own_width] = own
+    return maps
+
+
+def patch_probabilities(
     model: torch.nn.Module,
     chips: Sequence[Chip],
     *,
     patch_size: int,
     batch: int = 8,
-    threshold: float = 0.5,
     pad_value: float = 0.0,
     device: str | torch.device | None = None,
     precision: str = "fp32",
-) -> pd.DataFrame:
-    """Per sequential patch: region_id, region_type, region (index into ``chips``), patch (its number in the
-    region, row by row), row, col (the window's top-left pixel in the region), tp, fp, fn, tn and iou."""
+) -> Iterator[tuple[int, int, Any, Patches, int, torch.Tensor]]:
+    """The model's lake probability on each isolated sequential patch of the chips
+    (:func:`lakepaper.train.sampler.sequential_patches`), one patch at a time: the chip's index, the patch's
+    number in the chip, its window (a row of :func:`lakepaper.metrics.patch_windows`), the batch it came
+    in, its index in that batch, and the probabilities (rows, cols; fp32, on ``device``)."""
     device = pick_device(device)
     model = model.to(device).eval()
-    rows: list[dict] = []
     seen = [0] * len(chips)
     windows = [patch_windows(*c.label.shape, patch_size) for c in chips]
     with torch.no_grad():
@@ -64,56 +103,9 @@ def patch_counts(
             with autocast(device, precision):
                 prob = model(x).float()
             for i, r in enumerate(b.region.tolist()):
-                y = torch.from_numpy(b.label[i]).to(device)
-                v = torch.from_numpy(b.valid[i]).to(device)
                 k = seen[r]
                 seen[r] += 1
-                w = windows[r].iloc[k]
-                rows.append(
-                    {
-                        "region_id": chips[r].region_id,
-                        "region_type": chips[r].region_type,
-                        "region": r,
-                        "patch": k,
-                        "row": int(w.row),
-                        "col": int(w.col),
-                        **confusion(prob[i, 0], y, v, threshold),
-                    }
-                )
-    out = pd.DataFrame(rows, columns=["region_id", "region_type", "region", "patch", "row", "col", *COUNTS])
-    out["iou"] = [scoring.scores(r.tp, r.fp, r.fn)["iou"] for r in out.itertuples()] if len(out) else []
-    return out
-
-
-def predicted_maps(
-    model: torch.nn.Module,
-    chips: Sequence[Chip],
-    *,
-    patch_size: int,
-    batch: int = 8,
-    threshold: float = 0.5,
-    pad_value: float = 0.0,
-    device: str | torch.device | None = None,
-    precision: str = "fp32",
-) -> list[np.ndarray]:
-    """The model's lake map of each chip (bool, the chip's shape) from the isolated sequential patches that
-    :func:`patch_counts` scores, each pixel from the patch that owns it (arguments as there)."""
-    device = pick_device(device)
-    model = model.to(device).eval()
-    maps = [np.zeros(c.label.shape, bool) for c in chips]
-    seen = [0] * len(chips)
-    windows = [patch_windows(*c.label.shape, patch_size) for c in chips]
-    with torch.no_grad():
-        for b in sequential_patches(chips, patch_size, batch=batch, pad_value=pad_value):
-            with autocast(device, precision):
-                prob = model(torch.from_numpy(b.image).to(device)).float()[:, 0].cpu().numpy()
-            for i, r in enumerate(b.region.tolist()):
-                w = windows[r].iloc[seen[r]]
-                seen[r] += 1
-                dr, dc = w.own_row - w.row, w.own_col - w.col
-                own = prob[i, dr : dr + w.own_height, dc : dc + w.own_width] > threshold
-                maps[r][w.own_row : w.own_row + w.own_height, w.own_col : w.own_col + w.own_width] = own
-    return maps
+                yield r, k, windows[r].iloc[k], b, i, prob[i, 0]
 
 
 def region_totals(per_patch: pd.DataFrame, chips: Sequence[Chip] | None = None) -> pd.DataFrame:
