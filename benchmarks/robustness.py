@@ -24,8 +24,8 @@ Prints the per-type IoU table (and the test IoU against the labels of both model
 
 Time: on the ``tiny`` profile about 8 s wall on 2 shared CPU cores (measured: 4 s training the tiny
 network for 3 epochs, under 1 s scoring, the rest imports; a rerun reuses the held-out run); on
-``demo`` about one stage-03 training more (stage 03 took 178 s on the README's 2-core machine), so
-3-4 minutes, not measured here.
+``demo`` about one stage-03 training more (stage 03 took 178 s on the README's 2-core machine in stop 25,
+505 s in stop 29 with 80 epochs), so 3-10 minutes, not measured here.
 
 Usage: ``python benchmarks/robustness.py [--profile tiny] [--build build] [--hold-out very_turbid]
 [--min-px 20] [--device cpu]``.
