@@ -116,9 +116,8 @@ def run(ctx: Context) -> Result:
     )
     ctx.show("test_metrics", table.drop(columns=["tn"]))
 
-    ctx.write_csv(
-        "robustness.csv", robust.round({"iou": 6, "drop": 6, "pixel_drop": 6, "most_lost_share": 4}), index=False
-    )
+    robust = robust.round({"iou": 6, "drop": 6, "pixel_drop": 6, "most_lost_share": 4})
+    ctx.write_csv("robustness.csv", robust, index=False)
     failed = robust.loc[robust.result == "fail", "condition"].tolist()
     worst = robust["drop"].max()
     ctx.say(
@@ -152,7 +151,7 @@ def run(ctx: Context) -> Result:
             "test_by_type": table.round(6).reset_index(names="region_type").to_dict("records"),
             "training": training_record(trained, count_parameters(model)),
             "examples": chosen.drop(columns="region").round({"iou": 6}).to_dict("records"),
-            "robustness": robust.round({"iou": 6, "drop": 6, "pixel_drop": 6, "most_lost_share": 4}).to_dict("records"),
+            "robustness": robust.to_dict("records"),
         },
     )
 
