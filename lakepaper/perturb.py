@@ -154,8 +154,7 @@ def landsat_like(
     """
     if sensor not in MSI_TO_OLI:
         raise ParameterError("sensor", f"expected one of {tuple(MSI_TO_OLI)}, got {sensor!r}")
-    if int(factor) != factor or factor < 1:
-        raise ParameterError("factor", f"must be a positive integer, got {factor!r}")
+    factor = _factor(factor)
     coefficients = MSI_TO_OLI[sensor]
     planes, valid, pairs = _planes(x, bands, nodata)
     for band in planes:
@@ -168,7 +167,7 @@ def landsat_like(
     out = {}
     for band, v in planes.items():
         slope, intercept = coefficients[NIR_STAND_IN.get(band, band)]
-        out[band] = slope * _resample(v, valid[band], int(factor)) + intercept
+        out[band] = slope * _resample(v, valid[band], factor) + intercept
     return _assemble(x, bands, out, valid, pairs)
 
 
@@ -193,15 +192,14 @@ def coarse_mask(
     Raises:
         ParameterError: ``factor`` < 1, ``threshold`` outside (0, 1), or ``observed`` of another shape.
     """
-    if int(factor) != factor or factor < 1:
-        raise ParameterError("factor", f"must be a positive integer, got {factor!r}")
+    factor = _factor(factor)
     if not 0.0 < threshold < 1.0:
         raise ParameterError("threshold", f"must lie strictly between 0 and 1, got {threshold!r}")
     mask = np.asarray(mask)
     ok = np.ones(mask.shape, bool) if observed is None else np.asarray(observed, bool)
     if ok.shape != mask.shape:
         raise ParameterError("observed", f"has shape {ok.shape}; the mask has {mask.shape}")
-    return _resample((mask != 0).astype(np.float64), ok, int(factor)) > threshold
+    return _resample((mask != 0).astype(np.float64), ok, factor) > threshold
 
 
 class PerturbedChips(Sequence):
@@ -339,6 +337,13 @@ def _apply(x, bands, amount, nodata, *, name: str, neutral: float, op) -> np.nda
         b: op(v.astype(dtype), dtype.type(per_band[b])) if b in bands else op(v, per_band[b]) for b, v in planes.items()
     }
     return _assemble(x, bands, out, valid, pairs)
+
+
+def _factor(factor) -> int:
+    """``factor`` as the int it must be: a coarse pixel over a fine one, a positive integer."""
+    if int(factor) != factor or factor < 1:
+        raise ParameterError("factor", f"must be a positive integer, got {factor!r}")
+    return int(factor)
 
 
 def _block_mean(v: np.ndarray, ok: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lakepaper import io, params, perturb
+from lakepaper import io, params, perturb, scoring
 from lakepaper.errors import LakepaperError
 from lakepaper.figures.examples import supplementary_fig1
 from lakepaper.figures.train import training_curves
@@ -223,15 +223,12 @@ def robustness(model: torch.nn.Module, chips, base: pd.DataFrame, conditions=Non
 def coarse_iou(chips, maps: list[np.ndarray], factor: int) -> float:
     """The IoU of lake maps of the chips seen through pixels ``factor`` times coarser
     (:func:`lakepaper.perturb.coarse_mask`), against the chips' labels, observed pixels pooled over the chips."""
-    tp = fp = fn = 0
-    for c, m in zip(chips, maps, strict=True):
-        ok = np.ones(c.label.shape, bool) if c.observed is None else c.observed
-        truth = (c.label == 1) & ok
-        seen = perturb.coarse_mask(m, observed=ok, factor=factor) & ok
-        tp += int((seen & truth).sum())
-        fp += int((seen & ~truth).sum())
-        fn += int((~seen & truth).sum())
-    return tp / (tp + fp + fn) if tp + fp + fn else float("nan")
+    counts = [
+        scoring.confusion(c.label, perturb.coarse_mask(m, observed=c.observed, factor=factor), nodata=None,
+                          valid=c.observed)
+        for c, m in zip(chips, maps, strict=True)
+    ]  # fmt: skip
+    return float(scoring.scores_of(scoring.add(*counts, keys=("tp", "fp", "fn")))["iou"])
 
 
 def model_size(p: dict[str, Any]) -> pd.DataFrame:
