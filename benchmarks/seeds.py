@@ -17,7 +17,8 @@ says little about a recipe, so a change of recipe is judged here, over seeds. Fr
    may cost: :data:`lakepaper.stages.train.ROBUSTNESS`).
 
 Prints one row per seed (epochs run and kept, seconds, test IoU overall and per region type, the largest
-robustness drop and the checks failed), each check's drop per seed, and a summary against issue 21's
+robustness drop and the checks failed), each check's drop per seed (and again with the lakes under the
+product's minimum area left out of the score: ``robustness.csv``'s ``drop_min_area``), and a summary against issue 21's
 targets: Table 1 >= 0.85, no region type below 0.75, every robustness check passed. Writes the rows to
 ``<build>/<profile>/benchmarks/seeds_<label>.csv``.
 
@@ -38,7 +39,7 @@ from typing import Any
 
 import pandas as pd
 
-from lakepaper import paths
+from lakepaper import params, paths
 from lakepaper.errors import InputError, ParameterError
 from lakepaper.stages import parse_value
 from lakepaper.stages.train import ROBUSTNESS, score_test
@@ -54,8 +55,9 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     ``[12, 24]``, ``fp32``; :func:`lakepaper.stages.parse_value`).
 
     Raises:
-        ParameterError: not ``NAME=VALUE``, a name that is not a training parameter, or ``train_seed``
-            (the seeds are ``--seeds``).
+        ParameterError: not ``NAME=VALUE``, a name that is not a training parameter, ``train_seed``
+            (the seeds are ``--seeds``), or a value of another kind than the parameter's (``unet_widths=8,16``
+            is text: a list is ``[8, 16, ...]``).
     """
     out = {}
     for item in items:
@@ -67,8 +69,7 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
             raise ParameterError("set", "the seeds are given by --seeds, not --set train_seed")
         if name not in TRAIN_PARAMS:
             raise ParameterError("set", f"{name!r} is not a training parameter; one of {', '.join(TRAIN_PARAMS)}")
-        value = parse_value(text)
-        out[name] = tuple(value) if isinstance(value, list) else value
+        out.update(params.validate({name: parse_value(text)}))
     return out
 
 
@@ -88,6 +89,7 @@ def score(model, splits: dict, p: dict, device) -> dict[str, Any]:
     row |= {f"iou {t}": float(table.loc[t, "iou"]) for t in table.index if t != "all"}
     row["worst drop"] = float(robust["drop"].max())
     row |= {f"drop {c}": float(d) for c, d in zip(robust["condition"], robust["drop"], strict=True)}
+    row |= {f"kept {c}": float(d) for c, d in zip(robust["condition"], robust["drop_min_area"], strict=True)}
     row["failed"] = "; ".join(robust.loc[robust.result == "fail", "condition"]) or "none"
     return row
 
@@ -163,10 +165,15 @@ def main() -> None:
     print(f"{root}: stage 03's recipe" + (f" with {sets}" if sets else "") + f", seeds {seeds or 'default'}")
     table = run(root, seeds, sets, args.device)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(table.drop(columns=[c for c in table.columns if c.startswith("drop ")]).round(4).to_string(index=False))
-        print("test IoU drop per robustness check (positive: worse):")
-        drops = table.set_index("seed")[[c for c in table.columns if c.startswith("drop ")]]
-        print(drops.rename(columns=lambda c: c[5:]).T.round(4).to_string())
+        per_check = [c for c in table.columns if c.startswith(("drop ", "kept "))]
+        print(table.drop(columns=per_check).round(4).to_string(index=False))
+        for prefix, what in (
+            ("drop ", "test IoU drop per robustness check (positive: worse)"),
+            ("kept ", "the same with lakes under the product's minimum area left out of the score (drop_min_area)"),
+        ):
+            drops = table.set_index("seed")[[c for c in per_check if c.startswith(prefix)]]
+            print(f"{what}:")
+            print(drops.rename(columns=lambda c: c[5:]).T.round(4).to_string())
     print(summary(table))
     csv = root / "benchmarks" / f"seeds_{label_of(sets)}.csv"
     csv.parent.mkdir(parents=True, exist_ok=True)

@@ -222,3 +222,32 @@ def test_coarse_iou_pools_maps_seen_at_30m_against_the_labels():
     hidden[:15] = False  # the upper half unobserved: not counted
     assert coarse_iou([Labelled(big, hidden)], [big], 3) == pytest.approx((12 * 24 - 2) / (12 * 24))
     assert [c.factor for c in ROBUSTNESS.values()] == [1, 1, 1, 1, 3]
+
+
+def test_without_small_lakes_leaves_lakes_under_the_minimum_area_out_of_the_score():
+    from lakepaper.stages.train import MIN_LAKE_PX, min_lake_px, pooled_iou, without_small_lakes
+
+    @dataclass
+    class Labelled:
+        label: np.ndarray
+        observed: np.ndarray | None = None
+
+    label = np.zeros((20, 20), np.uint8)
+    label[1:11, 1:11] = 1  # 100 px: kept
+    label[15:18, 15:18] = 1  # 9 px: under 10
+    label[12, 1:11] = 1  # 10 px in a row: exactly 10, kept
+    label[11, 11] = 1  # touches both lakes above only diagonally: a lake of its own (1 px)
+    keep = without_small_lakes(Labelled(label), 10)
+    assert (~keep).sum() == 9 + 1 and not keep[15:18, 15:18].any() and not keep[11, 11]
+    assert keep[label == 0].all()  # land always scored
+    hidden = np.ones(label.shape, bool)
+    hidden[0:5] = False
+    assert (without_small_lakes(Labelled(label, hidden), 10) == keep & hidden).all()
+    # a map that finds the big lakes and misses the small ones scores 1 there, lower over every lake
+    found = label.copy()
+    found[15:18, 15:18] = found[11, 11] = 0
+    chip = Labelled(label)
+    assert pooled_iou([chip], [found], [keep]) == 1.0
+    assert pooled_iou([chip], [found]) == pytest.approx(110 / 120)
+    assert MIN_LAKE_PX == 50 == min_lake_px({"min_lake_area_km2": 0.005, "resolution_m": 10.0})
+    assert min_lake_px({"min_lake_area_km2": 0.005, "resolution_m": 30.0}) == 6  # 5.6 px of 900 m2

@@ -11,7 +11,7 @@ import torch
 from builders import CRS, synthetic_chip, synthetic_set, write_set
 from rasterio.transform import Affine
 
-from lakepaper import io, params
+from lakepaper import io, params, perturb
 from lakepaper.errors import InputError, ParameterError
 from lakepaper.samples.chips import BANDS, Chip, chip_paths
 from lakepaper.train.checkpoint import load_model, read_checkpoint
@@ -660,6 +660,12 @@ def test_stage_03_trains_scores_and_resumes_to_the_same_bytes(data, tmp_path):
     assert robust.pixel_drop.iloc[4] == pytest.approx(  # the model's own map seen at 30 m, recomputed
         first.manifest["test"]["iou"] - stage.coarse_iou(data["test"], maps, 3), abs=1e-6
     )
+    kept = [stage.without_small_lakes(c, stage.MIN_LAKE_PX) for c in data["test"]]
+    view = perturb.PerturbedChips(data["test"], stage.ROBUSTNESS["gain 0.9"].perturb)
+    gained = predicted_maps(model, view, batch=p["batch_size"], device="cpu", **scored)
+    assert robust.drop_min_area.iloc[2] == pytest.approx(  # lakes under 0.005 km2 left out of both scores
+        stage.pooled_iou(data["test"], maps, kept) - stage.pooled_iou(data["test"], gained, kept), abs=1e-6
+    )
     ids = {c.region_id for c in data["test"]}
     for row in robust.itertuples():  # the region that lost most lake pixels, named with its type, or none lost
         assert (row.most_lost == "" and row.most_lost_share == 0) or (
@@ -737,7 +743,13 @@ def test_seeds_benchmark_trains_the_recipe_per_seed_and_scores_it_as_stage_03(da
 @pytest.mark.bad_input
 @pytest.mark.parametrize(
     "item, message",
-    [("no_such=1", "'no_such' is not a training parameter"), ("batch_size", "NAME=VALUE"), ("train_seed=3", "--seeds")],
+    [
+        ("no_such=1", "'no_such' is not a training parameter"),
+        ("batch_size", "NAME=VALUE"),
+        ("train_seed=3", "--seeds"),
+        ("unet_widths=10,20,40,80,160", "unet_widths.*expected tuple"),
+        ("batch_size=eight", "batch_size.*expected int"),
+    ],
 )
 def test_seeds_benchmark_refuses_what_it_cannot_change(item, message):
     with pytest.raises(ParameterError, match=message):

@@ -120,7 +120,10 @@ def _robustness(run: Run) -> str:
     for row in r.to_dict("records"):
         part = f"{row['condition']}: {-100 * float(row['drop']):+.1f} pp"
         if float(row.get("pixel_drop") or 0) != 0:  # a coarser view: the part its pixels alone take
-            part += f" ({-100 * float(row['pixel_drop']):+.1f} pp of it the coarser pixels alone)"
+            part += f" ({-100 * float(row['pixel_drop']):+.1f} pp of it the coarser pixels alone"
+            if row.get("drop_min_area", "") != "":  # and what it costs the lakes the product keeps
+                part += f"; {-100 * float(row['drop_min_area']):+.1f} pp on lakes of the product's minimum area and up"
+            part += ")"
         if row["result"] == "fail" and float(row.get("most_lost_share") or 0) >= 0.5:  # one lake decides it
             part += f" ({100 * float(row['most_lost_share']):.0f} % of the lost lake pixels in {row['most_lost']})"
         parts.append(part)
