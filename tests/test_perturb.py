@@ -225,7 +225,7 @@ def test_coarse_iou_pools_maps_seen_at_30m_against_the_labels():
 
 
 def test_without_small_lakes_leaves_lakes_under_the_minimum_area_out_of_the_score():
-    from lakepaper.stages.train import MIN_LAKE_PX, min_lake_px, pooled_iou, without_small_lakes
+    from lakepaper.stages.train import MIN_LAKE_PX, min_area_px, pooled_iou, without_small_lakes
 
     @dataclass
     class Labelled:
@@ -249,5 +249,5 @@ def test_without_small_lakes_leaves_lakes_under_the_minimum_area_out_of_the_scor
     chip = Labelled(label)
     assert pooled_iou([chip], [found], [keep]) == 1.0
     assert pooled_iou([chip], [found]) == pytest.approx(110 / 120)
-    assert MIN_LAKE_PX == 50 == min_lake_px({"min_lake_area_km2": 0.005, "resolution_m": 10.0})
-    assert min_lake_px({"min_lake_area_km2": 0.005, "resolution_m": 30.0}) == 6  # 5.6 px of 900 m2
+    assert MIN_LAKE_PX == 50 == min_area_px({"min_lake_area_km2": 0.005, "resolution_m": 10.0})
+    assert min_area_px({"min_lake_area_km2": 0.005, "resolution_m": 30.0}) == 6  # 5.6 px of 900 m2

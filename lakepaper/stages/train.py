@@ -109,7 +109,7 @@ def run(ctx: Context) -> Result:
 
     model, meta = load_model(out / "best.pt", bands=P["composite_bands"])
     per_patch, table, robust = score_test(
-        model, splits["test"], P, meta["patch_size"], device, min_lake_px=min_lake_px(P)
+        model, splits["test"], P, meta["patch_size"], device, min_lake_px=min_area_px(P)
     )
     with io.atomic_path(out / "test_metrics.csv") as tmp:
         table.to_csv(tmp, index_label="region_type")
@@ -165,14 +165,14 @@ def _scored(p: dict[str, Any], patch_size: int, device) -> dict[str, Any]:
     return dict(patch_size=patch_size, threshold=p["prob_threshold"], pad_value=p["pad_value"], device=device)
 
 
-def min_lake_px(p: dict[str, Any]) -> int:
+def min_area_px(p: dict[str, Any]) -> int:
     """The product's minimum lake area (``min_lake_area_km2``, paper section 2.4) in pixels of ``resolution_m``
     (50 at 10 m): lakes of fewer pixels are deleted from the product."""
     return math.ceil(p["min_lake_area_km2"] / (p["resolution_m"] / 1000) ** 2 - 1e-9)
 
 
-#: :func:`min_lake_px` of the paper's constants (for a model scored outside the stage: ``benchmarks/seeds.py``).
-MIN_LAKE_PX = min_lake_px({k: params.CONSTANTS[k].value for k in ("min_lake_area_km2", "resolution_m")})
+#: :func:`min_area_px` of the paper's constants (for a model scored outside the stage: ``benchmarks/seeds.py``).
+MIN_LAKE_PX = min_area_px({k: params.CONSTANTS[k].value for k in ("min_lake_area_km2", "resolution_m")})
 
 
 def score_test(
@@ -204,7 +204,7 @@ def robustness(
     water above a half); 0 for a view that keeps every pixel. ``drop - pixel_drop`` is then what the model
     loses by reading the view itself (mixed pixels, other band responses). ``drop_min_area`` is the drop with
     the label pixels of lakes under ``min_lake_px`` pixels (the product's minimum area, which post-processing
-    deletes: :func:`min_lake_px`) left out of both scores (:func:`without_small_lakes`): what the condition costs
+    deletes: :func:`min_area_px`) left out of both scores (:func:`without_small_lakes`): what the condition costs
     the lakes the product keeps; the check itself counts every lake. A pooled IoU can hang on one
     large lake: ``most_lost`` names the region that lost most correctly found lake pixels and
     ``most_lost_share`` its share of all lost (net, over the regions that lost any).
