@@ -200,13 +200,16 @@ def test_coarse_mask_names_a_bad_argument(kwargs, name):
         perturb.coarse_mask(np.zeros((6, 6)), **kwargs)
 
 
+@dataclass
+class Labelled:
+    """What the scoring of maps reads of a chip: its label and observed pixels."""
+
+    label: np.ndarray
+    observed: np.ndarray | None = None
+
+
 def test_coarse_iou_pools_maps_seen_at_30m_against_the_labels():
     from lakepaper.stages.train import ROBUSTNESS, coarse_iou
-
-    @dataclass
-    class Labelled:
-        label: np.ndarray
-        observed: np.ndarray | None = None
 
     big = np.zeros((30, 30), np.uint8)
     big[3:27, 3:27] = 1
@@ -226,11 +229,6 @@ def test_coarse_iou_pools_maps_seen_at_30m_against_the_labels():
 
 def test_without_small_lakes_leaves_lakes_under_the_minimum_area_out_of_the_score():
     from lakepaper.stages.train import MIN_LAKE_PX, min_area_px, pooled_iou, without_small_lakes
-
-    @dataclass
-    class Labelled:
-        label: np.ndarray
-        observed: np.ndarray | None = None
 
     label = np.zeros((20, 20), np.uint8)
     label[1:11, 1:11] = 1  # 100 px: kept
