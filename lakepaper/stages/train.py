@@ -47,7 +47,9 @@ from lakepaper.train.table import supplementary_table1, write_table
 from lakepaper.unet import UNet, conv_flops, count_parameters
 
 #: The method constants this stage uses: every parameter that defines a training run, and the product's minimum
-#: lake area at the chips' resolution (the robustness checks' ``drop_min_area``).
+#: lake area at the chips' resolution (the robustness checks' ``drop_min_area``). Notebook 03 does not declare
+#: ``min_lake_area_km2``: ``-p min_lake_area_km2`` changes stage 05's product, not the model nor its scores, so it
+#: reruns stage 05 on, not a training and a prediction.
 CONSTANTS = (*TRAIN_PARAMS, "min_lake_area_km2", "resolution_m")
 #: Patch-level test IoU the demo model must reach on the simulated world.
 #: A floor that catches a broken demo run (a model that learned nothing: IoU near 0, or the lake share),
