@@ -33,7 +33,7 @@ from lakepaper.figures.examples import supplementary_fig1
 from lakepaper.figures.train import training_curves
 from lakepaper.stages.context import Context, Result
 from lakepaper.train.checkpoint import load_model
-from lakepaper.train.evaluate import pooled, region_counts
+from lakepaper.train.evaluate import pooled
 from lakepaper.train.examples import (
     choose_examples,
     example_patches,
@@ -196,8 +196,10 @@ def robustness(
 
     Each condition's chips are the test chips with their images perturbed on the fly
     (:class:`lakepaper.perturb.PerturbedChips`), scored exactly as Table 1 (isolated sequential patches,
-    pixels pooled over all regions: :func:`lakepaper.train.evaluate.region_counts`, ``scored`` its
-    keyword arguments). ``base`` holds the unperturbed counts per region (as ``region_counts`` gives them).
+    pixels pooled over all regions): one pass of the model per condition gives its lake map of each chip
+    (:func:`lakepaper.train.examples.predicted_maps`, ``scored`` its keyword arguments), the pixels Table 1's
+    per-patch counts count, and every score below comes from those maps. ``base`` holds the unperturbed
+    counts per region (as :func:`lakepaper.train.evaluate.region_counts` gives them).
     ``drop`` is the unperturbed IoU minus the perturbed one (positive: worse); ``result`` is ``pass`` when
     the drop is at most the condition's ``limit`` (issue 21), ``n/a`` when an IoU is undefined (no lake in
     the truth nor the prediction). ``pixel_drop`` is the part of the drop the view's coarser pixels alone
@@ -222,12 +224,13 @@ def robustness(
     iou_kept = pooled_iou(chips, maps, kept)
     rows = []
     for name, (fn, limit, factor) in (ROBUSTNESS if conditions is None else conditions).items():
-        perturbed = perturb.PerturbedChips(chips, fn)
-        counts = region_counts(model, perturbed, **scored)
-        got = float(pooled(counts).loc["all", "iou"])
+        seen = predicted_maps(model, perturb.PerturbedChips(chips, fn), **scored)  # the pixels Table 1 counts
+        counts = map_counts(chips, seen)
+        got = float(scoring.scores_of(scoring.add(*counts, keys=("tp", "fp", "fn")))["iou"])
         drop = iou - got
         result = "n/a" if drop != drop else ("pass" if drop <= limit + 1e-12 else "fail")
-        lost = (before["tp"] - counts.set_index("region_id")["tp"].reindex(before.index).fillna(0)).clip(lower=0)
+        after = pd.Series([c["tp"] for c in counts], index=[c.region_id for c in chips])
+        lost = (before["tp"] - after.reindex(before.index).fillna(0)).clip(lower=0)
         top = lost.idxmax() if lost.sum() > 0 else None
         rows.append(
             {
@@ -237,7 +240,7 @@ def robustness(
                 "limit": limit,
                 "result": result,
                 "pixel_drop": 0.0 if factor == 1 else iou - coarse_iou(chips, maps, factor),
-                "drop_min_area": iou_kept - pooled_iou(chips, predicted_maps(model, perturbed, **scored), kept),
+                "drop_min_area": iou_kept - pooled_iou(chips, seen, kept),
                 "most_lost": "" if top is None else f"{top} ({before.loc[top, 'region_type']})",
                 "most_lost_share": 0.0 if top is None else float(lost[top] / lost.sum()),
             }
@@ -247,12 +250,17 @@ def robustness(
     return pd.DataFrame(rows, columns=columns)
 
 
-def pooled_iou(chips, maps: list[np.ndarray], valid: list[np.ndarray | None] | None = None) -> float:
-    """The IoU of lake maps of the chips against their labels, pixels pooled over the chips; ``valid``: per chip,
-    the pixels scored (None: the chips' observed pixels)."""
+def map_counts(chips, maps: list[np.ndarray], valid: list[np.ndarray | None] | None = None) -> list[dict[str, int]]:
+    """Per chip, the confusion counts of its lake map against its label (:func:`lakepaper.scoring.confusion`);
+    ``valid``: per chip, the pixels scored (None: the chips' observed pixels)."""
     valid = [c.observed for c in chips] if valid is None else valid
-    counts = [scoring.confusion(c.label, m, nodata=None, valid=v) for c, m, v in zip(chips, maps, valid, strict=True)]
-    return float(scoring.scores_of(scoring.add(*counts, keys=("tp", "fp", "fn")))["iou"])
+    return [scoring.confusion(c.label, m, nodata=None, valid=v) for c, m, v in zip(chips, maps, valid, strict=True)]
+
+
+def pooled_iou(chips, maps: list[np.ndarray], valid: list[np.ndarray | None] | None = None) -> float:
+    """The IoU of lake maps of the chips against their labels, pixels pooled over the chips (``valid``: as
+    :func:`map_counts`)."""
+    return float(scoring.scores_of(scoring.add(*map_counts(chips, maps, valid), keys=("tp", "fp", "fn")))["iou"])
 
 
 def coarse_iou(chips, maps: list[np.ndarray], factor: int) -> float:
