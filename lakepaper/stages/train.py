@@ -37,9 +37,9 @@ from lakepaper.train.evaluate import pooled
 from lakepaper.train.examples import (
     choose_examples,
     example_patches,
-    patch_counts,
     predicted_maps,
     region_totals,
+    scored_patches,
 )
 from lakepaper.train.loop import TRAIN_PARAMS, load_splits
 from lakepaper.train.loop import train as train_unet
@@ -180,17 +180,17 @@ MIN_LAKE_PX = min_area_px({k: params.CONSTANTS[k].value for k in ("min_lake_area
 def score_test(
     model: torch.nn.Module, chips, p: dict[str, Any], patch_size: int, device=None, *, min_lake_px: int = MIN_LAKE_PX
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """A kept model scored on the test chips as this stage scores it: the per-patch counts (one pass gives Table 1
-    and the examples), Table 1 (pixels pooled per region type and ``all``) and :func:`robustness`."""
-    scored = _scored(p, patch_size, device)
-    per_patch = patch_counts(model, chips, batch=p["batch_size"], **scored)
-    base = region_totals(per_patch, chips)
-    robust = robustness(model, chips, base, batch=p["batch_size"], min_lake_px=min_lake_px, **scored)
-    return per_patch, pooled(base), robust
+    """A kept model scored on the test chips as this stage scores it: the per-patch counts (one pass gives Table 1,
+    the examples and the maps the robustness checks start from), Table 1 (pixels pooled per region type and
+    ``all``) and :func:`robustness`."""
+    scored = _scored(p, patch_size, device) | {"batch": p["batch_size"]}
+    per_patch, maps = scored_patches(model, chips, **scored)
+    robust = robustness(model, chips, maps, min_lake_px=min_lake_px, **scored)
+    return per_patch, pooled(region_totals(per_patch, chips)), robust
 
 
 def robustness(
-    model: torch.nn.Module, chips, base: pd.DataFrame, conditions=None, *, min_lake_px: int = MIN_LAKE_PX, **scored
+    model: torch.nn.Module, chips, maps: list[np.ndarray], conditions=None, *, min_lake_px: int = MIN_LAKE_PX, **scored
 ) -> pd.DataFrame:
     """The kept model's pooled test IoU on the test chips perturbed per condition, against the unperturbed one.
 
@@ -198,8 +198,8 @@ def robustness(
     (:class:`lakepaper.perturb.PerturbedChips`), scored exactly as Table 1 (isolated sequential patches,
     pixels pooled over all regions): one pass of the model per condition gives its lake map of each chip
     (:func:`lakepaper.train.examples.predicted_maps`, ``scored`` its keyword arguments), the pixels Table 1's
-    per-patch counts count, and every score below comes from those maps. ``base`` holds the unperturbed
-    counts per region (as :func:`lakepaper.train.evaluate.region_counts` gives them).
+    per-patch counts count, and every score below comes from those maps. ``maps`` are the model's maps of the
+    unperturbed chips (:func:`lakepaper.train.examples.scored_patches` gives them with Table 1's counts).
     ``drop`` is the unperturbed IoU minus the perturbed one (positive: worse); ``result`` is ``pass`` when
     the drop is at most the condition's ``limit`` (issue 21), ``n/a`` when an IoU is undefined (no lake in
     the truth nor the prediction). ``pixel_drop`` is the part of the drop the view's coarser pixels alone
@@ -217,20 +217,21 @@ def robustness(
         One row per condition: condition, iou, drop, limit, result, pixel_drop, drop_min_area, most_lost,
         most_lost_share.
     """
-    iou = float(pooled(base).loc["all", "iou"])
-    before = base.set_index("region_id")
-    maps = predicted_maps(model, chips, **scored)
+    ids = [c.region_id for c in chips]
+    before = map_counts(chips, maps)
+    iou = _iou(before)
+    found = pd.Series([c["tp"] for c in before], index=ids)
+    types = dict(zip(ids, (c.region_type for c in chips), strict=True))
     kept = [without_small_lakes(c, min_lake_px) for c in chips]
     iou_kept = pooled_iou(chips, maps, kept)
     rows = []
     for name, (fn, limit, factor) in (ROBUSTNESS if conditions is None else conditions).items():
         seen = predicted_maps(model, perturb.PerturbedChips(chips, fn), **scored)  # the pixels Table 1 counts
         counts = map_counts(chips, seen)
-        got = float(scoring.scores_of(scoring.add(*counts, keys=("tp", "fp", "fn")))["iou"])
+        got = _iou(counts)
         drop = iou - got
         result = "n/a" if drop != drop else ("pass" if drop <= limit + 1e-12 else "fail")
-        after = pd.Series([c["tp"] for c in counts], index=[c.region_id for c in chips])
-        lost = (before["tp"] - after.reindex(before.index).fillna(0)).clip(lower=0)
+        lost = (found - pd.Series([c["tp"] for c in counts], index=ids)).clip(lower=0)
         top = lost.idxmax() if lost.sum() > 0 else None
         rows.append(
             {
@@ -241,7 +242,7 @@ def robustness(
                 "result": result,
                 "pixel_drop": 0.0 if factor == 1 else iou - coarse_iou(chips, maps, factor),
                 "drop_min_area": iou_kept - pooled_iou(chips, seen, kept),
-                "most_lost": "" if top is None else f"{top} ({before.loc[top, 'region_type']})",
+                "most_lost": "" if top is None else f"{top} ({types[top]})",
                 "most_lost_share": 0.0 if top is None else float(lost[top] / lost.sum()),
             }
         )
@@ -260,7 +261,12 @@ def map_counts(chips, maps: list[np.ndarray], valid: list[np.ndarray | None] | N
 def pooled_iou(chips, maps: list[np.ndarray], valid: list[np.ndarray | None] | None = None) -> float:
     """The IoU of lake maps of the chips against their labels, pixels pooled over the chips (``valid``: as
     :func:`map_counts`)."""
-    return float(scoring.scores_of(scoring.add(*map_counts(chips, maps, valid), keys=("tp", "fp", "fn")))["iou"])
+    return _iou(map_counts(chips, maps, valid))
+
+
+def _iou(counts: list[dict[str, int]]) -> float:
+    """The IoU of per-chip counts pooled."""
+    return float(scoring.scores_of(scoring.add(*counts, keys=("tp", "fp", "fn")))["iou"])
 
 
 def coarse_iou(chips, maps: list[np.ndarray], factor: int) -> float:

@@ -45,7 +45,24 @@ def patch_counts(model: torch.nn.Module, chips: Sequence[Chip], *, threshold: fl
     """Per sequential patch: region_id, region_type, region (index into ``chips``), patch (its number in the
     region, row by row), row, col (the window's top-left pixel in the region), tp, fp, fn, tn and iou of
     ``probability > threshold`` (``kwargs``: those of :func:`patch_probabilities`)."""
+    return scored_patches(model, chips, threshold=threshold, **kwargs)[0]
+
+
+def predicted_maps(
+    model: torch.nn.Module, chips: Sequence[Chip], *, threshold: float = 0.5, **kwargs
+) -> list[np.ndarray]:
+    """The model's lake map of each chip (bool, the chip's shape): ``probability > threshold`` of the same
+    patches :func:`patch_counts` scores, each pixel from the patch that owns it (``kwargs``: those of
+    :func:`patch_probabilities`)."""
+    return scored_patches(model, chips, threshold=threshold, **kwargs)[1]
+
+
+def scored_patches(
+    model: torch.nn.Module, chips: Sequence[Chip], *, threshold: float = 0.5, **kwargs
+) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    """:func:`patch_counts` and :func:`predicted_maps` from one pass of the model over the patches."""
     rows: list[dict] = []
+    maps = [np.zeros(c.label.shape, bool) for c in chips]
     for r, k, w, b, i, prob in patch_probabilities(model, chips, **kwargs):
         y = torch.from_numpy(b.label[i]).to(prob.device)
         v = torch.from_numpy(b.valid[i]).to(prob.device)
@@ -60,23 +77,12 @@ def patch_counts(model: torch.nn.Module, chips: Sequence[Chip], *, threshold: fl
                 **confusion(prob, y, v, threshold),
             }
         )
-    out = pd.DataFrame(rows, columns=["region_id", "region_type", "region", "patch", "row", "col", *COUNTS])
-    out["iou"] = [scoring.scores(r.tp, r.fp, r.fn)["iou"] for r in out.itertuples()] if len(out) else []
-    return out
-
-
-def predicted_maps(
-    model: torch.nn.Module, chips: Sequence[Chip], *, threshold: float = 0.5, **kwargs
-) -> list[np.ndarray]:
-    """The model's lake map of each chip (bool, the chip's shape): ``probability > threshold`` of the same
-    patches :func:`patch_counts` scores, each pixel from the patch that owns it (``kwargs``: those of
-    :func:`patch_probabilities`)."""
-    maps = [np.zeros(c.label.shape, bool) for c in chips]
-    for r, _, w, _, _, prob in patch_probabilities(model, chips, **kwargs):
         dr, dc = w.own_row - w.row, w.own_col - w.col
         own = prob[dr : dr + w.own_height, dc : dc + w.own_width].cpu().numpy() > threshold
         maps[r][w.own_row : w.own_row + w.own_height, w.own_col : w.own_col + w.own_width] = own
-    return maps
+    out = pd.DataFrame(rows, columns=["region_id", "region_type", "region", "patch", "row", "col", *COUNTS])
+    out["iou"] = [scoring.scores(r.tp, r.fp, r.fn)["iou"] for r in out.itertuples()] if len(out) else []
+    return out, maps
 
 
 def patch_probabilities(
