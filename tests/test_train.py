@@ -643,7 +643,6 @@ def test_stage_03_trains_scores_and_resumes_to_the_same_bytes(data, tmp_path):
     assert set(examples.region_type) <= set(table.index) and len(examples) == len(first.manifest["examples"])
     assert (out / "figures" / "supplementary_fig1.png").stat().st_size > 5000
     robust = pd.read_csv(out / "robustness.csv", keep_default_na=False)
-    from lakepaper.train.checkpoint import load_model
     from lakepaper.train.examples import predicted_maps
 
     model, meta = load_model(out / "best.pt")
